@@ -1,0 +1,9 @@
+"""dualcorn: one production HTTP server for every Python web application (ASGI and WSGI)."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from dualcorn.config import Config
+
+__all__ = ["Config", "__version__"]

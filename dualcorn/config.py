@@ -1,0 +1,230 @@
+"""One frozen, validated :class:`Config` for the whole server.
+
+A Config is plain data: building one imports nothing, binds nothing and configures no logging
+(uvicorn's Config sets up logging as a side effect of construction; dualcorn does that in
+:mod:`dualcorn.logs` when the server starts).  Every default carries the precedent it follows.
+Unknown or conflicting options fail at construction with a message naming the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dualcorn.errors import ConfigError
+
+__all__ = ["Config", "Interface", "LifespanMode", "LoopName", "HTTPName", "WSName"]
+
+Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
+LifespanMode = Literal["auto", "on", "off"]
+LoopName = Literal["auto", "asyncio", "uvloop"]
+HTTPName = Literal["auto", "h11", "httptools"]
+WSName = Literal["auto", "websockets", "wsproto", "none"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "interface": ("auto", "asgi3", "asgi2", "wsgi"),
+    "lifespan": ("auto", "on", "off"),
+    "loop": ("auto", "asyncio", "uvloop"),
+    "http": ("auto", "h11", "httptools"),
+    "ws": ("auto", "websockets", "wsproto", "none"),
+    "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
+}
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+def _default_threads() -> int:
+    # concurrent.futures.ThreadPoolExecutor's own default: enough threads for I/O-bound WSGI
+    # views on a small machine, capped so a big machine does not start hundreds.
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _web_concurrency() -> int:
+    # gunicorn and uvicorn both read WEB_CONCURRENCY (a Heroku convention) for --workers.
+    value = os.environ.get("WEB_CONCURRENCY", "1")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY must be a whole number, not {value!r}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything the server needs to know, checked once, before anything starts."""
+
+    # The application: an import string ("module:attr") or the callable itself.
+    app: Any
+
+    # --- Application loading -------------------------------------------------------------
+    interface: Interface = "auto"
+    factory: bool = False
+    app_dir: str | None = "."  # uvicorn: the current directory is on sys.path by default
+    env_file: str | None = None
+
+    # --- Binding -------------------------------------------------------------------------
+    host: str = "127.0.0.1"  # uvicorn and gunicorn: loopback unless asked otherwise
+    port: int = 8000  # uvicorn's default port
+    uds: str | None = None
+    fd: int | None = None
+    backlog: int = 2048  # uvicorn and gunicorn: 2048 pending connections
+    reuse_port: bool = False
+
+    # --- Implementations -----------------------------------------------------------------
+    loop: LoopName = "auto"
+    http: HTTPName = "auto"
+    ws: WSName = "auto"
+    lifespan: LifespanMode = "auto"
+
+    # --- HTTP behaviour ------------------------------------------------------------------
+    root_path: str = ""
+    server_header: bool = True
+    date_header: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+
+    # --- Limits --------------------------------------------------------------------------
+    limit_concurrency: int | None = None  # uvicorn: unlimited unless set; 503 past it
+    limit_keepalive_requests: int | None = 1000  # nginx keepalive_requests default
+    limit_max_requests: int | None = None  # gunicorn max_requests: off by default
+    limit_max_requests_jitter: int = 0  # gunicorn max_requests_jitter
+    # The whole request head: request line plus header fields.  waitress allows 256 KiB,
+    # nginx 4 x 8 KiB buffers, Node.js 16 KiB; 64 KiB admits large cookies and JWTs.
+    limit_request_head: int = 64 * KIB
+    limit_request_fields: int = 100  # gunicorn limit_request_fields
+    limit_request_line: int = 8190  # gunicorn limit_request_field_size; nginx 8 KiB buffers
+    # Bodies stream, so an unlimited body costs no memory; uvicorn and gunicorn set no limit.
+    limit_request_body: int | None = None
+    # Unread request body held per connection before reading pauses (uvicorn: 64 KiB).
+    read_high_water: int = 64 * KIB
+    # Unsent response bytes in the transport before the app's send() waits (asyncio's default).
+    write_high_water: int = 64 * KIB
+
+    # --- Timeouts (seconds) --------------------------------------------------------------
+    timeout_keep_alive: float = 5.0  # uvicorn --timeout-keep-alive default
+    timeout_request_head: float = 60.0  # nginx client_header_timeout
+    timeout_body_read: float = 60.0  # nginx client_body_timeout: between two reads
+    timeout_graceful_shutdown: float | None = 30.0  # gunicorn graceful_timeout
+    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout
+    timeout_worker_startup: float = 60.0
+
+    # --- WSGI ----------------------------------------------------------------------------
+    threads: int = field(default_factory=_default_threads)
+
+    # --- WebSockets ----------------------------------------------------------------------
+    ws_max_size: int = 16 * MIB  # uvicorn and websockets: 16 MiB
+    ws_max_queue: int = 32  # uvicorn: 32 unread messages
+    ws_ping_interval: float | None = 20.0  # uvicorn and websockets: 20 s
+    ws_ping_timeout: float | None = 20.0
+    ws_per_message_deflate: bool = True
+    ws_close_timeout: float = 10.0  # websockets' close_timeout
+
+    # --- Supervision ---------------------------------------------------------------------
+    workers: int = field(default_factory=_web_concurrency)
+    reload: bool = False
+    reload_dirs: tuple[str, ...] = ()
+    reload_includes: tuple[str, ...] = ()
+    reload_excludes: tuple[str, ...] = ()
+    reload_delay: float = 0.25  # uvicorn --reload-delay
+
+    # --- Logging -------------------------------------------------------------------------
+    log_level: LogLevel | None = None  # None: leave logging as the host program set it
+    log_config: str | dict[str, Any] | None = None
+    access_log: bool = True
+    use_colors: bool | None = None  # None: colours when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if value is None and name == "log_level":
+                continue
+            if value not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        self._check_ranges()
+        self._check_conflicts()
+        # Normalise sequences so a frozen Config is hashable and safe to share.
+        for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "headers", _check_headers(self.headers))
+
+    def _check_ranges(self) -> None:
+        positive = (
+            "backlog", "limit_request_head", "limit_request_fields", "limit_request_line",
+            "read_high_water", "write_high_water", "threads", "ws_max_size", "ws_max_queue",
+            "workers",
+        )  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)!r}")
+        optional_positive = (
+            "limit_concurrency", "limit_keepalive_requests", "limit_max_requests",
+            "limit_request_body",
+        )  # fmt: skip
+        for name in optional_positive:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1 (or unset); got {value!r}")
+        if self.limit_max_requests_jitter < 0:
+            raise ConfigError("limit_max_requests_jitter must not be negative")
+        timeouts = (
+            "timeout_keep_alive", "timeout_request_head", "timeout_body_read",
+            "timeout_worker_healthcheck", "timeout_worker_startup", "ws_close_timeout",
+            "reload_delay",
+        )  # fmt: skip
+        for name in timeouts:
+            if getattr(self, name) <= 0 and name != "reload_delay":
+                raise ConfigError(f"{name} must be more than 0 seconds")
+        for name in ("timeout_graceful_shutdown", "ws_ping_interval", "ws_ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be between 0 and 65535; got {self.port}")
+        if self.root_path and not self.root_path.startswith("/"):
+            raise ConfigError(f"root_path must start with '/'; got {self.root_path!r}")
+
+    def _check_conflicts(self) -> None:
+        if self.uds is not None and self.fd is not None:
+            raise ConfigError("uds and fd cannot both be given: choose one socket to serve on")
+        if self.reload and self.workers > 1:
+            raise ConfigError("reload and workers > 1 cannot be combined: reload runs one server")
+        if (self.reload or self.workers > 1) and not isinstance(self.app, str):
+            option = "reload" if self.reload else "workers"
+            raise ConfigError(
+                f"{option} needs the app as an import string such as 'main:app', "
+                "because each server process imports it afresh"
+            )
+        if self.factory and self.interface != "auto" and not isinstance(self.app, str):
+            raise ConfigError("factory needs the app as an import string")
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some options changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def bind_description(self) -> str:
+        """How the log names the address before the socket exists."""
+        if self.uds:
+            return f"unix:{self.uds}"
+        if self.fd is not None:
+            return f"fd://{self.fd}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _check_headers(headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    checked = []
+    for item in headers:
+        if len(item) != 2:
+            raise ConfigError(f"headers entries must be (name, value) pairs; got {item!r}")
+        name, value = item
+        # RFC 9110 5.1: a field name is a token; 5.5: values exclude CR, LF and NUL.
+        if not name or any(c in name for c in ' \t\r\n\0:"(),/;<=>?@[\\]{}'):
+            raise ConfigError(f"headers: {name!r} is not a valid header name")
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"headers: the value of {name!r} contains CR, LF or NUL")
+        checked.append((name, value))
+    return tuple(checked)
