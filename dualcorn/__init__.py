@@ -4,8 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from dualcorn.config import Config  # noqa: E402
-from dualcorn.main import run  # noqa: E402
-from dualcorn.server import Server  # noqa: E402
+from dualcorn.config import Config
+from dualcorn.main import run
+from dualcorn.server import Server
 
 __all__ = ["Config", "Server", "__version__", "run"]

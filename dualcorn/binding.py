@@ -33,7 +33,9 @@ def _bind_tcp(config: Config) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise StartupError(f"cannot bind to {host!r}: the host name does not resolve ({exc})")
+        raise StartupError(
+            f"cannot bind to {host!r}: the host name does not resolve ({exc})"
+        ) from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:

@@ -20,7 +20,7 @@ from dualcorn import __version__
 from dualcorn.config import _CHOICES, Config
 from dualcorn.errors import ConfigError, LoadError, StartupError
 
-__all__ = ["main", "build_parser", "config_from_args"]
+__all__ = ["build_parser", "config_from_args", "main"]
 
 STARTUP_FAILED = 3  # gunicorn's and uvicorn's exit status when the app cannot start
 _LIST_OPTIONS = {"reload_dirs", "reload_includes", "reload_excludes", "headers"}
@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an ASGI or WSGI application: dualcorn module:app [options]",
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("app", metavar="APP", help="import string such as 'main:app' or 'pkg.mod:make()'")
+    p.add_argument(
+        "app", metavar="APP", help="import string such as 'main:app' or 'pkg.mod:make()'"
+    )
     p.add_argument("--version", action="store_true", help="print versions and exit")
     g = p.add_argument_group("binding")
     g.add_argument("--host", help="address to bind (default 127.0.0.1; IPv6 works too)")
@@ -67,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reuse-port", action=argparse.BooleanOptionalAction, help="SO_REUSEPORT")
     g = p.add_argument_group("application")
     g.add_argument("--interface", choices=_CHOICES["interface"], help="auto, asgi3, asgi2 or wsgi")
-    g.add_argument("--factory", action=argparse.BooleanOptionalAction,
-                   help="APP is a factory: call it with no arguments to get the app")
+    g.add_argument(
+        "--factory",
+        action=argparse.BooleanOptionalAction,
+        help="APP is a factory: call it with no arguments to get the app",
+    )
     g.add_argument("--app-dir", help="directory put first on sys.path (default '.')")
     g.add_argument("--env-file", help="load environment variables from this file first")
     g.add_argument("--lifespan", choices=_CHOICES["lifespan"], help="ASGI lifespan: auto, on, off")
@@ -81,10 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("HTTP")
     g.add_argument("--server-header", action=argparse.BooleanOptionalAction)
     g.add_argument("--date-header", action=argparse.BooleanOptionalAction)
-    g.add_argument("--header", dest="headers", action="append", type=_header,
-                   help="default response header name:value (repeatable)")
+    g.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        type=_header,
+        help="default response header name:value (repeatable)",
+    )
     g = p.add_argument_group("limits")
-    for flag, kind, text in (
+    options: tuple[tuple[str, Any, str], ...] = (
         ("--limit-concurrency", _optional_int, "requests in flight before 503s"),
         ("--limit-keepalive-requests", _optional_int, "requests per connection (1000)"),
         ("--limit-max-requests", _optional_int, "requests before a worker retires"),
@@ -94,24 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
         ("--limit-request-fields", int, "header fields before 431 (100)"),
         ("--limit-request-line", int, "request-target bytes before 414 (8190)"),
         ("--h11-max-incomplete-event-size", int, "uvicorn's name for --limit-request-head"),
-    ):
+    )
+    for flag, kind, text in options:
         g.add_argument(flag, type=kind, help=text)
     g = p.add_argument_group("timeouts (seconds)")
-    for flag, kind, text in (
+    options = (
         ("--timeout-keep-alive", float, "idle time between requests (5)"),
         ("--timeout-request-head", float, "time to receive a request head (60)"),
         ("--timeout-body-read", float, "longest gap while reading a body (60)"),
         ("--timeout-graceful-shutdown", _optional_float, "wait for requests in flight (30)"),
         ("--timeout-worker-healthcheck", float, "a silent worker is restarted after (30)"),
-    ):
+    )
+    for flag, kind, text in options:
         g.add_argument(flag, type=kind, help=text)
     g = p.add_argument_group("WebSockets")
     g.add_argument("--ws-max-size", type=int, help="largest message in bytes (16 MiB)")
     g.add_argument("--ws-max-queue", type=int, help="unread messages before reading pauses")
     g.add_argument("--ws-ping-interval", type=_optional_float, help="seconds between pings")
     g.add_argument("--ws-ping-timeout", type=_optional_float, help="seconds to wait for a pong")
-    g.add_argument("--ws-per-message-deflate", type=_bool, nargs="?", const=True,
-                   help="permessage-deflate compression (true)")
+    g.add_argument(
+        "--ws-per-message-deflate",
+        type=_bool,
+        nargs="?",
+        const=True,
+        help="permessage-deflate compression (true)",
+    )
     g = p.add_argument_group("supervision")
     g.add_argument("--workers", type=int, help="server processes (default $WEB_CONCURRENCY or 1)")
     g.add_argument("--reload", action=argparse.BooleanOptionalAction, help="restart on edits")

@@ -51,7 +51,7 @@ class ColourFormatter(logging.Formatter):
         self.use_colors = use_colors
         self.show_pid = False
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging API)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         name = record.levelname
         pad = " " * max(1, 9 - len(name) - 1)
         if self.use_colors:

@@ -197,4 +197,3 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
-

@@ -45,16 +45,16 @@ class Lifespan:
         if self.supported:
             logger.info("Application startup complete.")
 
-    async def shutdown(self, timeout: float | None) -> None:
+    async def shutdown(self, grace: float | None) -> None:
         if not self.supported or self._task is None or self._task.done():
             return
         logger.info("Waiting for application shutdown.")
         await self._inbox.put({"type": "lifespan.shutdown"})
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(grace):
                 await self._shutdown_done.wait()
         except TimeoutError:
-            logger.error("Application shutdown did not finish in %s s; cancelling it.", timeout)
+            logger.error("Application shutdown did not finish in %s s; cancelling it.", grace)
             self._task.cancel()
             return
         if self._failure is not None:

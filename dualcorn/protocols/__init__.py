@@ -16,7 +16,9 @@ def protocol_class(name: str) -> Any:
             from dualcorn.protocols.http_httptools import HttpToolsProtocol
         except ImportError:
             if name == "httptools":
-                raise ConfigError("http 'httptools' is not installed: pip install httptools")
+                raise ConfigError(
+                    "http 'httptools' is not installed: pip install httptools"
+                ) from None
         else:
             return HttpToolsProtocol
     from dualcorn.protocols.http_h11 import H11Protocol

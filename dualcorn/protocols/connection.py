@@ -9,7 +9,7 @@ timeouts (idle keep-alive, request head, body stall), flow control and graceful 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 from dualcorn.errors import ProtocolError
@@ -49,8 +49,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
     # --- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = transport = cast(asyncio.Transport, transport)
         self.read_flow = ReadFlow(transport)
         transport.set_write_buffer_limits(high=self.config.write_high_water)
         self.client = _address(transport.get_extra_info("peername"))

@@ -48,10 +48,29 @@ class Owner(Protocol):
 
 class RequestCycle:
     __slots__ = (
-        "_body", "_body_done", "_body_seen", "bytes_sent", "_chunked", "_declared_length",
-        "_expect_100", "_head", "_head_written", "_wake", "complete", "disconnected",
-        "head_request", "http10", "keep_alive", "owner", "scope", "started", "start_time",
-        "state", "status", "_more_body", "_body_limit",
+        "_body",
+        "_body_done",
+        "_body_limit",
+        "_body_seen",
+        "_chunked",
+        "_declared_length",
+        "_expect_100",
+        "_head",
+        "_head_written",
+        "_more_body",
+        "_wake",
+        "bytes_sent",
+        "complete",
+        "disconnected",
+        "head_request",
+        "http10",
+        "keep_alive",
+        "owner",
+        "scope",
+        "start_time",
+        "started",
+        "state",
+        "status",
     )  # fmt: skip
 
     def __init__(
@@ -185,8 +204,12 @@ class RequestCycle:
                 self._finish()
         elif kind == "http.response.pathsend":
             # ASGI "http.response.pathsend" extension: the whole file, then the end.
-            with open(message["path"], "rb") as file:
+            loop = asyncio.get_running_loop()
+            file = await loop.run_in_executor(None, open, message["path"], "rb")
+            try:
                 await self._sendfile(file, None, None, False)
+            finally:
+                file.close()
             self._write_body(b"", False)
             self._finish()
         else:
@@ -361,8 +384,13 @@ def _fail(cycle: RequestCycle) -> None:
     cycle.keep_alive = False
     if not cycle.started:
         # Before the response started, the client can still get a clean 500 with no body.
-        cycle._prepare_head({"type": "http.response.start", "status": 500, "headers": [
-            (b"content-type", b"text/plain; charset=utf-8")]})
+        cycle._prepare_head(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
         cycle._write_body(b"", False)
         cycle._finish()
     else:
@@ -370,4 +398,3 @@ def _fail(cycle: RequestCycle) -> None:
         cycle.complete = True
         cycle.owner.transport.close()
         cycle.owner.cycle_done(cycle)
-

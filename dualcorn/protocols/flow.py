@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["ReadFlow", "WriteFlow", "BODY", "PIPELINE"]
+__all__ = ["BODY", "PIPELINE", "ReadFlow", "WriteFlow"]
 
 # Reasons to stop reading; a small bit set avoids allocating on the hot path.
 BODY = 1

@@ -10,7 +10,7 @@ from dualcorn import __version__
 from dualcorn.config import Config
 from dualcorn.protocols.wire import DateHeader
 
-__all__ = ["ServerState", "Connection"]
+__all__ = ["Connection", "ServerState"]
 
 
 class Connection:

@@ -15,13 +15,13 @@ from email.utils import formatdate
 from dualcorn.errors import AppContractError
 
 __all__ = [
+    "CONTINUE_100",
+    "LAST_CHUNK",
     "DateHeader",
     "chunk",
     "error_response",
     "status_line",
     "validate_header",
-    "LAST_CHUNK",
-    "CONTINUE_100",
 ]
 
 # RFC 9110 5.1: field-name = token; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
@@ -42,7 +42,9 @@ def status_line(status: int) -> bytes:
     line = _status_lines.get(status)
     if line is None:
         if not isinstance(status, int) or not 100 <= status <= 999:
-            raise AppContractError(f"the response status must be an int from 100 to 999, not {status!r}")
+            raise AppContractError(
+                f"the response status must be an int from 100 to 999, not {status!r}"
+            )
         try:
             reason = http.HTTPStatus(status).phrase
         except ValueError:
