@@ -6,7 +6,7 @@ two ways is the root of request smuggling (RFC 9112 11.2).  So dualcorn adds two
 
 1. :class:`HeadScanner` watches the raw bytes of each request head as they arrive, whole or one
    byte at a time, and enforces what the parsed event can no longer show: CRLF line endings,
-   no obsolete line folding, and the size of the whole head.
+   no obsolete line folding, a single plain Content-Length, and the size of the whole head.
 2. :func:`check_request` looks at the parsed head: the framing headers (Content-Length,
    Transfer-Encoding), control characters in values, the HTTP version, the target length and the
    number of fields.
@@ -31,59 +31,83 @@ _DIGITS = re.compile(rb"[0-9]+\Z")
 
 
 class HeadScanner:
-    """Watches the raw bytes of one request head; carries at most 3 bytes between reads."""
+    """Watches the raw bytes of one request head, whole or split across any number of reads.
 
-    __slots__ = ("_carry", "_leading", "_limit", "_size", "done")
+    The common case, a head that arrives in one read, is checked in place; otherwise the head
+    is gathered (never past the size limit) and checked once complete.
+    """
+
+    __slots__ = ("_buf", "_limit", "done")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self.reset()
-
-    def reset(self) -> None:
-        self._carry = b""
-        self._size = 0
-        self._leading = True  # still inside the empty lines a client may send first
+        self._buf = bytearray()
         self.done = False
 
-    def feed(self, data: bytes) -> int:
-        """Scan ``data``; return how many of its bytes belong to the head (all if unfinished).
+    def reset(self) -> None:
+        self._buf.clear()
+        self.done = False
 
-        Raises ProtocolError for bare LF (400), obsolete line folding (400) and a head larger
-        than the limit (431).
+    def feed(self, data: bytes) -> None:
+        """Scan the next bytes; sets ``done`` once the head is complete and sound.
+
+        Raises ProtocolError: 400 for bare CR or LF, obsolete line folding or a repeated or
+        list-valued Content-Length; 431 for a head larger than the limit.
         """
-        if self._leading:
+        buf = self._buf
+        if not buf:
             # RFC 9112 2.2: a server SHOULD ignore at least one empty line (CRLF) received
             # before the request-line.
-            stripped = data.lstrip(b"\r\n")
-            skipped = len(data) - len(stripped)
-            if not stripped:
-                return len(data)
-            self._leading = False
-            return skipped + self.feed(stripped)
-        carry = self._carry
-        buf = carry + data
-        end = buf.find(_END_OF_HEAD)
-        head = buf if end < 0 else buf[: end + 4]
-        # RFC 9112 2.2: a bare LF as a line terminator lets two parsers disagree on where a
-        # field ends; answer 400 instead of guessing.
-        lf = head.find(b"\n")
-        while lf != -1:
-            if lf == 0 or head[lf - 1] != 0x0D:
-                raise ProtocolError("bare LF in the request head (RFC 9112 2.2)", 400)
-            # RFC 9112 5.2: obs-fold is rejected with 400 rather than unfolded.
-            if lf + 1 < len(head) and head[lf + 1] in (0x20, 0x09):
-                raise ProtocolError("obsolete line folding in the request head (RFC 9112 5.2)")
-            lf = head.find(b"\n", lf + 1)
-        consumed = len(head) - len(carry)
-        self._size += consumed
-        if self._size > self._limit:
-            raise ProtocolError("the request head is larger than the limit", 431)
+            if data[:1] in (b"\r", b"\n"):
+                data = data.lstrip(b"\r\n")
+                if not data:
+                    return
+            end = data.find(_END_OF_HEAD)
+            if end >= 0:
+                _check_head(data[: end + 4], self._limit)
+                self.done = True
+                return
+            start = 0
+        else:
+            start = len(buf) - 3
+        buf += data
+        end = buf.find(_END_OF_HEAD, max(start, 0))
         if end >= 0:
+            head = bytes(buf[: end + 4])
+            buf.clear()
+            _check_head(head, self._limit)
             self.done = True
-            self._carry = b""
-            return consumed
-        self._carry = buf[-3:]
-        return len(data)
+            return
+        if len(buf) > self._limit:
+            raise ProtocolError("the request head is larger than the limit", 431)
+        # A bare LF must be refused before a lenient parser accepts "\n\n" as the end.
+        lf = buf.find(b"\n", max(start, 0))
+        while lf != -1:
+            if lf == 0 or buf[lf - 1] != 0x0D:
+                raise ProtocolError("bare LF in the request head (RFC 9112 2.2)")
+            lf = buf.find(b"\n", lf + 1)
+
+
+def _check_head(head: bytes, limit: int) -> None:
+    """Checks on a complete raw head, each one pass of C-speed bytes operations."""
+    if len(head) > limit:
+        raise ProtocolError("the request head is larger than the limit", 431)
+    crlf = head.count(b"\r\n")
+    # RFC 9112 2.2: a bare CR or LF lets two parsers disagree on where a field ends.
+    if head.count(b"\n") != crlf or head.count(b"\r") != crlf:
+        raise ProtocolError("bare CR or LF in the request head (RFC 9112 2.2)")
+    # RFC 9112 5.2: obs-fold is rejected with 400 rather than unfolded.
+    if b"\r\n " in head or b"\r\n\t" in head:
+        raise ProtocolError("obsolete line folding in the request head (RFC 9112 5.2)")
+    lowered = head.lower()
+    lengths = lowered.count(b"\ncontent-length:")
+    if lengths:
+        # RFC 9112 6.3 (5): parsers quietly merge "5, 5" or a repeated field into one value;
+        # a server behind a proxy must not guess which length the proxy used.
+        at = lowered.index(b"\ncontent-length:")
+        line = lowered[at : lowered.index(b"\r\n", at + 1)]
+        if lengths > 1 or b"," in line:
+            raise ProtocolError("repeated or list-valued Content-Length")
 
 
 class HeadFacts:
