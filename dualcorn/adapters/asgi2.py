@@ -31,8 +31,8 @@ class ASGI2Adapter:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # ASGI spec, "Legacy Applications": "the application is called with the scope and
-        # returns an instance, which is then awaited with receive and send".
+        # ASGI spec, "Legacy Applications": a v2 application is a callable taking the scope
+        # and returning a coroutine callable that takes receive and send.
         instance = self.app(scope)
         await instance(receive, send)
 

@@ -217,8 +217,8 @@ def _detect_class(cls: type, name: str) -> Detection:
         return _guess("asgi2", f"class {name} is constructed with one argument (the scope)",
                       alternatives=("asgi3",))  # fmt: skip
     if constructor.accepts(2) and not constructor.accepts(3) and hasattr(cls, "__iter__"):
-        # PEP 3333: "the application object ... may be a class": Class(environ, start_response)
-        # whose instances are the response iterable.
+        # PEP 3333: "a function, method, class, or instance with a __call__ method are all
+        # acceptable for use as an application object"; a class's instance is the iterable.
         return Detection("wsgi", f"class {name}(environ, start_response) with __iter__")
     if constructor.accepts(3) and hasattr(cls, "__await__"):
         return Detection("asgi3", f"class {name}(scope, receive, send) whose instances await")
