@@ -66,7 +66,7 @@ def load_app(
     module_name, attribute, call = parse_import_string(app)
     if app_dir is not None:
         _add_app_dir(app_dir)
-    module = _import_module(module_name, app_dir)
+    module = _import_module(module_name, app_dir, _hint(app))
     target = _resolve_attribute(module, module_name, attribute)
     label = f"'{module_name}:{attribute}'"
     if call or factory:
@@ -75,7 +75,7 @@ def load_app(
     else:
         _reject_uncalled_factory(target, module_name, attribute)
     if not callable(target):
-        raise LoadError(f"{label} is not callable: it is a {_describe_object(target)}")
+        raise LoadError(f"{label} is not callable: found {_describe_object(target)}")
     return target
 
 
@@ -102,10 +102,11 @@ def _hint(import_string: str) -> str:
         # "main.app" or "main": people coming from gunicorn's optional ":application".
         head, dot, tail = module_name.rpartition(".")
         return f" (did you mean '{head}:{tail}'?)" if dot and head else ""
+    # "main.py:app" parses (module "py" in package "main") but fails to import; say why.
     if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
-        dotted = re.sub(r"\.py\Z", "", module_name).replace("\\", "/").strip("/")
-        return f" (a module name, not a file path: did you mean '{dotted.replace('/', '.')}:"
-        f"{attribute or 'app'}'?)"
+        path = re.sub(r"\.py\Z", "", module_name).replace("\\", "/").strip("/")
+        dotted = path.replace("/", ".")
+        return f" (a module name, not a file path: did you mean '{dotted}:{attribute or 'app'}'?)"
     return ""
 
 
@@ -154,7 +155,7 @@ def _add_app_dir(app_dir: str) -> None:
         sys.path.insert(0, path)
 
 
-def _import_module(module_name: str, app_dir: str | None) -> Any:
+def _import_module(module_name: str, app_dir: str | None, hint: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -164,7 +165,7 @@ def _import_module(module_name: str, app_dir: str | None) -> Any:
             raise LoadError(
                 f"could not import module {module_name!r}: {exc} (searched {searched}the rest "
                 "of sys.path); run dualcorn from the directory that contains it, "
-                "or pass --app-dir"
+                f"or pass --app-dir{hint}"
             ) from None
         # The module exists, but one of *its* imports does not: the app's dependency.
         raise _app_error(f"importing {module_name!r} failed: {exc}", exc) from exc
@@ -228,9 +229,7 @@ def _imported(module: Any, name: str) -> bool:
 
 def _call_factory(factory: Any, label: str) -> Any:
     if not callable(factory):
-        raise LoadError(
-            f"{label} cannot be called as a factory: it is a {_describe_object(factory)}"
-        )
+        raise LoadError(f"{label} cannot be called as a factory: found {_describe_object(factory)}")
     try:
         inspect.signature(factory).bind()
     except TypeError as exc:
@@ -279,7 +278,7 @@ def _describe_object(value: object) -> str:
     text = repr(value)
     if len(text) > _REPR_LIMIT:
         text = text[: _REPR_LIMIT - 3] + "..."
-    return f"{type(value).__name__}: {text}"
+    return f"{type(value).__name__} {text}"
 
 
 def _quoted_list(names: list[str]) -> str:
