@@ -32,7 +32,7 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 __all__ = ["Detection", "InterfaceName", "describe", "detect_interface"]
 
@@ -143,14 +143,14 @@ def _is_coroutine_function(func: object) -> bool:
     if isinstance(func, functools.partial):
         return _is_coroutine_function(func.func)
     # An object whose __call__ is a coroutine function, e.g. partial(app_instance, ...).
-    if callable(func) and not inspect.isroutine(func) and not inspect.isclass(func):
+    if callable(func) and not _is_plain_routine(func) and not inspect.isclass(func):
         return inspect.iscoroutinefunction(func.__call__)
     return False
 
 
 def _call_target(app: object) -> Callable[..., object] | None:
     """What the server actually invokes: the routine itself or the instance's bound __call__."""
-    if inspect.isroutine(app) or isinstance(app, functools.partial):
+    if _is_plain_routine(app) or isinstance(app, functools.partial):
         return app
     if not callable(app):
         return None
@@ -237,7 +237,7 @@ def _unwrap(func: Callable[..., object]) -> Callable[..., object] | None:
     wrapped = getattr(func, "__wrapped__", None)
     if wrapped is None or not callable(wrapped):
         return None
-    target = wrapped if inspect.isroutine(wrapped) or inspect.isclass(wrapped) else None
+    target = wrapped if _is_plain_routine(wrapped) or inspect.isclass(wrapped) else None
     return target if target is not None else _call_target(wrapped)
 
 
@@ -265,6 +265,13 @@ def _guess(interface: InterfaceName, evidence: str, alternatives: tuple[str, ...
 def _name_of(app: object) -> str:
     if isinstance(app, functools.partial):
         return f"functools.partial({_name_of(app.func)}, ...)"
-    if inspect.isroutine(app) or inspect.isclass(app):
-        return getattr(app, "__qualname__", None) or getattr(app, "__name__", None) or repr(app)
+    if _is_plain_routine(app) or inspect.isclass(app):
+        name = getattr(app, "__qualname__", None) or getattr(app, "__name__", None) or repr(app)
+        return str(name).rpartition("<locals>.")[2]
     return f"{type(app).__qualname__} instance"
+
+
+def _is_plain_routine(value: object) -> TypeGuard[Callable[..., object]]:
+    # Not inspect.isroutine: it also accepts any object with __get__ (a "method descriptor"),
+    # such as asgiref's SyncToAsync, whose behaviour is its class's __call__.
+    return inspect.isfunction(value) or inspect.ismethod(value) or inspect.isbuiltin(value)
