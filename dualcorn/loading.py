@@ -271,7 +271,24 @@ def _reject_uncalled_factory(target: Any, module_name: str, attribute: str) -> N
 def _app_error(message: str, cause: BaseException) -> AppCodeError:
     error = AppCodeError(message)
     error.__cause__ = cause  # callers also write `from exc`; set here so no path forgets it
+    # Start the traceback the CLI prints at the application's first line, not in dualcorn or
+    # importlib: Python hides import machinery frames only for an `import` statement.
+    traceback = cause.__traceback__
+    while traceback is not None and _is_loader_frame(traceback.tb_frame.f_code.co_filename):
+        traceback = traceback.tb_next
+    cause.__traceback__ = traceback  # None for a SyntaxError, which names its file and line
     return error
+
+
+_IMPORTLIB_DIR = os.path.dirname(importlib.__file__)
+
+
+def _is_loader_frame(filename: str) -> bool:
+    return (
+        filename == __file__
+        or filename.startswith("<frozen importlib")
+        or os.path.dirname(filename) == _IMPORTLIB_DIR
+    )
 
 
 def _describe_object(value: object) -> str:

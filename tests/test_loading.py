@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 import textwrap
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,12 +194,18 @@ def test_exception_during_import_is_the_apps_own(project: Path) -> None:
     assert isinstance(caught.value.__cause__, RuntimeError)
     assert getattr(caught.value, "show_traceback", False) is True
     assert "lm_raises" not in sys.modules
+    # The traceback the CLI prints starts in the application, not in dualcorn or importlib.
+    frames = traceback.extract_tb(caught.value.__cause__.__traceback__)
+    assert [Path(frame.filename).name for frame in frames] == ["lm_raises.py"]
 
 
 def test_syntax_error_is_the_apps_own(project: Path) -> None:
     write(project, "lm_syntax.py", "def app(:\n")
-    with pytest.raises(AppCodeError, match=r"importing 'lm_syntax' failed: SyntaxError"):
+    with pytest.raises(AppCodeError, match=r"importing 'lm_syntax' failed: SyntaxError") as caught:
         load_app("lm_syntax:app")
+    printed = "".join(traceback.format_exception(caught.value.__cause__))
+    assert "lm_syntax.py" in printed
+    assert "importlib" not in printed
 
 
 def test_sys_exit_at_import_explains_itself(project: Path) -> None:
@@ -280,6 +287,8 @@ def test_factory_exception_is_the_apps_own(project: Path) -> None:
         "calling factory 'lm_badfactory:create_app' failed: ValueError: no config"
     )
     assert isinstance(caught.value.__cause__, ValueError)
+    frames = traceback.extract_tb(caught.value.__cause__.__traceback__)
+    assert [(Path(f.filename).name, f.name) for f in frames] == [("lm_badfactory.py", "create_app")]
 
 
 def test_factory_that_needs_arguments(project: Path) -> None:
