@@ -236,6 +236,7 @@ AMBIGUOUS: list[tuple[str, object, InterfaceName, list[str]]] = [
     ("async 1 parameter", async_one, "asgi3", ["--interface asgi2"]),
     ("no parameters", create_app, "asgi3", ["--factory"]),
     ("class with sync __call__", SyncCallClass, "asgi2", ["--interface asgi3"]),
+    ("app class, not instance", AsyncCallable, "asgi3", ["'module:ClassName()'", "--factory"]),
     ("not callable", object(), "asgi3", ["not callable", "--interface wsgi"]),
     ("wraps(*args) around *args", wraps_forwarding(star_args), "wsgi", ["--interface asgi3"]),
 ]

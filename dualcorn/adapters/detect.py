@@ -189,7 +189,7 @@ def _detect_callable(target: Callable[..., object], name: str) -> Detection:
         return Detection("wsgi", where)
     if shape.accepts(1) and not shape.accepts(2):
         return Detection("asgi2", f"{where} takes only the scope")
-    if shape.required == 3 or (shape.accepts(3) and not shape.accepts(2)):
+    if shape.accepts(3) and not shape.accepts(2):
         # A sync function taking (scope, receive, send) is an ASGI 3 app only if it returns an
         # awaitable, as instrumentation wrappers do; nothing short of calling it can prove that.
         if _returns_awaitable(target):
@@ -220,6 +220,14 @@ def _detect_class(cls: type, name: str) -> Detection:
         # PEP 3333: "a function, method, class, or instance with a __call__ method are all
         # acceptable for use as an application object"; a class's instance is the iterable.
         return Detection("wsgi", f"class {name}(environ, start_response) with __iter__")
+    if constructor.maximum == 0 and call_shape is not None:
+        # Instances are the app (e.g. a class with async __call__(self, scope, receive, send)),
+        # but the server would call the class itself: a slip of `main:App` for `main:app`.
+        evidence = (
+            f"class {name}() takes no arguments, so its instances must be the app; serve an "
+            "instance, or let dualcorn build one with 'module:ClassName()' or --factory"
+        )
+        return _guess("asgi3" if call_shape.is_async else "wsgi", evidence, ("asgi2",))
     if constructor.accepts(3) and hasattr(cls, "__await__"):
         return Detection("asgi3", f"class {name}(scope, receive, send) whose instances await")
     return _guess("asgi2", f"class {name}{constructor.signature} is a class", ("asgi3", "wsgi"))
