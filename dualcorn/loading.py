@@ -247,6 +247,12 @@ def _call_factory(factory: Any, label: str) -> Any:
         ) from exc
     if built is None:
         raise LoadError(f"factory {label} returned None; does it end with `return app`?")
+    if inspect.iscoroutine(built):
+        built.close()  # never awaited: close it so Python does not warn about it later
+        raise LoadError(
+            f"factory {label} is async; dualcorn calls factories before the event loop runs, "
+            "so make it a plain `def` (do async set-up in the app's lifespan startup instead)"
+        )
     return built
 
 

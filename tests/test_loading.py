@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
 import textwrap
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -304,6 +306,17 @@ def test_factory_returning_none(project: Path) -> None:
     write(project, "lm_nonefactory.py", "def create_app():\n    app = object()\n")
     with pytest.raises(LoadError, match=r"returned None; does it end with `return app`"):
         load_app("lm_nonefactory:create_app()")
+
+
+def test_async_factory(project: Path) -> None:
+    write(project, "lm_asyncfactory.py", "async def create_app():\n    return None\n")
+    with warnings.catch_warnings(record=True) as caught_warnings:
+        warnings.simplefilter("always")
+        with pytest.raises(LoadError, match=r"factory 'lm_asyncfactory:create_app' is async"):
+            load_app("lm_asyncfactory:create_app()")
+        gc.collect()
+    # The coroutine was closed, so Python has no "was never awaited" warning to give.
+    assert [str(w.message) for w in caught_warnings] == []
 
 
 def test_factory_returning_non_callable(project: Path) -> None:
