@@ -48,11 +48,15 @@ class Server:
 
     # --- Entry points --------------------------------------------------------------------
 
-    def run(self, sockets: list[socket.socket] | None = None) -> None:
-        """Configure logging, then serve until stopped (blocking)."""
+    def run(self, sockets: list[socket.socket] | None = None, *, show_pid: bool = False) -> None:
+        """Configure logging, then serve until stopped (blocking).
+
+        ``show_pid`` puts the process id on every log line: supervisors run several servers
+        side by side, and their output interleaves on one stderr.
+        """
         from dualcorn.logs import configure_logging
 
-        configure_logging(self.config)
+        configure_logging(self.config, show_pid=show_pid)
         with asyncio.Runner(loop_factory=loop_factory(self.config.loop)) as runner:
             runner.run(self.serve(sockets))
 
