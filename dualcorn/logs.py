@@ -58,7 +58,7 @@ class ColourFormatter(logging.Formatter):
             name = f"{_COLOURS.get(record.levelno, '')}{name}{_RESET}"
         prefix = f"{name}:{pad}"
         if self.show_pid:
-            prefix = f"{prefix}[{record.process}] "
+            prefix = f"{prefix}[{record.process}]"
         record.__dict__["levelprefix"] = prefix
         return super().formatMessage(record)
 
