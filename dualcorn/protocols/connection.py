@@ -27,6 +27,12 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.pathsend": {},
 }
 _IDLE, _HEAD = 0, 1  # what the running timer guards
+# At shutdown an idle keep-alive connection may already carry a request the server has not read
+# (RFC 9112 9.6: the client cannot know the server is closing).  Closing at once would reset it;
+# the connection instead gets this long to deliver that request, answered with
+# "Connection: close".  It matters to blue-green reloads and rolling restarts, where another
+# process is ready to serve the client's next connection.
+IDLE_DRAIN = 0.5
 
 
 class HTTPConnection(asyncio.Protocol, Connection):
@@ -45,6 +51,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = _HEAD
         self._head_bytes_seen = False
+        self._closed = asyncio.Event()
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -56,14 +63,15 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.client = _address(transport.get_extra_info("peername"))
         self.server = _address(transport.get_extra_info("sockname"))
         self.state.connections.add(self)
-        if self.state.stopping:
-            transport.close()
+        if self.state.stopping:  # accepted just before the listener closed
+            self.shutdown()
             return
         # nginx client_header_timeout also covers a new connection that sends nothing.
         self._arm(_HEAD, self.config.timeout_request_head)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        self._closed.set()
         self._disarm()
         cycle = self.cycle
         if cycle is not None and not cycle.complete:
@@ -189,10 +197,24 @@ class HTTPConnection(asyncio.Protocol, Connection):
     # --- Called by the server ------------------------------------------------------------
 
     def shutdown(self) -> None:
-        if self.cycle is None:
-            self.transport.close()
-        else:
+        if self.cycle is not None:
             self.cycle.keep_alive = False
+            return
+        # The server waits for state.tasks: draining counts as work in flight.
+        task = self.loop.create_task(self._drain())
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    async def _drain(self) -> None:
+        """Close once idle for IDLE_DRAIN, or after the request that arrives meanwhile."""
+        try:
+            async with asyncio.timeout(IDLE_DRAIN):
+                await self._closed.wait()
+        except TimeoutError:
+            if self.cycle is None and not self._head_bytes_seen:
+                self.transport.close()
+                return
+            await self._closed.wait()  # the request's response closes it (state.stopping)
 
     # --- Timers --------------------------------------------------------------------------
 
