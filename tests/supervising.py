@@ -23,7 +23,9 @@ RUNNING = re.compile(r"\[(\d+)\] dualcorn running on")
 
 
 @contextlib.contextmanager
-def start_dualcorn(*args: str, cwd: Path, startup_timeout: float = 20.0) -> Iterator[DualcornProcess]:
+def start_dualcorn(
+    *args: str, cwd: Path, startup_timeout: float = 20.0
+) -> Iterator[DualcornProcess]:
     """``python -m dualcorn *args`` in ``cwd`` importing this checkout; never leaked."""
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}

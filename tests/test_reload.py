@@ -16,7 +16,7 @@ import pytest
 
 from tests.supervising import Poller, children, is_alive, start_dualcorn, wait_for
 
-ASGI_APP = '''
+ASGI_APP = """
 VERSION = "{version}"
 
 async def app(scope, receive, send):
@@ -36,9 +36,9 @@ async def app(scope, receive, send):
     await send({{"type": "http.response.start", "status": 200, "headers": headers}})
     await send({{"type": "http.response.body", "body": body}})
 {extra}
-'''
+"""
 
-WSGI_APP = '''
+WSGI_APP = """
 VERSION = "{version}"
 
 def app(environ, start_response):
@@ -46,7 +46,7 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 {extra}
-'''
+"""
 
 BROKEN = "\ndef broken(:\n"  # a SyntaxError at import
 

@@ -218,12 +218,16 @@ class Arbiter:
         kind, message, details = failure or ("crash", "a worker failed to start", "")
         if self.stopping:
             return
-        text = f"\n{details.rstrip()}" if details else ""
-        logger.error("Worker [%d] failed to start: %s%s", worker.pid, message, text)
         if self.outdated:
+            logger.error("New worker [%d] failed to start: %s%s", worker.pid, message,
+                         f"\n{details.rstrip()}" if details else "")  # fmt: skip
             logger.error("Rolling restart abandoned: the running workers keep serving.")
             self.outdated.clear()
             return
+        # The message itself is the caller's to print (the CLI's "dualcorn: error: ..."); the
+        # app's traceback, when it is the app's fault, only this once.
+        logger.error("Worker [%d] failed to start; stopping.%s", worker.pid,
+                     f" The app's traceback:\n{details.rstrip()}" if details else "")  # fmt: skip
         self.halt = (kind, message)
         self.stopping = True
         for other in self.processes():
