@@ -85,6 +85,9 @@ def test_sigkilled_worker_is_replaced_without_a_failed_request(app_dir: Path) ->
                 victim = int(poller.results[-1].text)  # the worker holding our connection
                 os.kill(victim, signal.SIGKILL)
                 killed = time.monotonic()
+                # kill() returns before the process is gone, and its sockets close only when
+                # its last thread has exited: wait until the supervisor has reaped it.
+                wait_for(lambda: not os.path.exists(f"/proc/{victim}"), 5, "the worker to go")
             took = wait_for(lambda: set(serving_pids(server)) - first, 5, "a replacement")
             replaced = time.monotonic() - killed
             time.sleep(0.5)
@@ -173,7 +176,7 @@ def test_max_requests_retirement_fails_no_request(app_dir: Path) -> None:
               f"workers in turn, {len(poller.failures)} failed")  # fmt: skip
         assert poller.failures == []
         assert len(answered) >= 4  # workers retired and were replaced
-        assert len(live_workers(server)) == 2
+        wait_for(lambda: len(live_workers(server)) == 2, 5, "two workers")
         stop_leaving_nothing(server)
 
 

@@ -61,6 +61,16 @@ _LONGEST_BURST = 2.0
 def run_reloader(config: Config) -> None:
     """Serve ``config`` with a fresh server process after every change; return on SIGINT/TERM."""
     configure_logging(config, show_pid=True)
+    # Signals first: from the moment the address is printed, Ctrl+C must stop us cleanly.
+    inbox = SignalInbox((signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP))
+    try:
+        _supervise(config, inbox)
+    finally:
+        inbox.close()
+    logger.info("Stopped reloader process")
+
+
+def _supervise(config: Config, inbox: SignalInbox) -> None:
     roots = watched_dirs(config)
     watch_filter = ChangeFilter(roots, config.reload_includes, config.reload_excludes)
     sock = bind_socket(config)
@@ -69,7 +79,6 @@ def run_reloader(config: Config) -> None:
     logger.info("Will watch for changes in: %s", ", ".join(repr(str(r)) for r in roots))
     logger.info("Started reloader process using WatchFiles")
     watcher = Watcher(roots, watch_filter)
-    inbox = SignalInbox((signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP))
     reloader = Reloader(config, sock)
     try:
         watcher.start()
@@ -77,10 +86,8 @@ def run_reloader(config: Config) -> None:
         reloader.loop(inbox, watcher)
     finally:
         watcher.stop()
-        inbox.close()
         reloader.kill_all()
         sock.close()
-    logger.info("Stopped reloader process")
 
 
 class Reloader:

@@ -56,8 +56,13 @@ _ABORT_GRACE = 2.0  # after SIGABRT, time to print the stacks before SIGKILL
 def run_workers(config: Config) -> None:
     """Run ``config.workers`` server processes until SIGINT/SIGTERM; raise if one cannot start."""
     configure_logging(config, show_pid=True)
-    listen, worker_config, held = _sockets(config)
+    # Signals first: from the moment the address is printed, Ctrl+C must stop us cleanly.
     inbox = SignalInbox(_SIGNALS)
+    try:
+        listen, worker_config, held = _sockets(config)
+    except BaseException:
+        inbox.close()
+        raise
     arbiter = Arbiter(worker_config, listen)
     logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(held[0]))
     logger.info("Started parent process; starting %d workers.", config.workers)
