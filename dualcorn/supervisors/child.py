@@ -20,7 +20,9 @@ on the pipe is an :class:`Orders`: the pickled :class:`~dualcorn.config.Config`,
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import importlib
 import logging
 import os
 import sys
@@ -86,6 +88,10 @@ def _warm_up(config: Config) -> None:
 
     loop_factory(config.loop)
     protocol_class(config.http)
+    if config.interface in ("auto", "wsgi"):
+        # The WSGI adapter is imported lazily for the first WSGI app; a standby pays it ahead.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("dualcorn.adapters.wsgi")
 
 
 def _serve(conn: Connection, orders: Orders) -> int:
