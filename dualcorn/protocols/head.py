@@ -146,7 +146,7 @@ def check_request(
         raise ProtocolError("the request target is longer than the limit", 414)
     facts = HeadFacts()
     length_seen = transfer_encoding = False
-    count = 0
+    count = hosts = 0
     for name, value in headers:
         count += 1
         if _CONTROL.search(value) is not None:
@@ -171,11 +171,17 @@ def check_request(
             tokens = value.lower()
             facts.close = facts.close or b"close" in tokens
             facts.keep_alive_token = facts.keep_alive_token or b"keep-alive" in tokens
+        elif name == b"host":
+            hosts += 1
         elif name == b"expect":
             # RFC 9110 10.1.1: "100-continue" is the only expectation defined.
             facts.expect_continue = value.lower() == b"100-continue"
     if count > max_fields:
         raise ProtocolError("the request has more header fields than the limit", 431)
+    # RFC 9112 3.2: a server MUST respond 400 to an HTTP/1.1 request without a Host field or
+    # with more than one.
+    if hosts != 1 and (hosts or http_version == b"1.1"):
+        raise ProtocolError("an HTTP/1.1 request needs exactly one Host field")
     # RFC 9112 6.1: a request with both is a smuggling attempt; a server ought to reject it.
     if length_seen and transfer_encoding:
         raise ProtocolError("both Content-Length and Transfer-Encoding are present")
