@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from asgi_driver import ClientGone, Exchange, drive
 
-import dualcorn.adapters.wsgi_input
 from dualcorn.adapters.wsgi import WSGIAdapter
 from dualcorn.errors import AppContractError
 
@@ -35,13 +34,13 @@ def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 def hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every trip an app thread makes to the event loop."""
     trips: list[object] = []
-    original = dualcorn.adapters.wsgi_input.run_coroutine_threadsafe
+    original = asyncio.run_coroutine_threadsafe
 
     def counting(coroutine: Any, loop: Any) -> Any:
         trips.append(coroutine)
         return original(coroutine, loop)
 
-    monkeypatch.setattr(dualcorn.adapters.wsgi_input, "run_coroutine_threadsafe", counting)
+    monkeypatch.setattr("dualcorn.adapters.wsgi_input.run_coroutine_threadsafe", counting)
     return trips
 
 
