@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asgi_driver import ClientGone, drive, make_scope
 
 from dualcorn.adapters.wsgi import ZEROCOPY_EXTENSION, WSGIAdapter
 from dualcorn.errors import ConfigError
+from tests.asgi_driver import ClientGone, drive, make_scope
 
 Environ = dict[str, Any]
 

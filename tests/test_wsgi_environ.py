@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
-from asgi_driver import drive, make_scope
 
 from dualcorn.adapters.wsgi import FileWrapper, WSGIAdapter
+from tests.asgi_driver import drive, make_scope
 
 CGI_KEYS = (
     "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT",

@@ -13,9 +13,9 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
-from asgi_driver import Exchange, drive, make_scope
 
 from dualcorn.adapters.wsgi import ZEROCOPY_EXTENSION, WSGIAdapter
+from tests.asgi_driver import Exchange, drive, make_scope
 
 Environ = dict[str, Any]
 CHUNKED_UPLOAD = [b"first chunk|", b"", b"second chunk|", b"x" * 70_000, b"|last"]
@@ -203,24 +203,18 @@ urlpatterns: list[Any] = []
 
 
 @pytest.fixture(scope="module")
-def django_app() -> Any:
+def django_app() -> Iterator[Any]:
     pytest.importorskip("django")
     from django.conf import settings
+    from django.test.utils import override_settings
 
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="test-only",
-            ROOT_URLCONF=__name__,
-            ALLOWED_HOSTS=["*"],
-            MIDDLEWARE=[],
-            INSTALLED_APPS=[],
-            USE_TZ=True,
-        )
+    if not settings.configured:  # other test modules may have configured Django already
+        settings.configure(SECRET_KEY="test-only", INSTALLED_APPS=[], USE_TZ=True)
     urlpatterns[:] = django_views()
     from django.core.wsgi import get_wsgi_application
 
-    return get_wsgi_application()
+    with override_settings(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], MIDDLEWARE=[]):
+        yield get_wsgi_application()
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
-from asgi_driver import Exchange, drive
 
 from dualcorn.adapters.wsgi import ClientDisconnected, WSGIAdapter
+from tests.asgi_driver import Exchange, drive
 
 BODY = b"first line\nsecond line\n\nthird, longer line of text\nno newline at the end"
 

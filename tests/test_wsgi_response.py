@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
-from asgi_driver import ClientGone, Exchange, drive
 
 from dualcorn.adapters.wsgi import WSGIAdapter
 from dualcorn.errors import AppContractError
+from tests.asgi_driver import ClientGone, Exchange, drive
 
 StartResponse = Any
 Environ = dict[str, Any]
