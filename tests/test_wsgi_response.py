@@ -1,33 +1,23 @@
-"""The response side of the WSGI adapter: start_response, write(), the body and close()."""
+"""The response side of the WSGI adapter: the body, write() and start_response()."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
 
-from dualcorn.adapters.wsgi import WSGIAdapter
 from dualcorn.errors import AppContractError
-from tests.asgi_driver import ClientGone, Exchange, drive
-
-StartResponse = Any
-Environ = dict[str, Any]
-
-
-async def serve(app: Callable[[Environ, StartResponse], Any], **options: Any) -> Exchange:
-    adapter = WSGIAdapter(app, threads=2)
-    try:
-        return await drive(adapter, **options)
-    finally:
-        await adapter.shutdown()
-
-
-def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "dualcorn.error" and r.levelno >= 40]
+from tests.wsgi_helpers import (
+    ClosingBody,
+    Environ,
+    StartResponse,
+    app_returning,
+    error_records,
+    serve,
+)
 
 
 @pytest.fixture
@@ -42,35 +32,6 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
     monkeypatch.setattr("dualcorn.adapters.wsgi_input.run_coroutine_threadsafe", counting)
     return trips
-
-
-class ClosingBody:
-    """A response iterable that counts close() calls and can fail or pause mid-way."""
-
-    def __init__(self, chunks: Iterable[bytes | Exception]) -> None:
-        self.chunks = list(chunks)
-        self.closed = 0
-        self.produced = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.chunks:
-            if isinstance(chunk, Exception):
-                raise chunk
-            self.produced += 1
-            yield chunk
-
-    def close(self) -> None:
-        self.closed += 1
-
-
-def app_returning(
-    body: Any, status: str = "200 OK", headers: list[tuple[str, str]] | None = None
-) -> Callable[[Environ, StartResponse], Any]:
-    def app(environ: Environ, start_response: StartResponse) -> Any:
-        start_response(status, headers if headers is not None else [("Content-Type", "text/plain")])
-        return body
-
-    return app
 
 
 # --- Sending the body ------------------------------------------------------------------------
@@ -354,151 +315,3 @@ async def test_non_bytes_chunk_is_a_500(caplog: pytest.LogCaptureFixture) -> Non
     exchange = await serve(app_returning(["text, not bytes"]))
     assert exchange.status == 500
     assert "not bytes" in str(error_records(caplog)[0].exc_info[1])  # type: ignore[index]
-
-
-# --- Application errors ----------------------------------------------------------------------
-
-
-async def test_app_exception_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
-    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        start_response("200 OK", [("X-Lost", "1")])
-        raise KeyError("missing")
-
-    exchange = await serve(app)
-    assert exchange.status == 500
-    assert exchange.headers == [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", b"0"),
-    ]
-    assert exchange.body == b""
-    assert exchange.complete
-    [record] = error_records(caplog)
-    assert record.exc_info is not None
-    assert isinstance(record.exc_info[1], KeyError)
-
-
-async def test_exception_before_the_first_non_empty_chunk_is_still_a_500() -> None:
-    body = ClosingBody([b"", b"", RuntimeError("in the iterable")])
-    exchange = await serve(app_returning(body))
-    assert exchange.status == 500
-    assert body.closed == 1
-
-
-async def test_exception_after_the_response_started_is_reraised(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    failure = RuntimeError("mid-stream")
-    body = ClosingBody([b"first", failure])
-    exchange = Exchange()
-    with pytest.raises(RuntimeError) as raised:
-        await serve(app_returning(body), exchange=exchange)
-    assert raised.value is failure
-    assert exchange.status == 200
-    assert not exchange.complete  # the server will close the connection
-    assert body.closed == 1
-    assert error_records(caplog) == []  # the server logs what the adapter re-raises
-
-
-async def test_system_exit_in_the_app_does_not_stop_the_server() -> None:
-    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        raise SystemExit(3)
-
-    exchange = await serve(app)
-    assert exchange.status == 500
-
-
-# --- close() exactly once --------------------------------------------------------------------
-
-
-async def test_close_once_after_a_normal_response() -> None:
-    body = ClosingBody([b"a", b"b"])
-    exchange = await serve(app_returning(body))
-    assert exchange.body == b"ab"
-    assert body.closed == 1
-
-
-async def test_close_once_after_an_exception_before_output() -> None:
-    body = ClosingBody([ValueError("x")])
-    exchange = await serve(app_returning(body))
-    assert exchange.status == 500
-    assert body.closed == 1
-
-
-async def test_close_once_when_send_fails_because_the_client_left(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    body = ClosingBody([b"a", b"b", b"c", b"d"])
-
-    async def failing_send(message: dict[str, Any]) -> None:
-        if message.get("body") == b"b":
-            raise ClientGone("connection lost")
-
-    exchange = await serve(app_returning(body), on_send=failing_send)
-    assert exchange.body == b"a"
-    assert body.produced == 2  # iteration stopped at the failed send
-    assert body.closed == 1
-    assert error_records(caplog) == []
-
-
-async def test_close_once_when_the_disconnect_is_noticed_while_reading() -> None:
-    class EchoBody:
-        """Streams the request body back, line by line, as it arrives."""
-
-        def __init__(self, stream: Any) -> None:
-            self.stream = stream
-            self.closed = 0
-
-        def __iter__(self) -> Iterator[bytes]:
-            yield from self.stream
-
-        def close(self) -> None:
-            self.closed += 1
-
-    bodies: list[EchoBody] = []
-
-    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        start_response("200 OK", [])
-        bodies.append(EchoBody(environ["wsgi.input"]))
-        return bodies[0]
-
-    exchange = await serve(app, body=[b"line 1\n", b"line 2\n", b"line 3\n"], disconnect_after=2)
-    # The echo got through the first two lines, then the disconnect ended the response.
-    assert exchange.body == b"line 1\nline 2\n"
-    assert not exchange.complete
-    assert bodies[0].closed == 1
-
-
-async def test_close_errors_are_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    class BadClose:
-        def __iter__(self) -> Iterator[bytes]:
-            return iter([b"ok"])
-
-        def close(self) -> None:
-            raise OSError("close failed")
-
-    exchange = await serve(app_returning(BadClose()))
-    assert exchange.body == b"ok"
-    assert exchange.complete
-    [record] = error_records(caplog)
-    assert "close() raised" in record.getMessage()
-
-
-async def test_app_thread_is_released_when_the_request_is_cancelled() -> None:
-    body = ClosingBody([b"a", b"b", b"c"])
-    first_send = asyncio.Event()
-
-    async def stuck_send(message: dict[str, Any]) -> None:
-        if message.get("body"):
-            first_send.set()
-            await asyncio.Event().wait()  # a client that never reads
-
-    adapter = WSGIAdapter(app_returning(body), threads=1)
-    task = asyncio.create_task(drive(adapter, on_send=stuck_send))
-    await first_send.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    # shutdown() waits for the app thread: it returns only if the thread was released.
-    await asyncio.wait_for(adapter.shutdown(), timeout=10)
-    assert body.produced == 1
-    assert body.closed == 1
