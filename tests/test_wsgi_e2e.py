@@ -167,3 +167,21 @@ def test_slow_reader_holds_the_app_thread_back(serve: Serve) -> None:
     assert held_back_at * chunk_size < 32 * 1024 * 1024
     assert received.endswith(b"y" * 1024)
     assert received.count(b"y") == chunk_size * chunks
+
+
+def test_app_connection_close_is_honoured(serve: Serve) -> None:
+    """An app's "Connection: close" ends the connection after its response, not in a 500."""
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
+        return [b"bye"]
+
+    with (
+        wsgi_server(serve, app) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = read_until_closed(sock, WAIT)  # returns only because the server closed
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.count(b"connection: close\r\n") == 1
+    assert answer.endswith(b"\r\n\r\nbye")

@@ -279,7 +279,6 @@ async def test_malformed_status_is_rejected(status: Any, caplog: pytest.LogCaptu
         [("X A", "1")],
         [("", "1")],
         [("X-A:", "1")],
-        [("Connection", "close")],  # PEP 3333: hop-by-hop headers belong to the server
         [("Keep-Alive", "timeout=5")],
         [("Transfer-Encoding", "chunked")],
         [("Upgrade", "h2c")],

@@ -40,9 +40,11 @@ logger = logging.getLogger("dualcorn.error")
 WHOLE_BODY_LIMIT = 64 * 1024
 
 # PEP 3333 "Other HTTP Features": applications must not use HTTP/1.1 hop-by-hop headers; this is
-# the set wsgiref.util.is_hop_by_hop names (RFC 2616 13.5.1).
+# the set wsgiref.util.is_hop_by_hop names (RFC 2616 13.5.1), less "Connection": many real apps
+# send "Connection: close" to ask for the connection to end, and the server can honour that
+# (waitress does) instead of turning a working response into a 500.
 _HOP_BY_HOP = frozenset(
-    ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+    ("keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
      "transfer-encoding", "upgrade")
 )  # fmt: skip
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2
