@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
@@ -80,6 +81,8 @@ class Server:
         finally:
             self._remove_signal_handlers()
             await lifespan.shutdown(config.timeout_graceful_shutdown)
+            if self.interface == "wsgi":
+                await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
             self.started.clear()
 
     def stop(self, force: bool = False) -> None:
@@ -197,3 +200,16 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
+
+
+async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
+    """Stop the WSGI thread pool, whatever --lifespan said: the pool is dualcorn's, not the app's.
+
+    A thread stuck in the app cannot be interrupted; after the grace period it is left behind
+    rather than holding the process forever.
+    """
+    try:
+        async with asyncio.timeout(grace):
+            await adapter.shutdown()
+    except TimeoutError:
+        logger.warning("WSGI threads still busy after %s s; exiting without them.", grace)
