@@ -369,7 +369,10 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
             logger.error("Exception in ASGI application", exc_info=exc)
         _fail(cycle)
     else:
-        if not cycle.started:
+        if cycle.disconnected and not cycle.complete:
+            # The client left first: an app that stops answering it did nothing wrong.
+            logger.debug("the app returned after the client went away")
+        elif not cycle.started:
             logger.error("ASGI callable returned without starting a response")
             _fail(cycle)
         elif not cycle.complete:
