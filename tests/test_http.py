@@ -306,12 +306,15 @@ def test_content_length_mismatch_closes(
     with serve(app) as server, RawClient(server.port) as client:
         client.send(get())
         data = client.read_until_closed()
-        # The client can tell the body is broken: fewer than 10 body bytes and a close, or
-        # nothing at all; never bytes past the declared length (they would be a next response).
-        if data:
-            head, _, body = data.partition(b"\r\n\r\n")
+        head, _, body = data.partition(b"\r\n\r\n")
+        if sent < 10:
+            # The head is out: the client sees fewer bytes than announced, then the close.
             assert b"content-length: 10" in head
-            assert len(body) < 10
+            assert body == b"x" * sent
+        else:
+            # Nothing was written yet: a clean 500, never bytes past the declared length.
+            assert head.startswith(b"HTTP/1.1 500 ")
+            assert body == b""
     assert "Content-Length" in errors.text
     assert any(record.levelno >= logging.ERROR for record in errors.records)
 
@@ -363,6 +366,25 @@ def test_exception_before_start_gives_500(serve: Serve, errors: pytest.LogCaptur
     assert record.levelno == logging.ERROR
     assert "boom before start" in errors.text
     assert "Traceback" in errors.text
+
+
+def test_exception_between_start_and_body_is_still_a_500(
+    serve: Serve, errors: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"5"), (b"x-app", b"1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise ValueError("boom between start and body")
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(get())
+        response = client.read_response()
+        # Nothing of the app's head reached the wire, so the client gets an honest 500.
+        assert response.status == 500
+        assert response.header(b"x-app") is None
+        assert response.header(b"content-length") == b"0"
+        assert client.is_closed_by_server()
+    assert "boom between start and body" in errors.text
 
 
 def test_exception_after_start_closes(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
