@@ -700,3 +700,35 @@ def test_send_waits_for_a_slow_reading_client(serve: Serve) -> None:
                 received += len(data)
             assert received == total_chunks * piece
         assert finished.wait(5)
+
+
+async def test_reading_stays_paused_while_pipelined_requests_wait() -> None:
+    """Each response lets one buffered request through, never the socket: the buffer of
+    pipelined requests cannot grow while the app works."""
+    gates = {"/2": asyncio.Event()}
+    paths: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        paths.append(scope["path"])
+        gate = gates.get(scope["path"])
+        if gate is not None:
+            await gate.wait()
+        await respond(send, 200, scope["path"].encode())
+
+    state = ServerState(Config(app=app), app)
+    protocol = H11Protocol(state)
+    transport = EventTransport()
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    protocol.data_received(get("/1") + get("/2") + get("/3"))
+    assert not transport.reading  # /2 and /3 wait behind /1
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert paths == ["/1", "/2"]  # /1 answered, /2 in flight, /3 still buffered
+    assert not transport.reading, "reading resumed with a pipelined request still buffered"
+    gates["/2"].set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert paths == ["/1", "/2", "/3"]
+    assert transport.reading  # nothing left buffered: the socket may be read again
+    assert bytes(transport.written).count(b"HTTP/1.1 200 ") == 3
