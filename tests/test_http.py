@@ -732,3 +732,39 @@ async def test_reading_stays_paused_while_pipelined_requests_wait() -> None:
     assert paths == ["/1", "/2", "/3"]
     assert transport.reading  # nothing left buffered: the socket may be read again
     assert bytes(transport.written).count(b"HTTP/1.1 200 ") == 3
+
+
+def test_silent_connection_is_closed_after_the_head_timeout(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        raise AssertionError("never called")
+
+    with serve(app, timeout_request_head=0.3) as server, RawClient(server.port) as client:
+        assert client.is_closed_by_server(timeout=5)
+        assert client.buf == b""  # nothing was asked, so nothing (not even a 408) is answered
+
+
+@pytest.mark.parametrize("extension", ["pathsend", "zerocopysend"])
+def test_file_extensions(serve: Serve, tmp_path: Any, extension: str) -> None:
+    data = bytes(range(256)) * 1200  # 300 KiB: more than one write-buffer's worth
+    path = tmp_path / "file.bin"
+    path.write_bytes(data)
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        assert f"http.response.{extension}" in scope["extensions"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if extension == "pathsend":
+            await send({"type": "http.response.pathsend", "path": str(path)})
+        else:
+            with path.open("rb") as file:  # a small local file: opening it does not block
+                await send({"type": "http.response.zerocopysend", "file": file, "offset": 100,
+                            "count": 1000, "more_body": True})  # fmt: skip
+                await send({"type": "http.response.zerocopysend", "file": file, "offset": 0})
+
+    expected = data if extension == "pathsend" else data[100:1100] + data
+    with serve(app) as server, RawClient(server.port) as client:
+        for method in (b"GET", b"HEAD", b"GET"):
+            client.send(get("/", method=method))
+            response = client.read_response(head_request=method == b"HEAD")
+            assert response.status == 200
+            if method == b"GET":
+                assert response.body == expected
