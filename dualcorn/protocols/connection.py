@@ -167,6 +167,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if not cycle.keep_alive or state.stopping or transport.is_closing():
             transport.close()
             return
+        # Resume before the next request is parsed, not after: if yet another pipelined
+        # request is buffered behind it, parsing pauses reading again and it must stay paused.
+        self.read_flow.resume(PIPELINE)
         if not self.next_request():
             # The app answered before reading all of the body: the rest of it would be read
             # as the next request, so end the connection instead (RFC 9112 9.3).
@@ -174,7 +177,6 @@ class HTTPConnection(asyncio.Protocol, Connection):
             return
         if self.cycle is None and not self._head_bytes_seen:
             self._arm(_IDLE, self.config.timeout_keep_alive)
-        self.read_flow.resume(PIPELINE)
 
     def body_stalled(self) -> None:
         self.transport.close()

@@ -278,19 +278,18 @@ class RequestCycle:
         return head
 
     def _write_body(self, body: bytes, more: bool) -> None:
+        no_body = self.head_request or self.status in _NO_CONTENT or self.status < 200
+        declared = self._declared_length
+        # Checked before the head is framed: if the first body message is already too long,
+        # nothing has been written and the failure can still become a clean 500.
+        if not no_body and declared is not None and self.bytes_sent + len(body) > declared:
+            raise AppContractError(f"the app sent more body than its Content-Length of {declared}")
         head = self._framing(body, more) if not self._head_written else b""
-        if self.head_request or self.status in _NO_CONTENT or self.status < 200:
+        if no_body:
             if head:
                 self.owner.transport.write(head)
             return
-        if self._declared_length is not None:
-            self.bytes_sent += len(body)
-            if self.bytes_sent > self._declared_length:
-                raise AppContractError(
-                    f"the app sent more body than its Content-Length of {self._declared_length}"
-                )
-        else:
-            self.bytes_sent += len(body)
+        self.bytes_sent += len(body)
         if self._chunked:
             if body:
                 body = chunk(body)
@@ -370,7 +369,10 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
             logger.error("Exception in ASGI application", exc_info=exc)
         _fail(cycle)
     else:
-        if not cycle.started:
+        if cycle.disconnected and not cycle.complete:
+            # The client left first: an app that stops answering it did nothing wrong.
+            logger.debug("the app returned after the client went away")
+        elif not cycle.started:
             logger.error("ASGI callable returned without starting a response")
             _fail(cycle)
         elif not cycle.complete:
@@ -382,8 +384,10 @@ def _fail(cycle: RequestCycle) -> None:
     if cycle.complete or cycle.disconnected:
         return
     cycle.keep_alive = False
-    if not cycle.started:
-        # Before the response started, the client can still get a clean 500 with no body.
+    if not cycle._head_written:
+        # The head goes out with the first body bytes, so until then (even after
+        # http.response.start) the client can still get a clean 500 with no body.
+        cycle._declared_length = None
         cycle._prepare_head(
             {
                 "type": "http.response.start",

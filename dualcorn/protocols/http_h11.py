@@ -25,6 +25,10 @@ _Data = h11.Data
 _EndOfMessage = h11.EndOfMessage
 _NEED_DATA = h11.NEED_DATA
 _PAUSED = h11.PAUSED
+# h11 decides keep-alive from the request alone and puts an HTTP/1.0 client (even one that
+# sent "Connection: keep-alive") in MUST_CLOSE instead of DONE once its request ends.  dualcorn
+# makes the keep-alive decision itself, so both states mean "this request is complete".
+_REQUEST_DONE = (h11.DONE, h11.MUST_CLOSE)
 
 
 class H11Protocol(HTTPConnection):
@@ -55,6 +59,12 @@ class H11Protocol(HTTPConnection):
     def _handle_events(self) -> None:
         parser = self.parser
         while True:
+            if parser.their_state is h11.MUST_CLOSE:
+                # h11 would refuse any byte after such a request ("Got data when expecting
+                # EOF"); like PAUSED, keep it for the next parser if the connection persists.
+                if parser.trailing_data[0]:
+                    self.read_flow.pause(PIPELINE)
+                return
             try:
                 event = parser.next_event()
             except h11.RemoteProtocolError as exc:
@@ -101,7 +111,7 @@ class H11Protocol(HTTPConnection):
 
     def next_request(self) -> bool:
         parser = self.parser
-        if parser.their_state is not h11.DONE:
+        if parser.their_state not in _REQUEST_DONE:
             return False
         pending, closed = parser.trailing_data
         self.parser = parser = self._new_parser()
