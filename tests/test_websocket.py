@@ -159,6 +159,18 @@ def test_code_point_split_across_fragments(serve: Serve) -> None:
             assert read_frame(sock) == (0x1, "café".encode())
 
 
+def test_frames_one_byte_at_a_time(serve: Serve) -> None:
+    with serve(app) as server:
+        sock = raw_handshake(server.port)
+        with sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            data = masked(Frame(TEXT, b"slow", fin=False)) + masked(Frame(CONT, b"ly"))
+            for i in range(len(data)):
+                sock.sendall(data[i : i + 1])
+                time.sleep(0.001)
+            assert read_frame(sock) == (0x1, b"slowly")
+
+
 def test_invalid_utf8_closes_with_1007(serve: Serve) -> None:
     with serve(app) as server:
         sock = raw_handshake(server.port)
@@ -318,7 +330,7 @@ def test_unread_messages_pause_reading_at_max_queue(serve: Serve) -> None:
             sessions = [c for c in server.server.state.connections  # type: ignore[union-attr]
                         if isinstance(c, WebSocketSession)]  # fmt: skip
             # One read may carry several messages past the bound, never thousands.
-            assert sessions and len(sessions[0]._queue) < 64
+            assert sessions and len(sessions[0].inbox) < 64
             sending.cancel()
             # A close frame would wait behind the unread messages: drop the connection.
             ws.transport.abort()

@@ -25,7 +25,10 @@ class Connection:
         raise NotImplementedError
 
     async def wait_closed(self) -> None:
-        """Return once a long-lived connection has closed after :meth:`shutdown`."""
+        """Return once a long-lived connection has closed after :meth:`shutdown`.
+
+        Cancelling the wait gives up on it: the connection aborts and cancels its app.
+        """
 
 
 class ServerState:

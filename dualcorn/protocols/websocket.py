@@ -5,10 +5,11 @@ Theory of operation: ``HTTPConnection.upgrade_websocket`` hands the transport to
 and starts the app, whose first ``receive`` is ``websocket.connect``.  Until the app accepts,
 bytes from the client are held (and reading paused): nothing may answer them before the 101.
 After ``websocket.accept``, the ``websockets`` package's sans-IO protocol turns bytes into
-frames; this class assembles fragmented messages (RFC 6455 5.4), checks text is UTF-8
-(8.1), queues whole messages for ``receive`` (reading pauses past ``--ws-max-queue``), sends
-keepalive pings, and runs the closing handshake with a timeout (7.1).  Every wait is an event:
-``receive`` waits on the queue, ``send`` on the transport draining.
+frames (and answers pings, checks sizes, inflates permessage-deflate); an
+:class:`~dualcorn.protocols.ws_inbox.Inbox` makes whole, checked messages of the data frames
+for ``receive``; this class sends keepalive pings, carries the app's ``send`` to the wire, and
+runs the closing handshake with a timeout (RFC 6455 7.1).  Every wait is an event: ``receive``
+waits on the inbox, ``send`` on the transport draining.
 
 The session is one of the server's connections with ``long_lived`` set: graceful shutdown
 closes it with 1012 only after the HTTP requests in flight have finished.
@@ -17,8 +18,6 @@ closes it with 1012 only after the HTTP requests in flight have finished.
 from __future__ import annotations
 
 import asyncio
-import codecs
-import collections
 import logging
 import os
 import time
@@ -35,12 +34,12 @@ from dualcorn.protocols.flow import ReadFlow, WriteFlow
 from dualcorn.protocols.logline import client_address, printable
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.ws_handshake import AppResponse, Handshake
+from dualcorn.protocols.ws_inbox import Inbox, InvalidText
 
 __all__ = ["WebSocketSession"]
 
 _CONNECT = {"type": "websocket.connect"}
 _HANDSHAKE, _RESPONDING, _OPEN, _DONE = range(4)  # the ASGI side's phase
-_QUEUE = 4  # a ReadFlow reason: the app has --ws-max-queue unread messages
 _EARLY = 8  # a ReadFlow reason: bytes arrived before the app accepted
 # RFC 6455 7.4.1 / IANA registry: 1006 is never sent, only reported; 1011 internal error;
 # 1012 service restart.
@@ -82,16 +81,10 @@ class WebSocketSession(asyncio.Protocol, Connection):
         self.start_time = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self._early = bytearray()
-        self._queue: collections.deque[dict[str, Any]] = collections.deque()
-        self._max_queue = config.ws_max_queue
-        self._wake = asyncio.Event()
+        self.inbox = Inbox(self.read_flow, config.ws_max_queue)
         self._connect_sent = False
-        self._disconnect: dict[str, Any] | None = None
         self._closed = self.loop.create_future()
         self._response: AppResponse | None = None
-        self._parts: list[Any] = []
-        self._text = False
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._ping_payload = b""
         self._ping_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -135,9 +128,8 @@ class WebSocketSession(asyncio.Protocol, Connection):
             elif ws.close_sent is not None:
                 # The server failed the connection (1007, 1009, 1011): the app learns why.
                 code, reason = ws.close_sent.code, ws.close_sent.reason
-        self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        self.inbox.close(code, reason)
         self.phase = _DONE
-        self._wake.set()
         self.write_flow.resume_writing()  # an app waiting in send() sees the disconnect
         if self.state.access_log:
             self._log(code)
@@ -158,46 +150,19 @@ class WebSocketSession(asyncio.Protocol, Connection):
         for event in cast(list[Frame], ws.events_received()):
             opcode = event.opcode
             if opcode is TEXT or opcode is BINARY or opcode is CONT:
-                if not failed:
-                    failed = self._on_data(ws, event)
+                if failed:
+                    continue
+                try:
+                    self.inbox.feed(event)
+                except InvalidText as exc:
+                    # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
+                    ws.fail(1007, str(exc))
+                    failed = True
             elif opcode is PONG:
                 self._on_pong(event.data)
             # PING: the protocol queued the pong (RFC 6455 5.5.2).  CLOSE: it echoed the close
             # (5.5.1) and asked for the TCP close, which _flush performs.
         self._flush(ws)
-
-    def _on_data(self, ws: ServerProtocol, frame: Frame) -> bool:
-        """Add one data frame to the message being assembled; True if the session failed."""
-        if frame.opcode is not CONT:
-            self._text = frame.opcode is TEXT
-        if self._text:
-            try:
-                # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection (1007);
-                # decoding each fragment as it comes fails fast and splits no code point.
-                self._parts.append(self._decoder.decode(frame.data, frame.fin))
-            except UnicodeDecodeError as exc:
-                self._parts.clear()
-                self._decoder.reset()
-                ws.fail(1007, f"invalid UTF-8 at byte {exc.start}")
-                return True
-        else:
-            self._parts.append(frame.data)
-        if not frame.fin:
-            return False
-        parts, self._parts = self._parts, []
-        if self._text:
-            message = {"type": "websocket.receive", "text": parts[0] if len(parts) == 1
-                       else "".join(parts)}  # fmt: skip
-        else:
-            data = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
-            message = {"type": "websocket.receive", "bytes": data}
-        queue = self._queue
-        queue.append(message)
-        if len(queue) >= self._max_queue:
-            # --ws-max-queue: stop reading until the app catches up; TCP then slows the client.
-            self.read_flow.pause(_QUEUE)
-        self._wake.set()
-        return False
 
     # --- Writing and closing -------------------------------------------------------------
 
@@ -279,17 +244,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
         if not self._connect_sent:
             self._connect_sent = True
             return _CONNECT
-        queue = self._queue
-        while True:
-            if queue:
-                message = queue.popleft()
-                if len(queue) <= self._max_queue // 4:
-                    self.read_flow.resume(_QUEUE)
-                return message
-            if self._disconnect is not None:
-                return self._disconnect
-            self._wake.clear()
-            await self._wake.wait()
+        return await self.inbox.get()
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
