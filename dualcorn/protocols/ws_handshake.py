@@ -14,8 +14,10 @@ extension offers), but *answered* only when the app decides (ASGI websocket spec
 Only the bytes on the wire are written here; validation and extension negotiation are the
 ``websockets`` package's sans-IO ``ServerProtocol``, which also reads the frames afterwards.
 Why that package and not wsproto: both pass the Autobahn conformance suite, but websockets
-enforces ``max_size`` on whole (and decompressed) messages and masks frames in C; parsing
-10,000 small frames is about three times faster (``benchmarks/`` has the numbers).
+bounds each message, fragments and inflated permessage-deflate data included (``max_size``,
+closing with 1009), where wsproto has no size limit at all, so a compressed "bomb" would inflate
+without bound; and websockets unmasks in C: it reads and writes frames about three times as fast
+(``benchmarks/ws_frames.py``).  So there is one implementation; ``--ws wsproto`` is served by it.
 """
 
 from __future__ import annotations
