@@ -3,7 +3,8 @@
 A subclass (h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
 ``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
 rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
-timeouts (idle keep-alive, request head, body stall), flow control and graceful shutdown.
+timeouts (idle keep-alive, request head, body stall), flow control, graceful shutdown, and the
+switch to a WebSocket session (:meth:`HTTPConnection.upgrade_websocket`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
 from dualcorn.protocols.head import HeadFacts
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.wire import error_response
+from dualcorn.protocols.ws_handshake import is_websocket_upgrade
 
 __all__ = ["HTTPConnection"]
 
@@ -26,6 +28,8 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.zerocopysend": {},
     "http.response.pathsend": {},
 }
+# ASGI "websocket.http.response" extension: the app may answer the upgrade with a response.
+_WS_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 _IDLE, _HEAD = 0, 1  # what the running timer guards
 
 
@@ -107,12 +111,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         cap = config.limit_keepalive_requests
         if (cap is not None and self.requests_served + 1 >= cap) or state.stopping:
             keep_alive = False
-        raw_path, _, query = target.partition(b"?")
-        if raw_path[:1] != b"/":
-            raw_path = _origin_path(raw_path)
-        path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode(
-            "utf-8", "replace"
-        )
+        path, raw_path, query = _split_target(target)
         root_path = config.root_path
         scope = {
             "type": "http",
@@ -143,6 +142,51 @@ class HTTPConnection(asyncio.Protocol, Connection):
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
         return cycle
+
+    def wants_websocket(self, headers: list[Any]) -> bool:
+        """Whether this request is a WebSocket upgrade that the server will serve as one."""
+        return self.state.websockets and is_websocket_upgrade(headers)
+
+    def upgrade_websocket(
+        self, method: bytes, target: bytes, version: bytes, headers: list[Any], trailing: bytes
+    ) -> None:
+        """Hand the connection to a WebSocket session (RFC 6455 4.2).
+
+        A parser calls this instead of :meth:`start_request` once a request that
+        :meth:`wants_websocket` is complete, with the bytes it read past the request head.
+        """
+        from dualcorn.protocols.websocket import WebSocketSession
+        from dualcorn.protocols.ws_handshake import Handshake, subprotocols
+
+        self._disarm()
+        state = self.state
+        if state.stopping:
+            self.reject(ProtocolError("the server is shutting down", 503))
+            return
+        path, raw_path, query = _split_target(target)
+        root_path = self.config.root_path
+        # ASGI websocket spec, "Connection Scope".
+        scope = {
+            "type": "websocket",
+            "asgi": _ASGI,
+            "http_version": version.decode("ascii", "replace"),
+            "scheme": "ws",
+            "server": self.server,
+            "client": self.client,
+            "root_path": root_path,
+            "path": root_path + path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "subprotocols": subprotocols(headers),
+            "state": state.lifespan_state.copy(),
+            "extensions": _WS_EXTENSIONS,
+        }
+        handshake = Handshake(method, target, version, headers, self.config)
+        session = WebSocketSession(state, self.transport, scope, handshake, self.write_flow)
+        state.connections.discard(self)
+        self.transport.set_protocol(session)
+        session.start(trailing)
 
     def reject(self, error: ProtocolError) -> None:
         """Answer a request the server will not serve, then close (RFC 9112 9.6)."""
@@ -222,6 +266,15 @@ def _address(value: Any) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None
+
+
+def _split_target(target: bytes) -> tuple[str, bytes, bytes]:
+    """The decoded path, raw path and query string of a request target."""
+    raw_path, _, query = target.partition(b"?")
+    if raw_path[:1] != b"/":
+        raw_path = _origin_path(raw_path)
+    path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
+    return path, raw_path, query
 
 
 def _origin_path(target: bytes) -> bytes:

@@ -37,6 +37,7 @@ class H11Protocol(HTTPConnection):
         self._head_limit = state.config.limit_request_head
         self.scanner = HeadScanner(self._head_limit)
         self.parser = self._new_parser()
+        self._upgrade: tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]] | None = None
 
     def _new_parser(self) -> h11.Connection:
         # h11 bounds what it buffers of an incomplete event (a head, a chunk header); the
@@ -73,6 +74,14 @@ class H11Protocol(HTTPConnection):
             if event is _NEED_DATA:
                 return
             if event is _PAUSED:
+                if self._upgrade is not None:
+                    # h11 pauses after an Upgrade request (MIGHT_SWITCH_PROTOCOL); what it read
+                    # past the head belongs to the WebSocket.
+                    method, target, version, headers = self._upgrade
+                    self._upgrade = None
+                    self.upgrade_websocket(method, target, version, headers,
+                                           parser.trailing_data[0])  # fmt: skip
+                    return
                 # A pipelined request waits until the current response is complete.
                 self.read_flow.pause(PIPELINE)
                 return
@@ -106,6 +115,9 @@ class H11Protocol(HTTPConnection):
         except ProtocolError as exc:
             self.reject(exc)
             return False
+        if self.wants_websocket(headers):
+            self._upgrade = (event.method, event.target, event.http_version, headers)
+            return True
         cycle = self.start_request(event.method, event.target, event.http_version, headers, facts)
         return cycle is not None
 
