@@ -166,12 +166,10 @@ class RecordingWSGIApp:
 
 
 @pytest.mark.parametrize("interface", ["asgi3", "wsgi"])
-@pytest.mark.parametrize("http", ["h11", "httptools"])
-def test_refused_by_a_real_server(serve: Any, http: str, interface: str) -> None:
-    if http == "httptools" and len(protocol_classes()) == 1:
-        pytest.skip("the httptools protocol is not available")
+def test_refused_by_a_real_server(serve: Any, interface: str) -> None:
+    """Over a real socket, on each loop and each parser (the serve fixture's parameters)."""
     app = RecordingApp() if interface == "asgi3" else RecordingWSGIApp()
-    with serve(app, http=http, interface=interface) as server:
+    with serve(app, interface=interface) as server:
         for name, raw, status in MALFORMED:
             answer = raw_exchange(server.port, raw)
             assert status_of(answer) == status, (name, answer[:200])

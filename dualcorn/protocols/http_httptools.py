@@ -79,6 +79,7 @@ class HttpToolsProtocol(HTTPConnection):
         self._queue: deque[_Queued] = deque()
         self._message_complete = True
         self._refusal: ProtocolError | None = None  # waits for the answers ahead of it
+        self._upgrade: tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]] | None = None
 
     def data_received(self, data: bytes) -> None:
         scanner = self.scanner
@@ -92,9 +93,17 @@ class HttpToolsProtocol(HTTPConnection):
                 return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # Served as an ordinary request (the WebSocket hand-over hooks in here); bytes
-            # after the head belong to no HTTP request, so the connection ends with it.
+        except httptools.HttpParserUpgrade as exc:
+            if self._upgrade is not None:
+                # llhttp stops at the end of an Upgrade request; what follows in this read
+                # already belongs to the WebSocket (RFC 6455 4.2.2: the client may send frames
+                # right behind its handshake).
+                method, target, version, headers = self._upgrade
+                self._upgrade = None
+                self.upgrade_websocket(method, target, version, headers, data[exc.args[0] :])
+                return
+            # Any other upgrade is served as an ordinary request; bytes after the head belong
+            # to no HTTP request, so the connection ends with it.
             if self._sink is not None:
                 self._sink.feed_end()
             if self.cycle is not None:
@@ -155,6 +164,9 @@ class HttpToolsProtocol(HTTPConnection):
             max_fields=self.config.limit_request_fields,
         )
         if self.cycle is None and not self._queue:
+            if self.wants_websocket(self._headers):
+                self._upgrade = (method, self._target, version, self._headers)
+                return
             self._sink = self.start_request(method, self._target, version, self._headers, facts)
             if self._sink is None:
                 raise _Refused
