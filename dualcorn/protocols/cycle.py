@@ -18,7 +18,19 @@ from dualcorn.errors import AppContractError
 from dualcorn.protocols.flow import BODY, ReadFlow, WriteFlow
 from dualcorn.protocols.logline import access_line
 from dualcorn.protocols.state import ServerState
-from dualcorn.protocols.wire import CONTINUE_100, LAST_CHUNK, chunk, status_line, validate_header
+from dualcorn.protocols.wire import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    CONTINUE_100,
+    DATE,
+    DEFAULT,
+    HEADER_CACHE_SIZE,
+    LAST_CHUNK,
+    PLAIN,
+    chunk,
+    classify_header,
+    status_line,
+)
 
 __all__ = ["ClientDisconnected", "Owner", "RequestCycle", "run_cycle"]
 
@@ -71,6 +83,7 @@ class RequestCycle:
         "started",
         "state",
         "status",
+        "task",
     )  # fmt: skip
 
     def __init__(
@@ -84,6 +97,7 @@ class RequestCycle:
         more_body: bool,
     ) -> None:
         self.scope = scope
+        self.task: asyncio.Task[None] | None = None  # set by the connection that starts it
         self.owner = owner
         self.state = state
         self.keep_alive = keep_alive
@@ -221,25 +235,33 @@ class RequestCycle:
         state = self.state
         seen_default = set[bytes]()
         date_given = False
+        known = state.header_lines
         for name, value in message.get("headers", ()):
-            validate_header(name, value)
-            lower = name.lower()
-            if lower == b"content-length":
-                if not value.isdigit():
-                    raise AppContractError(f"the app sent an invalid Content-Length {value!r}")
+            try:
+                entry = known.get((name, value))
+            except TypeError:  # unhashable (a bytearray): classify() says what is wrong
+                entry = None
+            if entry is None:
+                entry = classify_header(name, value, state.default_names)
+                if entry[0] != CONTENT_LENGTH and len(known) < HEADER_CACHE_SIZE:
+                    known[(name, value)] = entry
+            kind, line = entry
+            if kind == PLAIN:
+                parts.append(line)
+            elif kind == CONTENT_LENGTH:
                 self._declared_length = int(value)
-            elif lower == b"transfer-encoding":
-                # Framing belongs to the server; it chunks when the length is unknown.
-                continue
-            elif lower == b"connection":
+                parts.append(line)
+            elif kind == CONNECTION:
                 if b"close" in value.lower():
                     self.keep_alive = False
-                continue
-            elif lower == b"date":
+            elif kind == DATE:
                 date_given = True
-            elif lower in state.default_names:
-                seen_default.add(lower)
-            parts.append(b"%s: %s\r\n" % (name, value))
+                parts.append(line)
+            elif kind == DEFAULT:
+                seen_default.add(name.lower())
+                parts.append(line)
+            # TRANSFER_ENCODING: framing belongs to the server; it chunks when the length is
+            # unknown, so the app's own header is dropped.
         if not seen_default:
             parts.insert(1, state.default_head)
         elif state.default_head:
@@ -378,6 +400,9 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
         elif not cycle.complete:
             logger.error("ASGI callable returned without completing the response")
             _fail(cycle)
+    finally:
+        # The task leaves the server's set itself: cheaper than a done-callback per request.
+        cycle.state.tasks.discard(cycle.task)
 
 
 def _fail(cycle: RequestCycle) -> None:

@@ -70,7 +70,7 @@ class HttpToolsProtocol(HTTPConnection):
     def __init__(self, state: ServerState) -> None:
         super().__init__(state)
         self._limit = state.config.limit_request_head
-        self.scanner = HeadScanner(self._limit)
+        self.scanner = HeadScanner(self._limit, strict=False)
         self.parser = httptools.HttpRequestParser(self)
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -142,7 +142,9 @@ class HttpToolsProtocol(HTTPConnection):
         self._grow(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow(len(name) + len(value) + 4)
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._limit:
+            raise ProtocolError("the request head is larger than the limit", 431)
         self._headers.append((name.lower(), value))
 
     def _grow(self, size: int) -> None:
@@ -162,6 +164,7 @@ class HttpToolsProtocol(HTTPConnection):
             self._headers,
             max_target=self.config.limit_request_line,
             max_fields=self.config.limit_request_fields,
+            check_values=False,  # llhttp refuses control characters in values itself
         )
         if self.cycle is None and not self._queue:
             if self.wants_websocket(self._headers):

@@ -59,6 +59,8 @@ class ServerState:
             ([b"server"] if config.server_header else [])
             + [name.lower().encode("latin-1") for name, _ in config.headers]
         )
+        # Validated response header lines by (name, value): see wire.classify_header.
+        self.header_lines: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
         self.access_logger = logging.getLogger("dualcorn.access")
         self.error_logger = logging.getLogger("dualcorn.error")
         self.server_software = f"dualcorn/{__version__}"
