@@ -45,15 +45,8 @@ class H11Protocol(HTTPConnection):
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._head_limit)
 
     def data_received(self, data: bytes) -> None:
-        scanner = self.scanner
-        if not scanner.done:
-            if self.cycle is None:
-                self.head_started()
-            try:
-                scanner.feed(data)
-            except ProtocolError as exc:
-                self.reject(exc)
-                return
+        if not self.scanner.done and not self.scan_head(data):
+            return
         self.parser.receive_data(data)
         self._handle_events()
 

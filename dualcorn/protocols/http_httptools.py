@@ -82,15 +82,8 @@ class HttpToolsProtocol(HTTPConnection):
         self._upgrade: tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]] | None = None
 
     def data_received(self, data: bytes) -> None:
-        scanner = self.scanner
-        if not scanner.done:
-            if self.cycle is None:
-                self.head_started()
-            try:
-                scanner.feed(data)
-            except ProtocolError as exc:
-                self.reject(exc)
-                return
+        if not self.scanner.done and not self.scan_head(data):
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
