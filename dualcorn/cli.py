@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         serve_config(config)
     except LoadError as exc:
-        if getattr(exc, "show_traceback", False) and exc.__cause__ is not None:
+        if exc.show_traceback and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"dualcorn: error: {exc}", file=sys.stderr)
         sys.exit(STARTUP_FAILED)

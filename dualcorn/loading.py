@@ -44,7 +44,7 @@ class AppCodeError(LoadError):
 
     ``show_traceback`` tells the CLI to print the cause's traceback: the fix is in the
     application, at a line only that traceback shows.  (Plain LoadErrors have no traceback
-    worth showing; the CLI reads ``getattr(error, "show_traceback", False)``.)
+    worth showing.)
     """
 
     show_traceback = True

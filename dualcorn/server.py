@@ -13,7 +13,8 @@ import random
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
@@ -69,7 +70,7 @@ class Server:
         if self._stop_requested:
             self._stop.set()
         app, self.interface = prepare_app(config)
-        state = self.state = ServerState(config, app)
+        state = self.state = ServerState(config, app, self.interface)
         lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
         await lifespan.startup()
         try:
@@ -84,6 +85,8 @@ class Server:
         finally:
             self._remove_signal_handlers()
             await lifespan.shutdown(config.timeout_graceful_shutdown)
+            if self.interface == "wsgi":
+                await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
             self.started.clear()
 
     def stop(self, force: bool = False) -> None:
@@ -133,18 +136,25 @@ class Server:
         for server in self._servers:
             server.close()
         for connection in list(state.connections):
-            connection.shutdown()
-        if state.tasks and not self._force.is_set():
+            if not connection.long_lived:
+                connection.shutdown()
+        timeout = self.config.timeout_graceful_shutdown
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        if state.tasks:
             logger.info("Waiting for %d request(s) in flight to finish.", len(state.tasks))
-            waiting = asyncio.ensure_future(asyncio.wait(set(state.tasks)))
-            forced = asyncio.ensure_future(self._force.wait())
-            await asyncio.wait(
-                {waiting, forced},
-                timeout=self.config.timeout_graceful_shutdown,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            waiting.cancel()
-            forced.cancel()
+            await self._wait_unless_forced(state.tasks, deadline)
+        # WebSockets close with 1012 (service restart) once HTTP requests are done, so a
+        # long-lived socket never holds a restart hostage.
+        sessions = [c for c in state.connections if c.long_lived]
+        if sessions:
+            logger.info("Closing %d WebSocket(s).", len(sessions))
+            for session in sessions:
+                session.shutdown()
+            closing = {asyncio.ensure_future(session.wait_closed()) for session in sessions}
+            await self._wait_unless_forced(closing, deadline)
+            for closer in closing:
+                closer.cancel()  # past the deadline: the session aborts and cancels its app
+            await asyncio.wait(closing)
         if state.tasks:
             logger.warning("Cancelling %d request(s) still in flight.", len(state.tasks))
             for task in list(state.tasks):
@@ -157,6 +167,22 @@ class Server:
         for server in self._servers:
             server.close()
         self._servers.clear()
+
+    async def _wait_unless_forced(
+        self, tasks: Iterable[asyncio.Future[Any]], deadline: float | None
+    ) -> None:
+        """Wait until ``tasks`` are all done, the graceful deadline passes or a stop is forced."""
+        assert self._force is not None
+        pending = set(tasks)
+        if not pending or self._force.is_set():
+            return
+        waiting = asyncio.ensure_future(asyncio.wait(pending))
+        forced = asyncio.ensure_future(self._force.wait())
+        now = asyncio.get_running_loop().time()
+        timeout = None if deadline is None else max(0.0, deadline - now)
+        await asyncio.wait({waiting, forced}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        forced.cancel()
 
     def _request_stop(self) -> None:
         if self._stop is not None:
@@ -201,3 +227,16 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
+
+
+async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
+    """Stop the WSGI thread pool, whatever --lifespan said: the pool is dualcorn's, not the app's.
+
+    A thread stuck in the app cannot be interrupted; after the grace period it is left behind
+    rather than holding the process forever.
+    """
+    try:
+        async with asyncio.timeout(grace):
+            await adapter.shutdown()
+    except TimeoutError:
+        logger.warning("WSGI threads still busy after %s s; exiting without them.", grace)

@@ -8,6 +8,7 @@ pytest-asyncio's ``pytest_asyncio_loop_factories`` hook.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from dualcorn.loops import uvloop_available
 from tests.support import ServerThread
 
 LOOPS = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
+HTTPS = ["h11", "httptools"] if importlib.util.find_spec("httptools") else ["h11"]
 
 
 def pytest_asyncio_loop_factories(
@@ -37,13 +39,22 @@ def loop_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=HTTPS)
+def http_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def serve(loop_name: str) -> Iterator[Callable[..., ServerThread]]:
-    """``with serve(app, **options) as server:`` runs a real server on 127.0.0.1:0."""
+def serve(loop_name: str, http_name: str) -> Iterator[Callable[..., ServerThread]]:
+    """``with serve(app, **options) as server:`` runs a real server on 127.0.0.1:0.
+
+    Parametrized over both loops and both HTTP parsers: the same test proves all four.
+    """
     started: list[ServerThread] = []
 
     def start(app: Any, **options: Any) -> ServerThread:
         options.setdefault("loop", loop_name)
+        options.setdefault("http", http_name)
         server = ServerThread(app, **options)
         started.append(server)
         return server

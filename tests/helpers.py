@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["REPO_ROOT", "DualcornProcess", "run_dualcorn"]
+__all__ = ["REPO_ROOT", "DualcornProcess", "child_env", "run_dualcorn"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The core logs exactly "dualcorn running on http://127.0.0.1:PORT" once it listens; with
 # --port 0 this line is the only way to learn the port the kernel chose.
 PORT_LINE = re.compile(r"running on http://127\.0\.0\.1:(\d+)")
+# Any listening address (IPv6, a Unix socket, an inherited descriptor) marks the server ready.
+READY_LINE = re.compile(r"running on (\S+)")
 
 
 class DualcornProcess:
@@ -28,6 +30,7 @@ class DualcornProcess:
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
         self.port: int | None = None
+        self.address: str | None = None  # what the "running on" line named
         self._stdout: list[str] = []
         self._stderr: list[str] = []
         self._lock = threading.Lock()
@@ -47,10 +50,12 @@ class DualcornProcess:
         for line in iter(stream.readline, ""):
             with self._lock:
                 lines.append(line)
-            if watch_port and self.port is None:
-                match = PORT_LINE.search(line)
-                if match:
-                    self.port = int(match.group(1))
+            if watch_port and self.address is None:
+                ready = READY_LINE.search(line)
+                if ready:
+                    self.address = ready.group(1)
+                    match = PORT_LINE.search(line)
+                    self.port = int(match.group(1)) if match else 0
                     self._port_known.set()
         if watch_port:
             self._port_known.set()
@@ -84,16 +89,31 @@ class DualcornProcess:
         return code
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child ``python -m dualcorn``.
+
+    The editable install may point at another checkout (a git worktree's tests must run the
+    worktree's code), so this checkout goes first on PYTHONPATH whatever the cwd is.
+    """
+    path = os.environ.get("PYTHONPATH")
+    pythonpath = f"{REPO_ROOT}{os.pathsep}{path}" if path else str(REPO_ROOT)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath, **(extra or {})}
+
+
 @contextlib.contextmanager
 def run_dualcorn(
-    *args: str, cwd: str | os.PathLike[str] = REPO_ROOT, startup_timeout: float = 30.0
+    *args: str,
+    cwd: str | os.PathLike[str] = REPO_ROOT,
+    startup_timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> Iterator[DualcornProcess]:
     """Start ``python -m dualcorn *args`` in ``cwd``; yield it once it serves; never leak it."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dualcorn", *args],
         cwd=cwd,
-        env=env,
+        env=child_env(env),
+        pass_fds=pass_fds,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -152,13 +152,26 @@ async def test_refused_after_a_good_request(
     assert app.calls[0] == "/first"
 
 
-@pytest.mark.parametrize("http", ["h11", "httptools"])
-def test_refused_by_a_real_server(serve: Any, http: str) -> None:
-    if http == "httptools" and len(protocol_classes()) == 1:
-        pytest.skip("the httptools protocol is not available")
-    app = RecordingApp()
-    with serve(app, http=http) as server:
+class RecordingWSGIApp:
+    """The same app as RecordingApp, as WSGI: the answers must not depend on the interface."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        self.calls.append(environ["PATH_INFO"])
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+
+@pytest.mark.parametrize("interface", ["asgi3", "wsgi"])
+def test_refused_by_a_real_server(serve: Any, interface: str) -> None:
+    """Over a real socket, on each loop and each parser (the serve fixture's parameters)."""
+    app = RecordingApp() if interface == "asgi3" else RecordingWSGIApp()
+    with serve(app, interface=interface) as server:
         for name, raw, status in MALFORMED:
             answer = raw_exchange(server.port, raw)
             assert status_of(answer) == status, (name, answer[:200])
+            assert b"connection: close\r\n" in answer
         assert all(path == "/" for path in app.calls)  # only body-stage refusals reach it

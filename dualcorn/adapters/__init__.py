@@ -5,17 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dualcorn.adapters.detect import InterfaceName, describe, detect_interface
 from dualcorn.config import Config
 
 __all__ = ["prepare_app"]
 
 logger = logging.getLogger("dualcorn.error")
 
-_DESCRIPTIONS = {"asgi3": "ASGI 3 application", "asgi2": "ASGI 2 application",
-                 "wsgi": "WSGI application"}  # fmt: skip
 
-
-def prepare_app(config: Config) -> tuple[Any, str]:
+def prepare_app(config: Config) -> tuple[Any, InterfaceName]:
     """Load the configured app, decide its interface, and wrap it as ASGI 3.
 
     Returns the ASGI 3 callable and the interface it was served as.
@@ -24,17 +22,18 @@ def prepare_app(config: Config) -> tuple[Any, str]:
     if isinstance(app, str) or config.factory:
         from dualcorn.loading import load_app
 
-        app = load_app(app, factory=config.factory, app_dir=config.app_dir,
-                       env_file=config.env_file)  # fmt: skip
-    interface: str = config.interface
-    if interface == "auto":
-        from dualcorn.adapters.detect import detect_interface
-
+        app = load_app(
+            app, factory=config.factory, app_dir=config.app_dir, env_file=config.env_file
+        )
+    interface: InterfaceName
+    if config.interface == "auto":
         detection = detect_interface(app)
         interface = detection.interface
         if detection.ambiguous:
             logger.warning("%s", detection.reason)
-    logger.info("%s: %s", _DESCRIPTIONS[interface], _name(config.app))
+    else:
+        interface = config.interface
+    logger.info("%s: %s", describe(interface), _name(config.app))
     if interface == "asgi2":
         from dualcorn.adapters.asgi2 import ASGI2Adapter
 

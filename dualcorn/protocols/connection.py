@@ -3,7 +3,8 @@
 A subclass (h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
 ``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
 rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
-timeouts (idle keep-alive, request head, body stall), flow control and graceful shutdown.
+timeouts (idle keep-alive, request head, body stall), flow control, graceful shutdown, and the
+switch to a WebSocket session (:meth:`HTTPConnection.upgrade_websocket`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from urllib.parse import unquote_to_bytes
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
-from dualcorn.protocols.head import HeadFacts
+from dualcorn.protocols.head import HeadFacts, HeadScanner
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.wire import error_response
+from dualcorn.protocols.ws_handshake import is_websocket_upgrade
 
 __all__ = ["HTTPConnection"]
 
@@ -26,6 +28,8 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.zerocopysend": {},
     "http.response.pathsend": {},
 }
+# ASGI "websocket.http.response" extension: the app may answer the upgrade with a response.
+_WS_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 _IDLE, _HEAD = 0, 1  # what the running timer guards
 # At shutdown an idle keep-alive connection may already carry a request the server has not read
 # (RFC 9112 9.6: the client cannot know the server is closing).  Closing at once would reset it;
@@ -38,6 +42,7 @@ IDLE_DRAIN = 0.5
 class HTTPConnection(asyncio.Protocol, Connection):
     transport: asyncio.Transport
     read_flow: ReadFlow
+    scanner: HeadScanner  # set by the parser subclass
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -49,6 +54,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.server: tuple[str, int] | None = None
         self.requests_served = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         self._timer_kind = _HEAD
         self._head_bytes_seen = False
         self._closed = asyncio.Event()
@@ -72,7 +78,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self._closed.set()
-        self._disarm()
+        self._stop_timer()
         cycle = self.cycle
         if cycle is not None and not cycle.complete:
             cycle.feed_disconnect()
@@ -87,10 +93,21 @@ class HTTPConnection(asyncio.Protocol, Connection):
 
     # --- Called by the parser subclass ---------------------------------------------------
 
+    def scan_head(self, data: bytes) -> bool:
+        """Show the subclass's HeadScanner the bytes of a head; False if it was refused."""
+        if self.cycle is None:
+            self.head_started()
+        try:
+            self.scanner.feed(data)
+        except ProtocolError as exc:
+            self.reject(exc)
+            return False
+        return True
+
     def head_started(self) -> None:
         """The first bytes of a request head arrived: the head timeout replaces idle's."""
         self._head_bytes_seen = True
-        if self._timer is None or self._timer_kind == _IDLE:
+        if self._deadline is None or self._timer_kind == _IDLE:
             self._arm(_HEAD, self.config.timeout_request_head)
 
     def start_request(
@@ -115,12 +132,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         cap = config.limit_keepalive_requests
         if (cap is not None and self.requests_served + 1 >= cap) or state.stopping:
             keep_alive = False
-        raw_path, _, query = target.partition(b"?")
-        if raw_path[:1] != b"/":
-            raw_path = _origin_path(raw_path)
-        path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode(
-            "utf-8", "replace"
-        )
+        path, raw_path, query = _split_target(target)
         root_path = config.root_path
         scope = {
             "type": "http",
@@ -147,10 +159,55 @@ class HTTPConnection(asyncio.Protocol, Connection):
             more_body=facts.has_body,
         )
         self.cycle = cycle
-        task = self.loop.create_task(run_cycle(cycle, state.app))
+        # run_cycle removes its own task from state.tasks when it ends (no done-callback).
+        cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
         state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
         return cycle
+
+    def wants_websocket(self, headers: list[Any]) -> bool:
+        """Whether this request is a WebSocket upgrade that the server will serve as one."""
+        return self.state.websockets and is_websocket_upgrade(headers)
+
+    def upgrade_websocket(
+        self, method: bytes, target: bytes, version: bytes, headers: list[Any], trailing: bytes
+    ) -> None:
+        """Hand the connection to a WebSocket session (RFC 6455 4.2).
+
+        A parser calls this instead of :meth:`start_request` once a request that
+        :meth:`wants_websocket` is complete, with the bytes it read past the request head.
+        """
+        from dualcorn.protocols.websocket import WebSocketSession
+        from dualcorn.protocols.ws_handshake import Handshake, subprotocols
+
+        self._stop_timer()
+        state = self.state
+        if state.stopping:
+            self.reject(ProtocolError("the server is shutting down", 503))
+            return
+        path, raw_path, query = _split_target(target)
+        root_path = self.config.root_path
+        # ASGI websocket spec, "Connection Scope".
+        scope = {
+            "type": "websocket",
+            "asgi": _ASGI,
+            "http_version": version.decode("ascii", "replace"),
+            "scheme": "ws",
+            "server": self.server,
+            "client": self.client,
+            "root_path": root_path,
+            "path": root_path + path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "subprotocols": subprotocols(headers),
+            "state": state.lifespan_state.copy(),
+            "extensions": _WS_EXTENSIONS,
+        }
+        handshake = Handshake(method, target, version, headers, self.config)
+        session = WebSocketSession(state, self.transport, scope, handshake, self.write_flow)
+        state.connections.discard(self)
+        self.transport.set_protocol(session)
+        session.start(trailing)
 
     def reject(self, error: ProtocolError) -> None:
         """Answer a request the server will not serve, then close (RFC 9112 9.6)."""
@@ -175,6 +232,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if not cycle.keep_alive or state.stopping or transport.is_closing():
             transport.close()
             return
+        # Resume before the next request is parsed, not after: if yet another pipelined
+        # request is buffered behind it, parsing pauses reading again and it must stay paused.
+        self.read_flow.resume(PIPELINE)
         if not self.next_request():
             # The app answered before reading all of the body: the rest of it would be read
             # as the next request, so end the connection instead (RFC 9112 9.3).
@@ -182,7 +242,6 @@ class HTTPConnection(asyncio.Protocol, Connection):
             return
         if self.cycle is None and not self._head_bytes_seen:
             self._arm(_IDLE, self.config.timeout_keep_alive)
-        self.read_flow.resume(PIPELINE)
 
     def body_stalled(self) -> None:
         self.transport.close()
@@ -218,19 +277,38 @@ class HTTPConnection(asyncio.Protocol, Connection):
 
     # --- Timers --------------------------------------------------------------------------
 
+    # One deadline per connection, checked lazily: setting or clearing it per request is an
+    # attribute write, and the single timer behind it wakes at most once per timeout period to
+    # re-arm itself or expire (creating and cancelling a timer twice per request showed up in
+    # profiles of small responses).
+
     def _arm(self, kind: int, seconds: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         self._timer_kind = kind
-        self._timer = self.loop.call_later(seconds, self._expired)
+        deadline = self._deadline = self.loop.time() + seconds
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._expired)
 
     def _disarm(self) -> None:
+        self._deadline = None
+
+    def _stop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _expired(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:
+            self._timer = self.loop.call_at(deadline, self._expired)
+            return
+        self._deadline = None
         if self._timer_kind == _HEAD and self._head_bytes_seen and self.cycle is None:
             # RFC 9110 15.5.9: 408 tells the client the server gave up waiting for the head.
             self.reject(ProtocolError("the request head did not arrive in time", 408))
@@ -242,6 +320,15 @@ def _address(value: Any) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None
+
+
+def _split_target(target: bytes) -> tuple[str, bytes, bytes]:
+    """The decoded path, raw path and query string of a request target."""
+    raw_path, _, query = target.partition(b"?")
+    if raw_path[:1] != b"/":
+        raw_path = _origin_path(raw_path)
+    path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
+    return path, raw_path, query
 
 
 def _origin_path(target: bytes) -> bytes:

@@ -18,7 +18,19 @@ from dualcorn.errors import AppContractError
 from dualcorn.protocols.flow import BODY, ReadFlow, WriteFlow
 from dualcorn.protocols.logline import access_line
 from dualcorn.protocols.state import ServerState
-from dualcorn.protocols.wire import CONTINUE_100, LAST_CHUNK, chunk, status_line, validate_header
+from dualcorn.protocols.wire import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    CONTINUE_100,
+    DATE,
+    DEFAULT,
+    HEADER_CACHE_SIZE,
+    LAST_CHUNK,
+    PLAIN,
+    chunk,
+    classify_header,
+    status_line,
+)
 
 __all__ = ["ClientDisconnected", "Owner", "RequestCycle", "run_cycle"]
 
@@ -71,6 +83,7 @@ class RequestCycle:
         "started",
         "state",
         "status",
+        "task",
     )  # fmt: skip
 
     def __init__(
@@ -84,6 +97,7 @@ class RequestCycle:
         more_body: bool,
     ) -> None:
         self.scope = scope
+        self.task: asyncio.Task[None] | None = None  # set by the connection that starts it
         self.owner = owner
         self.state = state
         self.keep_alive = keep_alive
@@ -221,25 +235,33 @@ class RequestCycle:
         state = self.state
         seen_default = set[bytes]()
         date_given = False
+        known = state.header_lines
         for name, value in message.get("headers", ()):
-            validate_header(name, value)
-            lower = name.lower()
-            if lower == b"content-length":
-                if not value.isdigit():
-                    raise AppContractError(f"the app sent an invalid Content-Length {value!r}")
+            try:
+                entry = known.get((name, value))
+            except TypeError:  # unhashable (a bytearray): classify() says what is wrong
+                entry = None
+            if entry is None:
+                entry = classify_header(name, value, state.default_names)
+                if entry[0] != CONTENT_LENGTH and len(known) < HEADER_CACHE_SIZE:
+                    known[(name, value)] = entry
+            kind, line = entry
+            if kind == PLAIN:
+                parts.append(line)
+            elif kind == CONTENT_LENGTH:
                 self._declared_length = int(value)
-            elif lower == b"transfer-encoding":
-                # Framing belongs to the server; it chunks when the length is unknown.
-                continue
-            elif lower == b"connection":
+                parts.append(line)
+            elif kind == CONNECTION:
                 if b"close" in value.lower():
                     self.keep_alive = False
-                continue
-            elif lower == b"date":
+            elif kind == DATE:
                 date_given = True
-            elif lower in state.default_names:
-                seen_default.add(lower)
-            parts.append(b"%s: %s\r\n" % (name, value))
+                parts.append(line)
+            elif kind == DEFAULT:
+                seen_default.add(name.lower())
+                parts.append(line)
+            # TRANSFER_ENCODING: framing belongs to the server; it chunks when the length is
+            # unknown, so the app's own header is dropped.
         if not seen_default:
             parts.insert(1, state.default_head)
         elif state.default_head:
@@ -278,19 +300,18 @@ class RequestCycle:
         return head
 
     def _write_body(self, body: bytes, more: bool) -> None:
+        no_body = self.head_request or self.status in _NO_CONTENT or self.status < 200
+        declared = self._declared_length
+        # Checked before the head is framed: if the first body message is already too long,
+        # nothing has been written and the failure can still become a clean 500.
+        if not no_body and declared is not None and self.bytes_sent + len(body) > declared:
+            raise AppContractError(f"the app sent more body than its Content-Length of {declared}")
         head = self._framing(body, more) if not self._head_written else b""
-        if self.head_request or self.status in _NO_CONTENT or self.status < 200:
+        if no_body:
             if head:
                 self.owner.transport.write(head)
             return
-        if self._declared_length is not None:
-            self.bytes_sent += len(body)
-            if self.bytes_sent > self._declared_length:
-                raise AppContractError(
-                    f"the app sent more body than its Content-Length of {self._declared_length}"
-                )
-        else:
-            self.bytes_sent += len(body)
+        self.bytes_sent += len(body)
         if self._chunked:
             if body:
                 body = chunk(body)
@@ -370,20 +391,28 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
             logger.error("Exception in ASGI application", exc_info=exc)
         _fail(cycle)
     else:
-        if not cycle.started:
+        if cycle.disconnected and not cycle.complete:
+            # The client left first: an app that stops answering it did nothing wrong.
+            logger.debug("the app returned after the client went away")
+        elif not cycle.started:
             logger.error("ASGI callable returned without starting a response")
             _fail(cycle)
         elif not cycle.complete:
             logger.error("ASGI callable returned without completing the response")
             _fail(cycle)
+    finally:
+        # The task leaves the server's set itself: cheaper than a done-callback per request.
+        cycle.state.tasks.discard(cycle.task)
 
 
 def _fail(cycle: RequestCycle) -> None:
     if cycle.complete or cycle.disconnected:
         return
     cycle.keep_alive = False
-    if not cycle.started:
-        # Before the response started, the client can still get a clean 500 with no body.
+    if not cycle._head_written:
+        # The head goes out with the first body bytes, so until then (even after
+        # http.response.start) the client can still get a clean 500 with no body.
+        cycle._declared_length = None
         cycle._prepare_head(
             {
                 "type": "http.response.start",

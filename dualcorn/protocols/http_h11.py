@@ -25,6 +25,10 @@ _Data = h11.Data
 _EndOfMessage = h11.EndOfMessage
 _NEED_DATA = h11.NEED_DATA
 _PAUSED = h11.PAUSED
+# h11 decides keep-alive from the request alone and puts an HTTP/1.0 client (even one that
+# sent "Connection: keep-alive") in MUST_CLOSE instead of DONE once its request ends.  dualcorn
+# makes the keep-alive decision itself, so both states mean "this request is complete".
+_REQUEST_DONE = (h11.DONE, h11.MUST_CLOSE)
 
 
 class H11Protocol(HTTPConnection):
@@ -33,6 +37,7 @@ class H11Protocol(HTTPConnection):
         self._head_limit = state.config.limit_request_head
         self.scanner = HeadScanner(self._head_limit)
         self.parser = self._new_parser()
+        self._upgrade: tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]] | None = None
 
     def _new_parser(self) -> h11.Connection:
         # h11 bounds what it buffers of an incomplete event (a head, a chunk header); the
@@ -40,21 +45,20 @@ class H11Protocol(HTTPConnection):
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._head_limit)
 
     def data_received(self, data: bytes) -> None:
-        scanner = self.scanner
-        if not scanner.done:
-            if self.cycle is None:
-                self.head_started()
-            try:
-                scanner.feed(data)
-            except ProtocolError as exc:
-                self.reject(exc)
-                return
+        if not self.scanner.done and not self.scan_head(data):
+            return
         self.parser.receive_data(data)
         self._handle_events()
 
     def _handle_events(self) -> None:
         parser = self.parser
         while True:
+            if parser.their_state is h11.MUST_CLOSE:
+                # h11 would refuse any byte after such a request ("Got data when expecting
+                # EOF"); like PAUSED, keep it for the next parser if the connection persists.
+                if parser.trailing_data[0]:
+                    self.read_flow.pause(PIPELINE)
+                return
             try:
                 event = parser.next_event()
             except h11.RemoteProtocolError as exc:
@@ -63,6 +67,14 @@ class H11Protocol(HTTPConnection):
             if event is _NEED_DATA:
                 return
             if event is _PAUSED:
+                if self._upgrade is not None:
+                    # h11 pauses after an Upgrade request (MIGHT_SWITCH_PROTOCOL); what it read
+                    # past the head belongs to the WebSocket.
+                    method, target, version, headers = self._upgrade
+                    self._upgrade = None
+                    self.upgrade_websocket(method, target, version, headers,
+                                           parser.trailing_data[0])  # fmt: skip
+                    return
                 # A pipelined request waits until the current response is complete.
                 self.read_flow.pause(PIPELINE)
                 return
@@ -96,12 +108,15 @@ class H11Protocol(HTTPConnection):
         except ProtocolError as exc:
             self.reject(exc)
             return False
+        if self.wants_websocket(headers):
+            self._upgrade = (event.method, event.target, event.http_version, headers)
+            return True
         cycle = self.start_request(event.method, event.target, event.http_version, headers, facts)
         return cycle is not None
 
     def next_request(self) -> bool:
         parser = self.parser
-        if parser.their_state is not h11.DONE:
+        if parser.their_state not in _REQUEST_DONE:
             return False
         pending, closed = parser.trailing_data
         self.parser = parser = self._new_parser()

@@ -15,10 +15,18 @@ from email.utils import formatdate
 from dualcorn.errors import AppContractError
 
 __all__ = [
+    "CONNECTION",
+    "CONTENT_LENGTH",
     "CONTINUE_100",
+    "DATE",
+    "DEFAULT",
+    "HEADER_CACHE_SIZE",
     "LAST_CHUNK",
+    "PLAIN",
+    "TRANSFER_ENCODING",
     "DateHeader",
     "chunk",
+    "classify_header",
     "error_response",
     "status_line",
     "validate_header",
@@ -68,6 +76,35 @@ def validate_header(name: object, value: object) -> None:
         raise AppContractError(
             f"the value of response header {name!r} contains CR, LF or NUL (RFC 9110 5.5)"
         )
+
+
+# What a response header means to the server (see classify_header).
+PLAIN, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION, DATE, DEFAULT = range(6)
+# Validated header lines are remembered per server, up to this many distinct (name, value)
+# pairs: most responses repeat the same few ("content-type: text/plain"), and a bound keeps
+# per-response values (cookies) from growing the table.
+HEADER_CACHE_SIZE = 512
+
+
+def classify_header(name: object, value: object, defaults: frozenset[bytes]) -> tuple[int, bytes]:
+    """Validate one response header; return what it means and its encoded line."""
+    validate_header(name, value)
+    assert isinstance(name, bytes) and isinstance(value, bytes)
+    lower = name.lower()
+    line = b"%s: %s\r\n" % (name, value)
+    if lower == b"content-length":
+        if not value.isdigit():
+            raise AppContractError(f"the app sent an invalid Content-Length {value!r}")
+        return CONTENT_LENGTH, line
+    if lower == b"transfer-encoding":
+        return TRANSFER_ENCODING, b""
+    if lower == b"connection":
+        return CONNECTION, b""
+    if lower == b"date":
+        return DATE, line
+    if lower in defaults:
+        return DEFAULT, line
+    return PLAIN, line
 
 
 def chunk(data: bytes) -> bytes:
