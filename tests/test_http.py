@@ -123,6 +123,29 @@ def test_chunked_request_body(serve: Serve) -> None:
     assert response.content == b"/up:part0,part1,part2,part3,part4,"
 
 
+def test_chunked_trailers_never_join_the_request_headers(serve: Serve) -> None:
+    """Trailer fields arrive after the app has its scope; they must not appear in it (issue #6)."""
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        body = await read_body(receive)
+        seen.append(list(scope["headers"]))
+        await respond(send, 200, body)
+
+    raw = (
+        b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Evil\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nX-Evil: injected\r\n\r\n"
+    )
+    with serve(app) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(raw)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"hello")
+    [headers] = seen
+    assert (b"x-evil", b"injected") not in headers
+    assert [name for name, _ in headers] == [b"host", b"transfer-encoding", b"trailer"]
+
+
 def test_chunked_response_framing(serve: Serve) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -75,6 +75,7 @@ class HttpToolsProtocol(HTTPConnection):
         self._target = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._head_done = False
         self._sink: RequestCycle | _Queued | None = None  # where body bytes go
         self._queue: deque[_Queued] = deque()
         self._message_complete = True
@@ -128,6 +129,7 @@ class HttpToolsProtocol(HTTPConnection):
         self._target = b""
         self._headers = []
         self._head_size = 0
+        self._head_done = False
         self._message_complete = False
 
     def on_url(self, url: bytes) -> None:
@@ -135,6 +137,11 @@ class HttpToolsProtocol(HTTPConnection):
         self._grow(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_done:
+            # llhttp reports a chunked body's trailer fields through this callback too; they
+            # are dropped (RFC 9112 7.1.2 allows it) and never join the request's headers,
+            # which the app already holds.
+            return
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self._limit:
             raise ProtocolError("the request head is larger than the limit", 431)
@@ -148,6 +155,7 @@ class HttpToolsProtocol(HTTPConnection):
             raise ProtocolError("the request head is larger than the limit", 431)
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         parser = self.parser
         version = parser.get_http_version().encode("ascii")
         method = parser.get_method()
