@@ -37,7 +37,14 @@ from dualcorn.config import Config
 from dualcorn.errors import StartupError
 from dualcorn.supervisors.child import BOOT_FAILED, Orders
 
-__all__ = ["BOOT_FAILED", "ServerProcess", "SignalInbox", "describe_exit", "seconds_until"]
+__all__ = [
+    "BOOT_FAILED",
+    "ServerProcess",
+    "SignalInbox",
+    "describe_exit",
+    "kill_all",
+    "seconds_until",
+]
 
 _BOOTSTRAP = "import sys; from dualcorn.supervisors.child import main; main(int(sys.argv[1]))"
 
@@ -172,6 +179,15 @@ class ServerProcess:
         if self.sentinel is not None:
             os.close(self.sentinel)
             self.sentinel = None
+
+
+def kill_all(processes: Iterable[ServerProcess]) -> None:
+    """Last resort on the way out (an exception in a supervisor): leave no process behind."""
+    for process in processes:
+        if process.alive:
+            process.kill()
+            process.proc.wait()
+        process.close()
 
 
 def describe_exit(returncode: int | None) -> str:

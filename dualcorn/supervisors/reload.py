@@ -38,6 +38,7 @@ from dualcorn.supervisors.process import (
     ServerProcess,
     SignalInbox,
     describe_exit,
+    kill_all,
     seconds_until,
 )
 from dualcorn.supervisors.watch import (
@@ -277,9 +278,4 @@ class Reloader:
                 process.kill()
 
     def kill_all(self) -> None:
-        """Last resort on the way out (an exception in the loop): leave no process behind."""
-        for process in self.processes():
-            if process.alive:
-                process.kill()
-                process.proc.wait()
-            process.close()
+        kill_all(self.processes())

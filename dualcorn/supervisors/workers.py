@@ -40,6 +40,7 @@ from dualcorn.supervisors.process import (
     ServerProcess,
     SignalInbox,
     describe_exit,
+    kill_all,
     seconds_until,
 )
 
@@ -288,9 +289,4 @@ class Arbiter:
                 worker.kill()
 
     def kill_all(self) -> None:
-        """Last resort on the way out (an exception in the loop): leave no process behind."""
-        for worker in self.processes():
-            if worker.alive:
-                worker.kill()
-                worker.proc.wait()
-            worker.close()
+        kill_all(self.processes())
