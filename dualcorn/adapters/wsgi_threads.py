@@ -118,7 +118,8 @@ class Outbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # the app thread waits here
+        # Where the app thread waits for room; made on first use, as most responses never wait.
+        self._room: threading.Condition | None = None
         self._items: list[tuple[Message, int]] = []  # posted, not yet taken by the consumer
         self._unsent = 0  # body bytes posted and not yet accepted by send()
         self._queued = 0  # messages posted and not yet accepted by send()
@@ -160,6 +161,8 @@ class Outbox:
             self._queued += 1
             self._wake_consumer()
             while not self._failed and (self._queued if wait_sent else self._unsent > OUTBOX_LIMIT):
+                if self._room is None:
+                    self._room = threading.Condition(self._lock)
                 self._waiting = True
                 self._room.wait()
             self._waiting = False
@@ -225,13 +228,16 @@ class Outbox:
                     with self._lock:
                         self._unsent -= size
                         self._queued -= 1
-                        if self._waiting:
-                            self._room.notify()
+                        self._notify_thread()
 
     def abort(self) -> None:
         """Stop listening: the app thread's next (or current) post raises ClientDisconnected."""
         with self._lock:
             self._failed = True
             self._items = []
-            if self._waiting:
-                self._room.notify()
+            self._notify_thread()
+
+    def _notify_thread(self) -> None:
+        # Called with the lock held.
+        if self._waiting and self._room is not None:
+            self._room.notify()
