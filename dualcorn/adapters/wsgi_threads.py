@@ -6,7 +6,7 @@ Every time one thread must wake another, the request pays for a system call and 
 on a small machine those wake-ups, not the application, bound a hello-world's throughput.  This
 module keeps them to the minimum PEP 3333 allows:
 
-* :class:`WorkerPool` (loop -> thread): at most ``size`` threads take jobs from one
+* :class:`WorkerPool` (loop -> thread): ``size`` threads take jobs from one
   :class:`queue.SimpleQueue`.  Submitting a job is one ``put``: no ``concurrent.futures.Future``,
   no result chained back through ``wrap_future``; a job reports through its :class:`Outbox`.
 * :class:`Outbox` (thread -> loop): the app thread *posts* response messages and carries on.  The
@@ -45,36 +45,26 @@ Job = Callable[[], None]
 
 
 class WorkerPool:
-    """At most ``size`` threads, started on demand, running jobs in submission order."""
+    """``size`` threads running jobs in submission order; more jobs wait in the queue.
 
-    __slots__ = ("_idle", "_jobs", "_lock", "_name", "_size", "_threads")
+    The threads start with the pool (as waitress's and gunicorn's gthread workers do): a
+    ``submit()`` is then one ``put``, with no bookkeeping of idle threads on either side.
+    """
+
+    __slots__ = ("_jobs", "_threads")
 
     def __init__(self, size: int, name: str) -> None:
-        self._size = size
-        self._name = name
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0  # threads free for a job not yet claimed by a submit()
-        self._threads: list[threading.Thread] = []
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}_{n}", daemon=True)
+            for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; start a thread for it when none is idle and the bound allows."""
-        with self._lock:
-            if self._idle:
-                self._idle -= 1
-                start = False
-            else:
-                # Like ThreadPoolExecutor: a new thread only when no idle one will take the job;
-                # past the bound, jobs wait in the queue (on the loop side, holding no thread).
-                start = len(self._threads) < self._size
-            if start:
-                thread = threading.Thread(
-                    target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
+        """Queue ``job``: past the bound it waits here, holding no thread (design rule 2)."""
         self._jobs.put(job)
-        if start:
-            thread.start()
 
     def _work(self) -> None:
         jobs = self._jobs
@@ -84,13 +74,10 @@ class WorkerPool:
             except BaseException:  # a job handles its own errors; this is a last resort
                 logger.exception("WSGI job failed")
             job = None  # drop the request's references before waiting for the next one
-            with self._lock:
-                self._idle += 1
 
     def shutdown(self) -> None:
         """Let queued jobs finish, then stop and join every thread (blocks: call off the loop)."""
-        with self._lock:
-            threads, self._threads = self._threads, []
+        threads, self._threads = self._threads, []
         for _ in threads:
             self._jobs.put(None)
         for thread in threads:
