@@ -172,6 +172,32 @@ async def test_requests_wait_for_a_free_thread() -> None:
     assert len({e.body for e in exchanges}) == 2  # six requests, two threads
 
 
+async def test_a_request_cancelled_while_queued_never_runs_the_app() -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    calls: list[str] = []
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        calls.append(environ["PATH_INFO"])
+        entered.set()
+        release.wait(timeout=30)
+        start_response("200 OK", [])
+        return []
+
+    adapter = WSGIAdapter(app, threads=1)
+    first = asyncio.create_task(drive(adapter, path="/first"))
+    await asyncio.to_thread(entered.wait, 30)
+    queued = asyncio.create_task(drive(adapter, path="/queued"))
+    await asyncio.sleep(0.01)  # the second request now waits for the only thread
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    release.set()
+    assert (await first).status == 200
+    await adapter.shutdown()
+    assert calls == ["/first"]
+
+
 def test_no_thread_leaks_after_2000_requests() -> None:
     """Normal requests, app errors, disconnects and cancellations all give their thread back."""
     baseline = threading.active_count()

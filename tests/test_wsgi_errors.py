@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dualcorn.adapters.wsgi import WSGIAdapter
+from dualcorn.adapters.wsgi_threads import OUTBOX_LIMIT
 from tests.asgi_driver import ClientGone, Exchange, drive
 from tests.wsgi_helpers import (
     ClosingBody,
@@ -90,14 +91,16 @@ async def test_close_once_after_an_exception_before_output() -> None:
 async def test_close_once_when_send_fails_because_the_client_left(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    body = ClosingBody([b"a", b"b", b"c", b"d"])
+    # Chunks past the outbox limit: the app thread waits for each send() before going on.
+    chunks = [bytes([n]) * (OUTBOX_LIMIT + 1) for n in range(4)]
+    body = ClosingBody(chunks)
 
     async def failing_send(message: dict[str, Any]) -> None:
-        if message.get("body") == b"b":
+        if message.get("body") == chunks[1]:
             raise ClientGone("connection lost")
 
     exchange = await serve(app_returning(body), on_send=failing_send)
-    assert exchange.body == b"a"
+    assert exchange.body == chunks[0]
     assert body.produced == 2  # iteration stopped at the failed send
     assert body.closed == 1
     assert error_records(caplog) == []
@@ -147,7 +150,8 @@ async def test_close_errors_are_logged_not_raised(caplog: pytest.LogCaptureFixtu
 
 
 async def test_app_thread_is_released_when_the_request_is_cancelled() -> None:
-    body = ClosingBody([b"a", b"b", b"c"])
+    # A chunk past the outbox limit: the app thread waits until send() accepts it.
+    body = ClosingBody([b"x" * (OUTBOX_LIMIT + 1)] * 3)
     first_send = asyncio.Event()
 
     async def stuck_send(message: dict[str, Any]) -> None:

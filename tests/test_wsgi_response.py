@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
+from dualcorn.adapters import wsgi_threads
+from dualcorn.adapters.wsgi import WSGIAdapter
+from dualcorn.adapters.wsgi_threads import OUTBOX_LIMIT
 from dualcorn.errors import AppContractError
+from tests.asgi_driver import drive
 from tests.wsgi_helpers import (
     ClosingBody,
     Environ,
@@ -21,23 +25,29 @@ from tests.wsgi_helpers import (
 
 
 @pytest.fixture
-def hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every trip an app thread makes to the event loop."""
-    trips: list[object] = []
-    original = asyncio.run_coroutine_threadsafe
+def wakes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every time an app thread wakes the event loop: outbox batches and input hops."""
+    trips: list[str] = []
+    wake = wsgi_threads._wake
+    hop = asyncio.run_coroutine_threadsafe
 
-    def counting(coroutine: Any, loop: Any) -> Any:
-        trips.append(coroutine)
-        return original(coroutine, loop)
+    def counting_wake(waiter: Any) -> None:
+        trips.append("outbox")
+        wake(waiter)
 
-    monkeypatch.setattr("dualcorn.adapters.wsgi_input.run_coroutine_threadsafe", counting)
+    def counting_hop(coroutine: Any, loop: Any) -> Any:
+        trips.append("hop")
+        return hop(coroutine, loop)
+
+    monkeypatch.setattr(wsgi_threads, "_wake", counting_wake)
+    monkeypatch.setattr("dualcorn.adapters.wsgi_input.run_coroutine_threadsafe", counting_hop)
     return trips
 
 
 # --- Sending the body ------------------------------------------------------------------------
 
 
-async def test_small_list_goes_out_in_one_hop_with_content_length(hops: list[object]) -> None:
+async def test_small_list_is_the_work_items_result(wakes: list[str]) -> None:
     exchange = await serve(app_returning([b"Hello, ", b"", b"world"]))
     assert exchange.status == 200
     assert exchange.header("content-type") == "text/plain"
@@ -45,10 +55,11 @@ async def test_small_list_goes_out_in_one_hop_with_content_length(hops: list[obj
     assert [m["type"] for m in exchange.sent] == ["http.response.start", "http.response.body"]
     assert exchange.body == b"Hello, world"
     assert exchange.complete
-    assert len(hops) == 1
+    # Status, headers and body travel back with the end of the work item: one wake-up.
+    assert wakes == ["outbox"]
 
 
-async def test_generator_streams_one_hop_per_chunk(hops: list[object]) -> None:
+async def test_generator_streams_chunk_by_chunk(wakes: list[str]) -> None:
     def chunks() -> Iterator[bytes]:
         yield b"one"
         yield b""  # PEP 3333: an empty chunk is skipped, not sent
@@ -62,7 +73,21 @@ async def test_generator_streams_one_hop_per_chunk(hops: list[object]) -> None:
         ("http.response.body", b"", False),
     ]
     assert exchange.header("content-length") is None  # unknown length: the server frames it
-    assert len(hops) == 3  # headers travel with the first chunk
+    # Posts made before the loop runs share its wake-up (usually all of them: the app thread
+    # holds the GIL); never more than one per chunk plus the end.
+    assert 1 <= len(wakes) <= 3
+    assert set(wakes) == {"outbox"}
+
+
+async def test_body_read_costs_one_hop_per_chunk(wakes: list[str]) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [body]
+
+    exchange = await serve(app, body=[b"ab", b"cd"])
+    assert exchange.body == b"abcd"
+    assert wakes == ["hop", "hop", "outbox"]
 
 
 async def test_large_list_streams_chunk_by_chunk() -> None:
@@ -118,22 +143,48 @@ async def test_latin1_header_values_are_sent_as_their_bytes() -> None:
     assert exchange.headers == [(b"x-name", b"caf\xe9"), (b"content-length", b"0")]
 
 
-async def test_body_never_runs_ahead_of_a_slow_client() -> None:
-    """Backpressure: while send() waits, the app thread cannot produce the next chunk."""
-    body = ClosingBody([b"chunk-%d" % i for i in range(5)])
-    seen: list[tuple[bytes, int]] = []
+async def test_body_runs_ahead_of_a_slow_client_by_at_most_the_outbox_limit() -> None:
+    """Backpressure: the app thread may post blocks ahead of send(), but only so many bytes."""
+    size = 16 * 1024
+    body = ClosingBody([bytes([i]) * size for i in range(20)])
+    ahead: list[int] = []
 
     async def slow_send(message: dict[str, Any]) -> None:
         if message.get("body"):
             # Give a runaway producer every chance to get ahead before this send returns.
             for _ in range(20):
                 await asyncio.sleep(0)
-            await asyncio.sleep(0.01)
-            seen.append((message["body"], body.produced))
+            await asyncio.sleep(0.005)
+            accepted = len(ahead)  # chunks whose send() returned before this one
+            ahead.append((body.produced - accepted) * size)
 
     exchange = await serve(app_returning(body), on_send=slow_send)
-    assert seen == [(b"chunk-%d" % i, i + 1) for i in range(5)]
     assert exchange.body == b"".join(body.chunks)  # type: ignore[arg-type]
+    # Posted but not accepted: at most the limit, plus the one chunk that crossed it.
+    assert max(ahead) <= OUTBOX_LIMIT + size
+    assert max(ahead) > size  # the thread did run ahead: blocks were not sent one hop each
+
+
+async def test_a_client_that_never_reads_stops_the_app_thread() -> None:
+    size = 16 * 1024
+    body = ClosingBody([b"x" * size] * 100)
+    stuck = asyncio.Event()
+
+    async def never_returns(message: dict[str, Any]) -> None:
+        if message.get("body"):
+            stuck.set()
+            await asyncio.Event().wait()  # a paused transport that never drains
+
+    adapter = WSGIAdapter(app_returning(body), threads=1)
+    task = asyncio.create_task(drive(adapter, on_send=never_returns))
+    await stuck.wait()
+    await asyncio.sleep(0.05)  # room for the thread to run away, if nothing held it
+    assert body.produced * size <= OUTBOX_LIMIT + size
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(adapter.shutdown(), timeout=10)
+    assert body.closed == 1
 
 
 async def test_content_length_stops_the_iteration() -> None:

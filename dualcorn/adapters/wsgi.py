@@ -9,14 +9,18 @@ The server only ever speaks ASGI 3 (design rule 1), so a WSGI app is wrapped in
   hooks).  Startup creates the thread pool; shutdown waits for the app threads and stops it.
   With ``--lifespan off`` the pool is created by the first request.
 * ``http``: the request becomes a PEP 3333 environ (:class:`EnvironBuilder`), and a
-  :class:`~.wsgi_responder.Responder` runs the application in one pool thread.  The body streams
-  both ways through :class:`~.wsgi_input.LoopBridge` hops to the loop, one chunk at a time, so
-  flow control on the socket reaches the application thread in both directions.
+  :class:`~.wsgi_responder.Responder` runs the application in one pool thread.  The request body
+  reaches the thread through :class:`~.wsgi_input.LoopBridge` hops, one chunk at a time; the
+  response comes back through an :class:`~.wsgi_threads.Outbox`, which the request's coroutine
+  drains into ``send()``.  Both are bounded, so flow control on the socket reaches the
+  application thread in both directions.  A response that is complete when the application
+  returns costs one wake-up of a thread and one of the loop (see :mod:`.wsgi_threads`).
 * ``websocket``: WSGI has no WebSockets; the handshake is refused (the server answers 403).
 
 The pool is bounded (``threads``): when every thread is busy, further requests wait in the
-executor's queue, on the loop, holding no thread.  A request task cancelled by the server aborts
-its bridge, so its app thread stops at the next hop and returns to the pool.
+pool's queue, holding no thread.  A request task cancelled by the server aborts its bridge and
+its outbox, so its app thread stops at its next hop or post (or never starts the application)
+and returns to the pool.
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ import io
 import logging
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
 
 from dualcorn.adapters.wsgi_input import ClientDisconnected, LoopBridge, Receive, Send, WSGIInput
 from dualcorn.adapters.wsgi_responder import FileWrapper, Responder
+from dualcorn.adapters.wsgi_threads import Outbox, WorkerPool
 from dualcorn.errors import ConfigError
 
 __all__ = [
@@ -233,7 +237,7 @@ class WSGIAdapter:
             raise ConfigError(f"threads must be at least 1; got {threads!r}")
         self.app = app
         self.threads = threads
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._environ = EnvironBuilder(
             multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
         )
@@ -256,13 +260,11 @@ class WSGIAdapter:
         if pool is not None:
             # Joining threads blocks, and those threads may still need the loop for their last
             # hops, so the join happens off the loop.
-            await asyncio.to_thread(pool.shutdown, wait=True)
+            await asyncio.to_thread(pool.shutdown)
 
-    def _ensure_pool(self) -> ThreadPoolExecutor:
+    def _ensure_pool(self) -> WorkerPool:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.threads, thread_name_prefix="dualcorn-wsgi"
-            )
+            self._pool = WorkerPool(self.threads, "dualcorn-wsgi")
         return self._pool
 
     async def _serve_http(self, scope: Any, receive: Receive, send: Send) -> None:
@@ -285,13 +287,16 @@ class WSGIAdapter:
             )
         environ["wsgi.input"] = wsgi_input
         extensions = scope.get("extensions") or {}
+        outbox = Outbox(loop)
         responder = Responder(
-            self.app, environ, bridge, send, wsgi_input, zerocopy=ZEROCOPY_EXTENSION in extensions
+            self.app, environ, outbox, wsgi_input, zerocopy=ZEROCOPY_EXTENSION in extensions
         )
+        self._ensure_pool().submit(responder.run)
         try:
-            await loop.run_in_executor(self._ensure_pool(), responder.run)
+            await outbox.deliver(send)
         except asyncio.CancelledError:
-            # The server abandoned the request: release the app thread from its current hop.
+            # The server abandoned the request: release the app thread from its hop or wait.
+            outbox.abort()
             bridge.abort()
             raise
 

@@ -3,17 +3,20 @@
 Theory of operation
 -------------------
 :class:`Responder` runs one request inside an app thread.  It calls the application, checks what
-``start_response`` receives (PEP 3333 "The start_response() Callable"), and sends the response
-to the loop through the request's :class:`LoopBridge`.  Each hop waits for the server's
-``send()``, which itself waits while the transport is paused: a slow client therefore holds the
-app thread, and the body is never buffered beyond one chunk.
+``start_response`` receives (PEP 3333 "The start_response() Callable"), and posts the response
+messages to the request's :class:`~.wsgi_threads.Outbox`, which the loop drains into the
+server's ``send()``.  Posting does not wait for the loop (the block is on its way, as PEP 3333
+"Buffering and Streaming" requires, while the app produces the next one); the thread waits only
+when the client falls :data:`~.wsgi_threads.OUTBOX_LIMIT` bytes behind.
 
 Headers leave lazily, with the first non-empty chunk or at the end of the iterable (PEP 3333
-"Buffering and Streaming"), in the same hop as that chunk.  A list or tuple body under
-``WHOLE_BODY_LIMIT`` goes out in one hop with an exact Content-Length.  A ``wsgi.file_wrapper``
-over a regular file uses the ``http.response.zerocopysend`` extension when the server offers it.
+"Buffering and Streaming"), together with that chunk.  A list or tuple body under
+``WHOLE_BODY_LIMIT`` goes out as one message with an exact Content-Length.  A
+``wsgi.file_wrapper`` over a regular file uses the ``http.response.zerocopysend`` extension when
+the server offers it.
 
-Whatever happens, the iterable's ``close()`` is called exactly once, after the last hop.
+Whatever happens, the iterable's ``close()`` is called exactly once, in the app thread, after
+the last message was posted and before the outbox is finished.
 """
 
 from __future__ import annotations
@@ -29,14 +32,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from wsgiref.types import WSGIApplication
 
-from dualcorn.adapters.wsgi_input import ClientDisconnected, LoopBridge, Message, Send, WSGIInput
+from dualcorn.adapters.wsgi_input import ClientDisconnected, Message, WSGIInput
+from dualcorn.adapters.wsgi_threads import Outbox
 from dualcorn.errors import AppContractError
 
 __all__ = ["WHOLE_BODY_LIMIT", "FileWrapper", "Responder"]
 
 logger = logging.getLogger("dualcorn.error")
 
-# A list or tuple body up to this size is joined and sent in one hop, headers included.
+# A list or tuple body up to this size is joined and sent as one message, headers included.
 WHOLE_BODY_LIMIT = 64 * 1024
 
 # PEP 3333 "Other HTTP Features": applications must not use HTTP/1.1 hop-by-hop headers; this is
@@ -159,35 +163,27 @@ def _regular_file_span(filelike: Any) -> tuple[int, int] | None:
     return offset, max(0, status.st_size - offset)
 
 
-async def _send_messages(send: Send, start: Message | None, body: Message) -> None:
-    # Headers and the first body message travel in one hop.
-    if start is not None:
-        await send(start)
-    await send(body)
-
-
 class Responder:
     """Runs one request through a WSGI application (inside an app thread)."""
 
     __slots__ = (
-        "_app", "_bridge", "_content_length", "_environ", "_finished", "_headers",
-        "_headers_sent", "_input", "_send", "_sent", "_status", "_zerocopy",
+        "_app", "_content_length", "_environ", "_finished", "_headers", "_headers_sent",
+        "_input", "_last", "_outbox", "_sent", "_status", "_zerocopy",
     )  # fmt: skip
 
     def __init__(
         self,
         app: WSGIApplication,
         environ: dict[str, Any],
-        bridge: LoopBridge,
-        send: Send,
+        outbox: Outbox,
         wsgi_input: WSGIInput,
         *,
         zerocopy: bool,
     ) -> None:
         self._app = app
         self._environ = environ
-        self._bridge = bridge
-        self._send = send
+        self._outbox = outbox
+        self._last: list[Message] | None = None  # a whole response, handed over by finish()
         self._input = wsgi_input
         self._zerocopy = zerocopy
         self._status: int | None = None
@@ -234,8 +230,12 @@ class Responder:
             self._send_chunk(data)
 
     def run(self) -> None:
-        """Call the application and send its response; re-raises app errors after headers."""
+        """Call the application and post its response; an app error after the headers is
+        handed to the outbox, which re-raises it on the loop."""
+        if self._outbox.aborted:
+            return  # the server gave up on the request before a thread was free
         iterable = None
+        error: BaseException | None = None
         try:
             iterable = self._app(self._environ, self.start_response)
             self._send_iterable(iterable)
@@ -247,15 +247,19 @@ class Responder:
                 logger.debug("client disconnected during %s", self._environ["PATH_INFO"])
             elif self._headers_sent:
                 # Too late for a 500: the server logs this and closes the connection.
-                if isinstance(exc, Exception):
-                    raise
-                raise AppContractError(f"the WSGI application raised {exc!r}") from exc
+                error = exc
+                if not isinstance(exc, Exception):
+                    error = AppContractError(f"the WSGI application raised {exc!r}")
+                    error.__cause__ = exc
             else:
                 logger.error("Exception in WSGI application", exc_info=exc)
                 self._send_server_error()
         finally:
-            self._close(iterable)
-            self._environ["wsgi.errors"].flush()
+            try:
+                self._close(iterable)
+                self._environ["wsgi.errors"].flush()
+            finally:
+                self._outbox.finish(error, self._last)
 
     def _send_iterable(self, iterable: Iterable[bytes]) -> None:
         if self._zerocopy and type(iterable) is FileWrapper and self._send_file(iterable):
@@ -280,7 +284,7 @@ class Responder:
                     return
         if not self._finished:
             self._finished = True
-            self._hop(self._start_message(), b"", more_body=False)
+            self._post_body(self._start_message(), b"", more_body=False)
 
     def _send_chunk(self, chunk: bytes) -> None:
         if self._content_length is not None:
@@ -291,14 +295,20 @@ class Responder:
                 self._finished = True
                 chunk = chunk[:room]
         self._sent += len(chunk)
-        self._hop(self._start_message(), chunk, more_body=not self._finished)
+        self._post_body(self._start_message(), chunk, more_body=not self._finished)
 
     def _send_whole(self, body: bytes) -> None:
         if self._content_length is not None:
             body = body[: self._content_length - self._sent]
         self._finished = True
         self._sent += len(body)
-        self._hop(self._start_message(len(body)), body, more_body=False)
+        if self._input.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        # A list or tuple has no close(), so nothing runs between here and finish(): the whole
+        # response is the work item's result, sent with the one wake-up that ends it.
+        start = self._start_message(len(body))
+        message = {"type": "http.response.body", "body": body, "more_body": False}
+        self._last = [message] if start is None else [start, message]
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         """Send a regular file with ``http.response.zerocopysend``; False if it is not one."""
@@ -318,7 +328,8 @@ class Responder:
             "count": size,
             "more_body": False,
         }
-        self._call(_send_messages(self._send, start, message))
+        # The wrapper's close() closes the file: wait until the server has sent it.
+        self._post(start, message, 0, wait_sent=True)
         return True
 
     def _start_message(self, body_length: int | None = None) -> Message | None:
@@ -342,20 +353,16 @@ class Responder:
         self._headers_sent = True
         return {"type": "http.response.start", "status": self._status, "headers": headers}
 
-    def _hop(self, start: Message | None, body: bytes, *, more_body: bool) -> None:
+    def _post_body(self, start: Message | None, body: bytes, *, more_body: bool) -> None:
+        message = {"type": "http.response.body", "body": body, "more_body": more_body}
+        self._post(start, message, len(body))
+
+    def _post(
+        self, start: Message | None, message: Message, size: int, *, wait_sent: bool = False
+    ) -> None:
         if self._input.disconnected:
             raise ClientDisconnected("the client disconnected")
-        message = {"type": "http.response.body", "body": body, "more_body": more_body}
-        self._call(_send_messages(self._send, start, message))
-
-    def _call(self, coroutine: Any) -> None:
-        try:
-            self._bridge.call(coroutine)
-        except ClientDisconnected:
-            raise
-        except OSError as exc:
-            # ASGI: send() on a closed connection raises an OSError subclass.
-            raise ClientDisconnected(str(exc)) from exc
+        self._outbox.post(message, size, start=start, wait_sent=wait_sent)
 
     def _send_server_error(self) -> None:
         self._headers_sent = True
@@ -365,7 +372,7 @@ class Responder:
             "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"0")],
         }
         with contextlib.suppress(ClientDisconnected):
-            self._hop(start, b"", more_body=False)
+            self._post_body(start, b"", more_body=False)
 
     def _close(self, iterable: Any) -> None:
         # PEP 3333: "If the iterable returned by the application has a close() method, the
