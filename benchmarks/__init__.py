@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of dualcorn and its peers; run ``python -m benchmarks``."""

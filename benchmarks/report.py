@@ -1,0 +1,173 @@
+"""The run's record: machine description, per-scenario Markdown tables and a JSON dump.
+
+Ratios compare each server with dualcorn in the same scenario and the same run: for
+throughput ``server req/s / dualcorn req/s`` (above 1.00 the peer is faster), for the idle
+scenarios ``server peak RSS / dualcorn peak RSS`` (above 1.00 the peer uses more memory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from benchmarks.runner import Row, Settings
+from benchmarks.scenarios import Scenario
+from benchmarks.servers import SERVERS
+
+__all__ = ["machine", "markdown", "write_json"]
+
+REFERENCE = "dualcorn"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ram_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return 0.0
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _wrk_version() -> str:
+    try:
+        done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    return (done.stdout or done.stderr).split("Copyright")[0].strip() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on; printed above every table."""
+    packages = sorted({spec.package for spec in SERVERS.values()} | {"uvloop", "httptools"})
+    packages += ["h11", "fastapi", "flask"]
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "ram_gib": round(_ram_gib(), 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": {name: _version(name) for name in packages},
+        "wrk": _wrk_version(),
+    }
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.1f} MiB" if size else "-"
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    if not value or not reference:
+        return "n/a"
+    return f"{value / reference:.2f}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _throughput_table(rows: list[Row]) -> list[str]:
+    ref = next((r.rps for r in rows if r.server == REFERENCE and r.status == "ok"), None)
+    out = ["| server | req/s | p50 | p99 | peak RSS | errors | ratio to dualcorn |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r.status != "ok" or r.rps is None:
+            out.append(f"| {r.server} | failed: {_cell(r.reason)} | | | | | |")
+            continue
+        errors = f"{r.errors}" + (f" (+{r.non_2xx} non-2xx)" if r.non_2xx else "")
+        out.append(
+            f"| {r.server} | {r.rps:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
+            f"| {_mib(r.peak_rss)} | {errors} | {_ratio(r.rps, ref)} |"
+        )
+    return out
+
+
+def _idle_table(rows: list[Row]) -> list[str]:
+    ref = next((r.peak_rss for r in rows if r.server == REFERENCE and r.status == "ok"), None)
+    out = ["| server | answered | errors | still open | open time | start RSS | peak RSS "
+           "| RSS ratio to dualcorn |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r.status != "ok" or r.idle is None:
+            out.append(f"| {r.server} | failed: {_cell(r.reason)} | | | | | | |")
+            continue
+        i = r.idle
+        out.append(
+            f"| {r.server} | {i.answered:,} / {i.wanted:,} | {i.errors:,} | {i.still_open:,} "
+            f"| {i.open_seconds:.1f} s | {_mib(r.start_rss)} | {_mib(r.peak_rss)} "
+            f"| {_ratio(r.peak_rss, ref)} |"
+        )
+    return out
+
+
+def markdown(
+    info: dict[str, Any], settings: Settings, results: list[tuple[Scenario, list[Row]]],
+    note: str = "",
+) -> str:
+    lines = ["# dualcorn benchmarks", ""]
+    if note:
+        lines += [f"> {note}", ""]
+    lines += [
+        f"Run {info['date']} with `python -m benchmarks`.", "",
+        "## Machine", "",
+        f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram_gib']} GiB",
+        f"- OS: {info['os']}; Python: {info['python']}; load generator: {info['wrk']}",
+        "- Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()),
+        f"- Settings: {settings.rounds} round(s) x {settings.duration:g} s after "
+        f"{settings.warmup:g} s warm-up, {settings.connections} connections, server on core 0 "
+        "and client on core 1 (taskset); req/s, p50 and p99 are medians over rounds; peak RSS "
+        "sums the server process and its children.",
+        "",
+        "## Servers", "",
+    ]
+    lines += [f"- **{spec.name}**: {spec.note}" for spec in SERVERS.values()]
+    for scenario, rows in results:
+        lines += ["", f"## {scenario.name}", "", f"{scenario.description}.", ""]
+        table = _idle_table if scenario.kind == "idle" else _throughput_table
+        lines += table(rows)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_json(
+    path: Path, info: dict[str, Any], settings: Settings,
+    results: list[tuple[Scenario, list[Row]]], note: str = "",
+) -> None:
+    data = {
+        "note": note,
+        "machine": info,
+        "settings": dataclasses.asdict(settings),
+        "scenarios": {
+            scenario.name: {
+                **dataclasses.asdict(scenario),
+                "rows": [dataclasses.asdict(row) for row in rows],
+            }
+            for scenario, rows in results
+        },
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,153 @@
+"""Run one scenario against one server and turn whatever happens into a :class:`Row`.
+
+The sequence is the same for every peer: start the server pinned to core 0, wait until it
+answers, check one response is right, warm up, then measure ``rounds`` runs of ``duration``
+seconds from core 1 while a thread samples the server's RSS.  Any failure becomes a row with
+``status="failed"`` and a reason; nothing here lets one server's failure stop the run.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from benchmarks import wrk
+from benchmarks.loadgen import IdleResult, LoadResult
+from benchmarks.procs import (
+    CLIENT_CORE,
+    ROOT,
+    RssSampler,
+    ServerFailed,
+    ServerProcess,
+    free_port,
+    pinned,
+)
+from benchmarks.scenarios import Scenario
+from benchmarks.servers import ServerSpec
+
+__all__ = ["Row", "Settings", "run_one"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int = 3
+    duration: float = 10.0
+    warmup: float = 2.0
+    connections: int = 64
+    idle_count: int = 10_000
+    idle_hold: float = 3.0
+    use_wrk: bool = True
+
+
+@dataclass
+class Row:
+    """One table row: a server's result in one scenario."""
+
+    server: str
+    status: str = "ok"  # "ok" or "failed"
+    reason: str = ""
+    rps: float | None = None
+    rounds_rps: list[float] = field(default_factory=list)
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    errors: int = 0
+    non_2xx: int = 0
+    peak_rss: int = 0
+    start_rss: int = 0
+    tool: str = ""
+    idle: IdleResult | None = None
+
+
+def _probe(port: int, scenario: Scenario) -> None:
+    """One request with the stdlib client; raise ServerFailed unless the answer is right."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        body = b"x" * scenario.body_size if scenario.method == "POST" else None
+        conn.request(scenario.method, "/", body=body)
+        response = conn.getresponse()
+        data = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise ServerFailed(f"probe request failed: {exc!r}") from exc
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ServerFailed(f"probe answered {response.status}: {data[:80]!r}")
+    if scenario.expect_body_size is not None and len(data) != scenario.expect_body_size:
+        raise ServerFailed(f"probe body is {len(data)} bytes, not {scenario.expect_body_size}")
+    if scenario.method == "POST" and data.strip() != str(scenario.body_size).encode():
+        raise ServerFailed(f"upload answered {data[:40]!r}, not {scenario.body_size}")
+
+
+def _loadgen(args: list[str], timeout: float) -> str:
+    argv = pinned([sys.executable, "-m", "benchmarks.loadgen", *args], CLIENT_CORE)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"loadgen exited {done.returncode}: {done.stderr.strip()[-200:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _load(port: int, scenario: Scenario, settings: Settings, duration: float) -> LoadResult:
+    if settings.use_wrk and wrk.available():
+        return wrk.run(f"http://127.0.0.1:{port}/", duration=duration,
+                       connections=settings.connections, method=scenario.method,
+                       body_size=scenario.body_size)
+    args = ["throughput", "--port", str(port), "--duration", str(duration),
+            "--connections", str(settings.connections), "--method", scenario.method,
+            "--body-size", str(scenario.body_size)]
+    return LoadResult(**json.loads(_loadgen(args, duration + 60)))
+
+
+def _throughput(server: ServerProcess, scenario: Scenario, settings: Settings, row: Row) -> None:
+    if settings.warmup > 0:
+        _load(server.port, scenario, settings, settings.warmup)
+        server.check_alive()
+    results: list[LoadResult] = []
+    with RssSampler(server.pid) as rss:
+        for _ in range(settings.rounds):
+            results.append(_load(server.port, scenario, settings, settings.duration))
+            server.check_alive()
+    row.start_rss, row.peak_rss = rss.first, rss.peak
+    row.rounds_rps = [round(r.rps, 1) for r in results]
+    row.rps = statistics.median(r.rps for r in results)
+    row.p50_ms = statistics.median(r.p50_ms for r in results)
+    row.p99_ms = statistics.median(r.p99_ms for r in results)
+    row.errors = sum(r.errors for r in results)
+    row.non_2xx = sum(r.non_2xx for r in results)
+    row.tool = results[0].tool
+    if sum(r.requests for r in results) == row.non_2xx:
+        raise ServerFailed(f"no successful responses ({row.errors} socket errors)")
+
+
+def _idle(server: ServerProcess, settings: Settings, row: Row) -> None:
+    args = ["idle", "--port", str(server.port), "--count", str(settings.idle_count),
+            "--hold", str(settings.idle_hold)]
+    with RssSampler(server.pid, interval=0.05) as rss:
+        line = _loadgen(args, timeout=120 + settings.idle_hold)
+    server.check_alive()
+    row.idle = IdleResult(**json.loads(line))
+    row.start_rss, row.peak_rss = rss.first, rss.peak
+    row.errors = row.idle.errors
+    row.tool = "benchmarks.loadgen"
+
+
+def run_one(spec: ServerSpec, scenario: Scenario, settings: Settings) -> Row:
+    """Measure ``spec`` in ``scenario``; never raises for a server's misbehaviour."""
+    row = Row(server=spec.name)
+    port = free_port()
+    try:
+        with ServerProcess(spec.command(scenario.app, scenario.interface, port), port) as server:
+            server.wait_ready()
+            _probe(port, scenario)
+            if scenario.kind == "idle":
+                _idle(server, settings, row)
+            else:
+                _throughput(server, scenario, settings, row)
+    except (ServerFailed, RuntimeError, ValueError, OSError,
+            subprocess.TimeoutExpired) as exc:
+        row.status, row.reason = "failed", str(exc).replace("\n", " ")[:160]
+    return row
