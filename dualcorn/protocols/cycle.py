@@ -231,12 +231,17 @@ class RequestCycle:
 
     def _prepare_head(self, message: dict[str, Any]) -> None:
         status = message["status"]
-        parts = [status_line(status)]
         state = self.state
-        seen_default = set[bytes]()
+        lines: list[bytes] = []
+        seen_default: set[bytes] | None = None  # default headers the app set itself
         date_given = False
         known = state.header_lines
         for name, value in message.get("headers", ()):
+            if name == b"content-length" and type(value) is bytes and value.isdigit():
+                # The one header that differs on nearly every response: skip the cache.
+                self._declared_length = int(value)
+                lines.append(b"content-length: %s\r\n" % value)
+                continue
             try:
                 entry = known.get((name, value))
             except TypeError:  # unhashable (a bytearray): classify() says what is wrong
@@ -247,32 +252,37 @@ class RequestCycle:
                     known[(name, value)] = entry
             kind, line = entry
             if kind == PLAIN:
-                parts.append(line)
+                lines.append(line)
             elif kind == CONTENT_LENGTH:
                 self._declared_length = int(value)
-                parts.append(line)
+                lines.append(line)
             elif kind == CONNECTION:
                 if b"close" in value.lower():
                     self.keep_alive = False
             elif kind == DATE:
                 date_given = True
-                parts.append(line)
+                lines.append(line)
             elif kind == DEFAULT:
+                if seen_default is None:
+                    seen_default = set()
                 seen_default.add(name.lower())
-                parts.append(line)
+                lines.append(line)
             # TRANSFER_ENCODING: framing belongs to the server; it chunks when the length is
             # unknown, so the app's own header is dropped.
-        if not seen_default:
-            parts.insert(1, state.default_head)
-        elif state.default_head:
-            for line in state.default_head.split(b"\r\n"):
-                if line and line.split(b":", 1)[0].lower() not in seen_default:
-                    parts.insert(1, line + b"\r\n")
+        if seen_default is None:
+            defaults = state.default_head
+        else:
+            defaults = b"".join(
+                line + b"\r\n"
+                for line in state.default_head.split(b"\r\n")
+                if line and line.split(b":", 1)[0].lower() not in seen_default
+            )
+        date = b""
         if state.date is not None and not date_given:
-            parts.insert(1, b"date: %s\r\n" % state.date.value())
+            date = b"date: %s\r\n" % state.date.value()
         self.status = status
         self.started = True
-        self._head = b"".join(parts)
+        self._head = b"%s%s%s%s" % (status_line(status), date, defaults, b"".join(lines))
 
     def _framing(self, body: bytes, more: bool) -> bytes:
         """Finish the head once the first body message shows how the body is delimited."""
