@@ -162,7 +162,7 @@ class ServerProcess:
         assert self.proc is not None
         code = self.proc.poll()
         if code is not None:
-            raise ServerFailed(f"exited with {code}: {self.log_tail() or 'no output'}")
+            raise ServerFailed(f"exited with {code}: {self.log_tail(1) or 'no output'}")
 
     def wait_ready(self, path: str = "/", timeout: float = 20.0) -> None:
         """Return once a GET answers with any HTTP status line; fail if the process dies."""

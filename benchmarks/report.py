@@ -13,10 +13,12 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from benchmarks.procs import ROOT
 from benchmarks.runner import Row, Settings
 from benchmarks.scenarios import Scenario
 from benchmarks.servers import SERVERS
@@ -46,7 +48,22 @@ def _ram_gib() -> float:
     return 0.0
 
 
+def _dualcorn_version() -> str:
+    """The checkout under test (servers import it from the repository root, not site-packages)."""
+    source = (ROOT / "dualcorn" / "__init__.py").read_text()
+    found = re.search(r"__version__\s*=\s*[\"']([^\"']+)", source)
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=5, check=False)
+        commit = done.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return f"{found[1] if found else '?'} ({commit or 'this checkout'})"
+
+
 def _version(package: str) -> str:
+    if package == "dualcorn":
+        return _dualcorn_version()
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -117,8 +134,10 @@ def _idle_table(rows: list[Row]) -> list[str]:
             out.append(f"| {r.server} | failed: {_cell(r.reason)} | | | | | | |")
             continue
         i = r.idle
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(i.error_kinds.items()))
+        errors = f"{i.errors:,}" + (f" ({kinds})" if kinds else "")
         out.append(
-            f"| {r.server} | {i.answered:,} / {i.wanted:,} | {i.errors:,} | {i.still_open:,} "
+            f"| {r.server} | {i.answered:,} / {i.wanted:,} | {errors} | {i.still_open:,} "
             f"| {i.open_seconds:.1f} s | {_mib(r.start_rss)} | {_mib(r.peak_rss)} "
             f"| {_ratio(r.peak_rss, ref)} |"
         )

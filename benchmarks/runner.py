@@ -127,7 +127,7 @@ def _idle(server: ServerProcess, settings: Settings, row: Row) -> None:
     args = ["idle", "--port", str(server.port), "--count", str(settings.idle_count),
             "--hold", str(settings.idle_hold)]
     with RssSampler(server.pid, interval=0.05) as rss:
-        line = _loadgen(args, timeout=120 + settings.idle_hold)
+        line = _loadgen(args, timeout=60 + settings.idle_hold + 30)
     server.check_alive()
     row.idle = IdleResult(**json.loads(line))
     row.start_rss, row.peak_rss = rss.first, rss.peak
@@ -147,7 +147,8 @@ def run_one(spec: ServerSpec, scenario: Scenario, settings: Settings) -> Row:
                 _idle(server, settings, row)
             else:
                 _throughput(server, scenario, settings, row)
-    except (ServerFailed, RuntimeError, ValueError, OSError,
-            subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
+        row.status, row.reason = "failed", f"load generator timed out after {exc.timeout:.0f} s"
+    except (ServerFailed, RuntimeError, ValueError, OSError) as exc:
         row.status, row.reason = "failed", str(exc).replace("\n", " ")[:160]
     return row
