@@ -5,5 +5,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from dualcorn.config import Config
+from dualcorn.main import run
+from dualcorn.server import Server
 
-__all__ = ["Config", "__version__"]
+__all__ = ["Config", "Server", "__version__", "run"]

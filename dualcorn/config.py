@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from dualcorn.errors import ConfigError
 
-__all__ = ["Config", "Interface", "LifespanMode", "LoopName", "HTTPName", "WSName"]
+__all__ = ["Config", "HTTPName", "Interface", "LifespanMode", "LoopName", "WSName"]
 
 Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 LifespanMode = Literal["auto", "on", "off"]

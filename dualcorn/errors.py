@@ -31,6 +31,8 @@ class LoadError(DualcornError):
     The CLI prints the message (no traceback unless the traceback is the app's own) and exits 3.
     """
 
+    show_traceback = False  # True where the cause is the app's own code (see loading.py)
+
 
 class StartupError(DualcornError):
     """The server could not start: a failed bind, or the app's lifespan startup failed."""

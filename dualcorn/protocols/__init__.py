@@ -1,0 +1,26 @@
+"""HTTP/1.1 over asyncio: the per-connection protocols and the request cycle they share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dualcorn.errors import ConfigError
+
+__all__ = ["protocol_class"]
+
+
+def protocol_class(name: str) -> Any:
+    """The connection class for ``--http``; ``auto`` takes httptools when it is available."""
+    if name in ("auto", "httptools"):
+        try:
+            from dualcorn.protocols.http_httptools import HttpToolsProtocol
+        except ImportError:
+            if name == "httptools":
+                raise ConfigError(
+                    "http 'httptools' is not installed: pip install httptools"
+                ) from None
+        else:
+            return HttpToolsProtocol
+    from dualcorn.protocols.http_h11 import H11Protocol
+
+    return H11Protocol

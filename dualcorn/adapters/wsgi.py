@@ -1,0 +1,318 @@
+"""Serve a WSGI application as an ASGI 3 application (PEP 3333 in a bounded thread pool).
+
+Theory of operation
+-------------------
+The server only ever speaks ASGI 3 (design rule 1), so a WSGI app is wrapped in
+:class:`WSGIAdapter`, itself an ASGI 3 application:
+
+* ``lifespan``: the adapter answers the protocol itself (WSGI apps have no startup or shutdown
+  hooks).  Startup creates the thread pool; shutdown waits for the app threads and stops it.
+  With ``--lifespan off`` the pool is created by the first request.
+* ``http``: the request becomes a PEP 3333 environ (:class:`EnvironBuilder`), and a
+  :class:`~.wsgi_responder.Responder` runs the application in one pool thread.  The request body
+  reaches the thread through :class:`~.wsgi_input.LoopBridge` hops, one chunk at a time; the
+  response comes back through an :class:`~.wsgi_threads.Outbox`, which the request's coroutine
+  drains into ``send()``.  Both are bounded, so flow control on the socket reaches the
+  application thread in both directions.  A response that is complete when the application
+  returns costs one wake-up of a thread and one of the loop (see :mod:`.wsgi_threads`).
+* ``websocket``: WSGI has no WebSockets; the handshake is refused (the server answers 403).
+
+The pool is bounded (``threads``): when every thread is busy, further requests wait in the
+pool's queue, holding no thread.  A request task cancelled by the server aborts its bridge and
+its outbox, so its app thread stops at its next hop or post (or never starts the application)
+and returns to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+from wsgiref.types import WSGIApplication
+
+from dualcorn.adapters.wsgi_input import ClientDisconnected, LoopBridge, Receive, Send, WSGIInput
+from dualcorn.adapters.wsgi_responder import FileWrapper, Responder
+from dualcorn.adapters.wsgi_threads import Outbox, WorkerPool
+from dualcorn.errors import ConfigError
+
+__all__ = [
+    "ZEROCOPY_EXTENSION",
+    "ClientDisconnected",
+    "EnvironBuilder",
+    "ErrorStream",
+    "FileWrapper",
+    "WSGIAdapter",
+]
+
+logger = logging.getLogger("dualcorn.error")
+
+# The ASGI "Zero Copy Send" extension: the server sends a file with the OS's sendfile.
+ZEROCOPY_EXTENSION = "http.response.zerocopysend"
+
+_SERVER_PROTOCOLS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2"}
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+# Bytes of a partial line wsgi.errors holds before it logs them anyway.
+_ERRORS_LINE_LIMIT = 8192
+
+
+class ErrorStream(io.TextIOBase):
+    """``wsgi.errors``: a text stream whose lines become records on a logger.
+
+    PEP 3333 "Input and Error Streams": the error stream offers ``write(str)``, ``writelines``
+    and ``flush``.  Lines go to the ``dualcorn.error`` logger rather than stdout, so they land
+    wherever the server's logging is configured.  A partial line is kept per thread (app threads
+    share this stream), and logged on ``flush()`` or when its line ends.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._logger = logger
+        self._pending = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"wsgi.errors.write() takes str, not {type(text).__name__}")
+        pending: str = getattr(self._pending, "text", "") + text
+        end = pending.rfind("\n")
+        if end >= 0:
+            self._logger.error("%s", pending[:end])
+            pending = pending[end + 1 :]
+        if len(pending) > _ERRORS_LINE_LIMIT:
+            self._logger.error("%s", pending)
+            pending = ""
+        self._pending.text = pending
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:  # type: ignore[override]
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pending: str = getattr(self._pending, "text", "")
+        if pending:
+            self._pending.text = ""
+            self._logger.error("%s", pending)
+
+
+@functools.lru_cache(maxsize=1024)
+def _environ_key(header_name: bytes) -> str | None:
+    """The environ key for a header name, or None for names that must be dropped."""
+    name = header_name.decode("latin-1").upper()
+    # A header named "X_Forwarded_For" would otherwise become HTTP_X_FORWARDED_FOR, the same key
+    # as the trusted "X-Forwarded-For" a proxy sets; nginx and Apache drop such names too.
+    if "_" in name:
+        return None
+    key = name.replace("-", "_")
+    # PEP 3333 (CGI): CONTENT_TYPE and CONTENT_LENGTH have no HTTP_ prefix.
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return key
+    return "HTTP_" + key
+
+
+@functools.lru_cache(maxsize=64)
+def _as_latin1(text: str) -> str:
+    """A decoded URL path re-expressed as PEP 3333 wants it: its UTF-8 bytes as latin-1."""
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _below_root(path: str, root: str) -> str:
+    """``path`` without its ``root`` prefix (ASGI: ``path`` includes ``root_path``)."""
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :]
+    return path
+
+
+def _path_info(scope: dict[str, Any] | Any, root: str, script_name: str) -> str:
+    path: str = scope["path"]
+    rest = _as_latin1(_below_root(path, root))
+    raw_path: bytes | None = scope.get("raw_path")
+    if raw_path is None:
+        return rest
+    # PEP 3333: PATH_INFO carries the request's bytes, so a non-UTF-8 "%FF" survives as "\xff";
+    # only the raw path has those bytes (the server decoded ``path`` with replacement).
+    unquoted = unquote_to_bytes(raw_path).decode("latin-1")
+    if not script_name or unquoted == rest:
+        return unquoted  # no mount point, or a proxy already stripped it from the raw path
+    if _below_root(unquoted, script_name) != unquoted:
+        return unquoted[len(script_name) :]
+    return rest  # the raw path disagrees with the decoded one: trust the server's decoding
+
+
+def _host_and_port(host_header: str, scheme: str) -> tuple[str, str]:
+    default_port = _DEFAULT_PORTS.get(scheme, "80")
+    if host_header.startswith("["):  # "[::1]:8000"
+        address, _, port = host_header[1:].partition("]")
+        return address, port.lstrip(":") or default_port
+    name, _, port = host_header.partition(":")
+    return name, port or default_port
+
+
+def request_may_have_body(environ: dict[str, Any]) -> bool:
+    """RFC 9112 6.3: a request without Content-Length or Transfer-Encoding has no body."""
+    length = environ.get("CONTENT_LENGTH")
+    return "HTTP_TRANSFER_ENCODING" in environ or (length is not None and length != "0")
+
+
+class EnvironBuilder:
+    """Builds PEP 3333 environs for one adapter; the request-independent part is built once."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, *, multiprocess: bool, errors: ErrorStream, file_wrapper: type) -> None:
+        # PEP 3333 "environ Variables": the wsgi.* keys every environ must carry.
+        self._base: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": errors,
+            "wsgi.multithread": True,  # requests run in a pool of threads
+            "wsgi.multiprocess": multiprocess,  # true when workers > 1
+            "wsgi.run_once": False,
+            # "wsgi.input_terminated" (the Graham Dumpleton amendment, honoured by mod_wsgi,
+            # waitress and werkzeug): reading wsgi.input to the end is safe.
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": file_wrapper,
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+
+    def build(self, scope: Any) -> dict[str, Any]:
+        """The environ for one HTTP scope, without ``wsgi.input`` (the caller adds it)."""
+        environ = self._base.copy()
+        root: str = scope.get("root_path", "")
+        script_name = _as_latin1(root) if root else ""
+        scheme: str = scope.get("scheme", "http")
+        environ["REQUEST_METHOD"] = scope["method"]
+        # PEP 3333: SCRIPT_NAME + PATH_INFO is the request path; SCRIPT_NAME is the mount point.
+        environ["SCRIPT_NAME"] = script_name
+        environ["PATH_INFO"] = _path_info(scope, root, script_name)
+        environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
+        environ["wsgi.url_scheme"] = scheme
+        version = scope.get("http_version", "1.1")
+        if version != "1.1":
+            environ["SERVER_PROTOCOL"] = _SERVER_PROTOCOLS.get(version, "HTTP/" + version)
+
+        for raw_name, raw_value in scope["headers"]:
+            key = _environ_key(raw_name)
+            if key is None:
+                continue
+            value = raw_value.decode("latin-1")
+            if key in environ:
+                # RFC 9110 5.3: repeated fields combine with ", "; RFC 6265 5.4: cookies
+                # combine with "; " (HTTP/2 clients send each cookie as its own field).
+                separator = "; " if key == "HTTP_COOKIE" else ", "
+                value = environ[key] + separator + value
+            environ[key] = value
+
+        # PEP 3333: SERVER_NAME and SERVER_PORT are required strings (hypercorn put an int here).
+        server = scope.get("server")
+        if server is not None and server[1] is not None:
+            environ["SERVER_NAME"] = server[0]
+            environ["SERVER_PORT"] = str(server[1])
+        else:  # a Unix socket: fall back to what the client asked for
+            host, port = _host_and_port(environ.get("HTTP_HOST", "localhost"), scheme)
+            environ["SERVER_NAME"] = host
+            environ["SERVER_PORT"] = port
+        client = scope.get("client")
+        if client is not None:
+            environ["REMOTE_ADDR"] = client[0]
+            environ["REMOTE_PORT"] = str(client[1])
+        return environ
+
+
+class WSGIAdapter:
+    """An ASGI 3 application that runs a WSGI application in at most ``threads`` threads.
+
+    ``multiprocess`` is what ``environ["wsgi.multiprocess"]`` reports: true when the server
+    runs several worker processes.
+    """
+
+    def __init__(self, app: WSGIApplication, *, threads: int, multiprocess: bool = False) -> None:
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1; got {threads!r}")
+        self.app = app
+        self.threads = threads
+        self._pool: WorkerPool | None = None
+        self._environ = EnvironBuilder(
+            multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
+        )
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._serve_http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._serve_lifespan(receive, send)
+        elif kind == "websocket":
+            await self._refuse_websocket(receive, send)
+        else:
+            # ASGI: "Applications should raise an exception for unknown scope types".
+            raise ValueError(f"a WSGI application cannot serve {kind!r} scopes")
+
+    async def shutdown(self) -> None:
+        """Stop the thread pool once the app threads running now have finished."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # Joining threads blocks, and those threads may still need the loop for their last
+            # hops, so the join happens off the loop.
+            await asyncio.to_thread(pool.shutdown)
+
+    def _ensure_pool(self) -> WorkerPool:
+        if self._pool is None:
+            self._pool = WorkerPool(self.threads, "dualcorn-wsgi")
+        return self._pool
+
+    async def _serve_http(self, scope: Any, receive: Receive, send: Send) -> None:
+        environ = self._environ.build(scope)
+        loop = asyncio.get_running_loop()
+        bridge = LoopBridge(loop)
+        if request_may_have_body(environ):
+            wsgi_input = WSGIInput(bridge, receive)
+        else:
+            # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body, so the
+            # first receive() answers at once; doing it here spares the app thread a hop.
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            wsgi_input = WSGIInput(
+                bridge,
+                receive,
+                body=message.get("body", b""),
+                more_body=message.get("more_body", False),
+            )
+        environ["wsgi.input"] = wsgi_input
+        extensions = scope.get("extensions") or {}
+        outbox = Outbox(loop)
+        responder = Responder(
+            self.app, environ, outbox, wsgi_input, zerocopy=ZEROCOPY_EXTENSION in extensions
+        )
+        self._ensure_pool().submit(responder.run)
+        try:
+            await outbox.deliver(send)
+        except asyncio.CancelledError:
+            # The server abandoned the request: release the app thread from its hop or wait.
+            outbox.abort()
+            bridge.abort()
+            raise
+
+    async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._ensure_pool()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _refuse_websocket(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            # ASGI: websocket.close before websocket.accept rejects the handshake (HTTP 403).
+            await send({"type": "websocket.close"})

@@ -1,0 +1,339 @@
+"""What every HTTP/1.1 connection does, whichever parser reads its bytes.
+
+A subclass (h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
+``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
+rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
+timeouts (idle keep-alive, request head, body stall), flow control, graceful shutdown, and the
+switch to a WebSocket session (:meth:`HTTPConnection.upgrade_websocket`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+from urllib.parse import unquote_to_bytes
+
+from dualcorn.errors import ProtocolError
+from dualcorn.protocols.cycle import RequestCycle, run_cycle
+from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
+from dualcorn.protocols.head import HeadFacts, HeadScanner
+from dualcorn.protocols.state import Connection, ServerState
+from dualcorn.protocols.wire import error_response
+from dualcorn.protocols.ws_handshake import is_websocket_upgrade
+
+__all__ = ["HTTPConnection"]
+
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "http.response.zerocopysend": {},
+    "http.response.pathsend": {},
+}
+# ASGI "websocket.http.response" extension: the app may answer the upgrade with a response.
+_WS_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
+_IDLE, _HEAD = 0, 1  # what the running timer guards
+# At shutdown an idle keep-alive connection may already carry a request the server has not read
+# (RFC 9112 9.6: the client cannot know the server is closing).  Closing at once would reset it;
+# the connection instead gets this long to deliver that request, answered with
+# "Connection: close".  It matters to blue-green reloads and rolling restarts, where another
+# process is ready to serve the client's next connection.
+IDLE_DRAIN = 0.5
+
+
+class HTTPConnection(asyncio.Protocol, Connection):
+    transport: asyncio.Transport
+    read_flow: ReadFlow
+    scanner: HeadScanner  # set by the parser subclass
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.config = state.config
+        self.loop = asyncio.get_running_loop()
+        self.write_flow = WriteFlow()
+        self.cycle: RequestCycle | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.requests_served = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._timer_kind = _HEAD
+        self._head_bytes_seen = False
+        self._closed = asyncio.Event()
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.read_flow = ReadFlow(transport)
+        transport.set_write_buffer_limits(high=self.config.write_high_water)
+        self.client = _address(transport.get_extra_info("peername"))
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.state.connections.add(self)
+        if self.state.stopping:  # accepted just before the listener closed
+            self.shutdown()
+            return
+        # nginx client_header_timeout also covers a new connection that sends nothing.
+        self._arm(_HEAD, self.config.timeout_request_head)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self._closed.set()
+        self._stop_timer()
+        cycle = self.cycle
+        if cycle is not None and not cycle.complete:
+            cycle.feed_disconnect()
+        # Wake an app waiting for the buffer to drain: its send then sees the disconnect.
+        self.write_flow.resume_writing()
+
+    def pause_writing(self) -> None:
+        self.write_flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_flow.resume_writing()
+
+    # --- Called by the parser subclass ---------------------------------------------------
+
+    def scan_head(self, data: bytes) -> bool:
+        """Show the subclass's HeadScanner the bytes of a head; False if it was refused."""
+        if self.cycle is None:
+            self.head_started()
+        try:
+            self.scanner.feed(data)
+        except ProtocolError as exc:
+            self.reject(exc)
+            return False
+        return True
+
+    def head_started(self) -> None:
+        """The first bytes of a request head arrived: the head timeout replaces idle's."""
+        self._head_bytes_seen = True
+        if self._deadline is None or self._timer_kind == _IDLE:
+            self._arm(_HEAD, self.config.timeout_request_head)
+
+    def start_request(
+        self, method: bytes, target: bytes, version: bytes, headers: list[Any], facts: HeadFacts
+    ) -> RequestCycle | None:
+        """Build the scope and start the app on it; ``None`` if the request was refused."""
+        self._disarm()
+        self._head_bytes_seen = False
+        config = self.config
+        state = self.state
+        limit = config.limit_request_body
+        if limit is not None and facts.content_length is not None and facts.content_length > limit:
+            self.reject(ProtocolError("the declared body is over --limit-request-body", 413))
+            return None
+        if config.limit_concurrency is not None and len(state.tasks) >= config.limit_concurrency:
+            state.error_logger.warning("--limit-concurrency reached: answering 503")
+            self.reject(ProtocolError("too many requests in flight", 503))
+            return None
+        http10 = version == b"1.0"
+        # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
+        keep_alive = facts.keep_alive_token if http10 else not facts.close
+        cap = config.limit_keepalive_requests
+        if (cap is not None and self.requests_served + 1 >= cap) or state.stopping:
+            keep_alive = False
+        path, raw_path, query = _split_target(target)
+        root_path = config.root_path
+        scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": "1.0" if http10 else "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": "http",
+            "method": method.decode("ascii"),
+            "root_path": root_path,
+            "path": root_path + path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "state": state.lifespan_state.copy(),
+            "extensions": _EXTENSIONS,
+        }
+        cycle = RequestCycle(
+            scope,
+            self,
+            state,
+            keep_alive=keep_alive,
+            expect_100=facts.expect_continue and not http10,
+            more_body=facts.has_body,
+        )
+        self.cycle = cycle
+        # run_cycle removes its own task from state.tasks when it ends (no done-callback).
+        cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
+        state.tasks.add(task)
+        return cycle
+
+    def wants_websocket(self, headers: list[Any]) -> bool:
+        """Whether this request is a WebSocket upgrade that the server will serve as one."""
+        return self.state.websockets and is_websocket_upgrade(headers)
+
+    def upgrade_websocket(
+        self, method: bytes, target: bytes, version: bytes, headers: list[Any], trailing: bytes
+    ) -> None:
+        """Hand the connection to a WebSocket session (RFC 6455 4.2).
+
+        A parser calls this instead of :meth:`start_request` once a request that
+        :meth:`wants_websocket` is complete, with the bytes it read past the request head.
+        """
+        from dualcorn.protocols.websocket import WebSocketSession
+        from dualcorn.protocols.ws_handshake import Handshake, subprotocols
+
+        self._stop_timer()
+        state = self.state
+        if state.stopping:
+            self.reject(ProtocolError("the server is shutting down", 503))
+            return
+        path, raw_path, query = _split_target(target)
+        root_path = self.config.root_path
+        # ASGI websocket spec, "Connection Scope".
+        scope = {
+            "type": "websocket",
+            "asgi": _ASGI,
+            "http_version": version.decode("ascii", "replace"),
+            "scheme": "ws",
+            "server": self.server,
+            "client": self.client,
+            "root_path": root_path,
+            "path": root_path + path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": headers,
+            "subprotocols": subprotocols(headers),
+            "state": state.lifespan_state.copy(),
+            "extensions": _WS_EXTENSIONS,
+        }
+        handshake = Handshake(method, target, version, headers, self.config)
+        session = WebSocketSession(state, self.transport, scope, handshake, self.write_flow)
+        state.connections.discard(self)
+        self.transport.set_protocol(session)
+        session.start(trailing)
+
+    def reject(self, error: ProtocolError) -> None:
+        """Answer a request the server will not serve, then close (RFC 9112 9.6)."""
+        self.state.error_logger.debug("refusing request from %s: %s", self.client, error)
+        cycle = self.cycle
+        if not self.transport.is_closing() and (cycle is None or not cycle.started):
+            self.transport.write(error_response(error.status))
+        if cycle is not None:
+            cycle.feed_disconnect()
+        self.transport.close()
+
+    # --- Called by the cycle -------------------------------------------------------------
+
+    def cycle_done(self, cycle: RequestCycle) -> None:
+        self.requests_served += 1
+        state = self.state
+        state.total_requests += 1
+        for callback in state.on_request_done:
+            callback()
+        self.cycle = None
+        transport = self.transport
+        if not cycle.keep_alive or state.stopping or transport.is_closing():
+            transport.close()
+            return
+        # Resume before the next request is parsed, not after: if yet another pipelined
+        # request is buffered behind it, parsing pauses reading again and it must stay paused.
+        self.read_flow.resume(PIPELINE)
+        if not self.next_request():
+            # The app answered before reading all of the body: the rest of it would be read
+            # as the next request, so end the connection instead (RFC 9112 9.3).
+            transport.close()
+            return
+        if self.cycle is None and not self._head_bytes_seen:
+            self._arm(_IDLE, self.config.timeout_keep_alive)
+
+    def body_stalled(self) -> None:
+        self.transport.close()
+
+    def body_too_large(self) -> None:
+        self.reject(ProtocolError("the request body is over --limit-request-body", 413))
+
+    def next_request(self) -> bool:
+        """Make ready for the next request on this connection; False if that is impossible."""
+        raise NotImplementedError
+
+    # --- Called by the server ------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        if self.cycle is not None:
+            self.cycle.keep_alive = False
+            return
+        # The server waits for state.tasks: draining counts as work in flight.
+        task = self.loop.create_task(self._drain())
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    async def _drain(self) -> None:
+        """Close once idle for IDLE_DRAIN, or after the request that arrives meanwhile."""
+        try:
+            async with asyncio.timeout(IDLE_DRAIN):
+                await self._closed.wait()
+        except TimeoutError:
+            if self.cycle is None and not self._head_bytes_seen:
+                self.transport.close()
+                return
+            await self._closed.wait()  # the request's response closes it (state.stopping)
+
+    # --- Timers --------------------------------------------------------------------------
+
+    # One deadline per connection, checked lazily: setting or clearing it per request is an
+    # attribute write, and the single timer behind it wakes at most once per timeout period to
+    # re-arm itself or expire (creating and cancelling a timer twice per request showed up in
+    # profiles of small responses).
+
+    def _arm(self, kind: int, seconds: float) -> None:
+        self._timer_kind = kind
+        deadline = self._deadline = self.loop.time() + seconds
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._expired)
+
+    def _disarm(self) -> None:
+        self._deadline = None
+
+    def _stop_timer(self) -> None:
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:
+            self._timer = self.loop.call_at(deadline, self._expired)
+            return
+        self._deadline = None
+        if self._timer_kind == _HEAD and self._head_bytes_seen and self.cycle is None:
+            # RFC 9110 15.5.9: 408 tells the client the server gave up waiting for the head.
+            self.reject(ProtocolError("the request head did not arrive in time", 408))
+        else:
+            self.transport.close()
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+def _split_target(target: bytes) -> tuple[str, bytes, bytes]:
+    """The decoded path, raw path and query string of a request target."""
+    raw_path, _, query = target.partition(b"?")
+    if raw_path[:1] != b"/":
+        raw_path = _origin_path(raw_path)
+    path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
+    return path, raw_path, query
+
+
+def _origin_path(target: bytes) -> bytes:
+    """The path of an absolute-form target (RFC 9112 3.2.2); '*' and oddities map to '/'."""
+    if target.startswith((b"http://", b"https://")):
+        slash = target.find(b"/", target.index(b"//") + 2)
+        return target[slash:] if slash != -1 else b"/"
+    return target if target == b"*" else b"/" + target

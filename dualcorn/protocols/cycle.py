@@ -1,0 +1,429 @@
+"""One HTTP request/response exchange, driven through the ASGI 3 ``http`` interface.
+
+A protocol (h11 or httptools) parses the request, builds the scope and creates a
+:class:`RequestCycle`; it then *feeds* the cycle body bytes, the end of the body, or a disconnect.
+The app *pulls* the body with ``receive`` and *pushes* the response with ``send``.  The cycle
+enforces the ASGI message order, serializes the response itself (one ``transport.write`` for the
+head and a whole small body), and reports back to the protocol through :class:`Owner`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, Protocol
+
+from dualcorn.errors import AppContractError
+from dualcorn.protocols.flow import BODY, ReadFlow, WriteFlow
+from dualcorn.protocols.logline import access_line
+from dualcorn.protocols.state import ServerState
+from dualcorn.protocols.wire import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    CONTINUE_100,
+    DATE,
+    DEFAULT,
+    HEADER_CACHE_SIZE,
+    LAST_CHUNK,
+    PLAIN,
+    chunk,
+    classify_header,
+    status_line,
+)
+
+__all__ = ["ClientDisconnected", "Owner", "RequestCycle", "run_cycle"]
+
+_DISCONNECT = {"type": "http.disconnect"}
+# RFC 9110 6.4.1: 1xx, 204 and 304 responses never carry content.
+_NO_CONTENT = frozenset({204, 304})
+_SENDFILE_BLOCK = 256 * 1024
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send`` once the client has gone (ASGI HTTP spec: an OSError subclass)."""
+
+
+class Owner(Protocol):
+    """What a cycle needs from the connection that created it."""
+
+    transport: asyncio.Transport
+    read_flow: ReadFlow
+    write_flow: WriteFlow
+
+    def cycle_done(self, cycle: RequestCycle) -> None: ...
+
+    def body_stalled(self) -> None: ...
+
+    def body_too_large(self) -> None: ...
+
+
+class RequestCycle:
+    __slots__ = (
+        "_body",
+        "_body_done",
+        "_body_limit",
+        "_body_seen",
+        "_chunked",
+        "_declared_length",
+        "_expect_100",
+        "_head",
+        "_head_written",
+        "_more_body",
+        "_wake",
+        "bytes_sent",
+        "complete",
+        "disconnected",
+        "head_request",
+        "http10",
+        "keep_alive",
+        "owner",
+        "scope",
+        "start_time",
+        "started",
+        "state",
+        "status",
+        "task",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        owner: Owner,
+        state: ServerState,
+        *,
+        keep_alive: bool,
+        expect_100: bool,
+        more_body: bool,
+    ) -> None:
+        self.scope = scope
+        self.task: asyncio.Task[None] | None = None  # set by the connection that starts it
+        self.owner = owner
+        self.state = state
+        self.keep_alive = keep_alive
+        self.head_request = scope["method"] == "HEAD"
+        self.http10 = scope["http_version"] == "1.0"
+        self.start_time = time.monotonic()
+        self.started = self.complete = self.disconnected = False
+        self.status = 0
+        self._expect_100 = expect_100
+        self._more_body = more_body
+        self._body = bytearray()
+        self._body_done = False  # the final http.request message was delivered
+        self._body_seen = 0
+        self._body_limit = state.config.limit_request_body
+        self._wake: asyncio.Event | None = None
+        self._head = b""
+        self._head_written = self._chunked = False
+        self._declared_length: int | None = None
+        self.bytes_sent = 0
+
+    # --- Fed by the protocol ------------------------------------------------------------
+
+    def feed_body(self, data: bytes) -> None:
+        self._body += data
+        self._body_seen += len(data)
+        if self._body_limit is not None and self._body_seen > self._body_limit:
+            # Checked as bytes arrive, so a chunked body is capped like a declared one.
+            self.owner.body_too_large()  # answers 413 if it can, and closes
+            return
+        if len(self._body) > self.state.config.read_high_water:
+            self.owner.read_flow.pause(BODY)
+        self._notify()
+
+    def feed_end(self) -> None:
+        self._more_body = False
+        self._notify()
+
+    def feed_disconnect(self) -> None:
+        self.disconnected = True
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    @property
+    def body_over_limit(self) -> bool:
+        return self._body_limit is not None and self._body_seen > self._body_limit
+
+    # --- ASGI receive --------------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        if self._expect_100:
+            # RFC 9110 10.1.1: the 100 goes out only once the app asks for the body, so an app
+            # that answers at once (401, 413) spares the client from sending it.
+            self._expect_100 = False
+            if not self.started and not self.disconnected:
+                self.owner.transport.write(CONTINUE_100)
+        while True:
+            if self.disconnected or self.body_over_limit:
+                return _DISCONNECT
+            if self._body or (self._body_done is False and not self._more_body):
+                data = bytes(self._body)
+                self._body.clear()
+                self.owner.read_flow.resume(BODY)
+                if not self._more_body:
+                    self._body_done = True
+                return {"type": "http.request", "body": data, "more_body": self._more_body}
+            if self.complete:
+                return _DISCONNECT
+            if self._wake is None:
+                self._wake = asyncio.Event()
+            self._wake.clear()
+            if self._more_body:
+                # nginx client_body_timeout: the limit is on the gap between two reads.
+                try:
+                    async with asyncio.timeout(self.state.config.timeout_body_read):
+                        await self._wake.wait()
+                except TimeoutError:
+                    self.state.error_logger.debug("request body stalled; closing the connection")
+                    self.disconnected = True
+                    self.owner.body_stalled()
+                    return _DISCONNECT
+            else:
+                # The body is all read: wait for the client to go or the response to end.
+                await self._wake.wait()
+
+    # --- ASGI send -----------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        if not self.started:
+            if kind != "http.response.start":
+                raise AppContractError(
+                    f"expected 'http.response.start' first, but the app sent {kind!r}"
+                )
+            self._prepare_head(message)
+            return
+        if self.complete:
+            raise AppContractError(f"the app sent {kind!r} after the response was complete")
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            self._write_body(body, more)
+            if more and self.owner.write_flow.paused:
+                await self.owner.write_flow.drain()
+                if self.disconnected:
+                    raise ClientDisconnected("the client disconnected")
+            elif not more:
+                self._finish()
+        elif kind == "http.response.zerocopysend":
+            more = message.get("more_body", False)
+            await self._sendfile(message["file"], message.get("offset"), message.get("count"), more)
+            if not more:
+                self._write_body(b"", False)
+                self._finish()
+        elif kind == "http.response.pathsend":
+            # ASGI "http.response.pathsend" extension: the whole file, then the end.
+            loop = asyncio.get_running_loop()
+            file = await loop.run_in_executor(None, open, message["path"], "rb")
+            try:
+                await self._sendfile(file, None, None, False)
+            finally:
+                file.close()
+            self._write_body(b"", False)
+            self._finish()
+        else:
+            raise AppContractError(f"expected 'http.response.body', but the app sent {kind!r}")
+
+    def _prepare_head(self, message: dict[str, Any]) -> None:
+        status = message["status"]
+        parts = [status_line(status)]
+        state = self.state
+        seen_default = set[bytes]()
+        date_given = False
+        known = state.header_lines
+        for name, value in message.get("headers", ()):
+            try:
+                entry = known.get((name, value))
+            except TypeError:  # unhashable (a bytearray): classify() says what is wrong
+                entry = None
+            if entry is None:
+                entry = classify_header(name, value, state.default_names)
+                if entry[0] != CONTENT_LENGTH and len(known) < HEADER_CACHE_SIZE:
+                    known[(name, value)] = entry
+            kind, line = entry
+            if kind == PLAIN:
+                parts.append(line)
+            elif kind == CONTENT_LENGTH:
+                self._declared_length = int(value)
+                parts.append(line)
+            elif kind == CONNECTION:
+                if b"close" in value.lower():
+                    self.keep_alive = False
+            elif kind == DATE:
+                date_given = True
+                parts.append(line)
+            elif kind == DEFAULT:
+                seen_default.add(name.lower())
+                parts.append(line)
+            # TRANSFER_ENCODING: framing belongs to the server; it chunks when the length is
+            # unknown, so the app's own header is dropped.
+        if not seen_default:
+            parts.insert(1, state.default_head)
+        elif state.default_head:
+            for line in state.default_head.split(b"\r\n"):
+                if line and line.split(b":", 1)[0].lower() not in seen_default:
+                    parts.insert(1, line + b"\r\n")
+        if state.date is not None and not date_given:
+            parts.insert(1, b"date: %s\r\n" % state.date.value())
+        self.status = status
+        self.started = True
+        self._head = b"".join(parts)
+
+    def _framing(self, body: bytes, more: bool) -> bytes:
+        """Finish the head once the first body message shows how the body is delimited."""
+        self._head_written = True
+        extra = b""
+        if self.status in _NO_CONTENT or self.status < 200:
+            self._declared_length = 0
+        elif self._declared_length is None:
+            if not more:
+                if not self.head_request or body:
+                    extra = b"content-length: %d\r\n" % len(body)
+                    self._declared_length = len(body)
+            elif self.http10:
+                # RFC 9112 6.3 (8): without a length, an HTTP/1.0 body ends when we close.
+                self.keep_alive = False
+            elif not self.head_request:
+                self._chunked = True
+                extra = b"transfer-encoding: chunked\r\n"
+        if not self.keep_alive:
+            extra += b"connection: close\r\n"
+        elif self.http10:
+            extra += b"connection: keep-alive\r\n"
+        head = self._head + extra + b"\r\n"
+        self._head = b""
+        return head
+
+    def _write_body(self, body: bytes, more: bool) -> None:
+        no_body = self.head_request or self.status in _NO_CONTENT or self.status < 200
+        declared = self._declared_length
+        # Checked before the head is framed: if the first body message is already too long,
+        # nothing has been written and the failure can still become a clean 500.
+        if not no_body and declared is not None and self.bytes_sent + len(body) > declared:
+            raise AppContractError(f"the app sent more body than its Content-Length of {declared}")
+        head = self._framing(body, more) if not self._head_written else b""
+        if no_body:
+            if head:
+                self.owner.transport.write(head)
+            return
+        self.bytes_sent += len(body)
+        if self._chunked:
+            if body:
+                body = chunk(body)
+            if not more:
+                body += LAST_CHUNK
+        if head:
+            self.owner.transport.write(head + body)
+        elif body:
+            self.owner.transport.write(body)
+
+    async def _sendfile(self, file: Any, offset: int | None, count: int | None, more: bool) -> None:
+        """ASGI "http.response.zerocopysend" extension, through ``loop.sendfile``."""
+        if offset is None:
+            offset = file.tell()
+        if count is None:
+            count = os.fstat(file.fileno()).st_size - offset
+        if not self._head_written:
+            if not more and self._declared_length is None:
+                # The file is the whole body: its size is the Content-Length.
+                self._declared_length = count
+                self._head += b"content-length: %d\r\n" % count
+            self._write_body(b"", True)
+        if self.head_request or self.status in _NO_CONTENT:
+            return
+        transport = self.owner.transport
+        if self._chunked:
+            transport.write(b"%x\r\n" % count)
+        self.bytes_sent += count
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sendfile(transport, file, offset, count)
+        except (NotImplementedError, AttributeError, RuntimeError):
+            # uvloop and TLS transports have no sendfile: copy blocks off the loop thread.
+            file.seek(offset)
+            left = count
+            while left > 0:
+                block = await loop.run_in_executor(None, file.read, min(left, _SENDFILE_BLOCK))
+                if not block:
+                    break
+                left -= len(block)
+                transport.write(block)
+                await self.owner.write_flow.drain()
+        if self._chunked:
+            transport.write(b"\r\n")
+
+    def _finish(self) -> None:
+        self.complete = True
+        if (
+            self._declared_length is not None
+            and self.bytes_sent != self._declared_length
+            and not self.head_request
+            and self.status not in _NO_CONTENT
+        ):
+            self.state.error_logger.error(
+                "the app declared Content-Length %d but sent %d bytes; closing the connection",
+                self._declared_length,
+                self.bytes_sent,
+            )
+            self.keep_alive = False
+        if self.state.access_log:
+            self.state.access_logger.info(*access_line(self))
+        self._notify()
+        self.owner.cycle_done(self)
+
+
+async def run_cycle(cycle: RequestCycle, app: Any) -> None:
+    """Run the app for one cycle; turn its failures into a 500 or a closed connection."""
+    logger = cycle.state.error_logger
+    try:
+        await app(cycle.scope, cycle.receive, cycle.send)
+    except ClientDisconnected:
+        logger.debug("the client went away during the response")
+    except Exception as exc:
+        if cycle.disconnected and isinstance(exc, OSError):
+            logger.debug("the client went away during the response: %r", exc)
+        else:
+            logger.error("Exception in ASGI application", exc_info=exc)
+        _fail(cycle)
+    else:
+        if cycle.disconnected and not cycle.complete:
+            # The client left first: an app that stops answering it did nothing wrong.
+            logger.debug("the app returned after the client went away")
+        elif not cycle.started:
+            logger.error("ASGI callable returned without starting a response")
+            _fail(cycle)
+        elif not cycle.complete:
+            logger.error("ASGI callable returned without completing the response")
+            _fail(cycle)
+    finally:
+        # The task leaves the server's set itself: cheaper than a done-callback per request.
+        cycle.state.tasks.discard(cycle.task)
+
+
+def _fail(cycle: RequestCycle) -> None:
+    if cycle.complete or cycle.disconnected:
+        return
+    cycle.keep_alive = False
+    if not cycle._head_written:
+        # The head goes out with the first body bytes, so until then (even after
+        # http.response.start) the client can still get a clean 500 with no body.
+        cycle._declared_length = None
+        cycle._prepare_head(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        cycle._write_body(b"", False)
+        cycle._finish()
+    else:
+        # The head is gone: all that is honest now is to close, so the client sees truncation.
+        cycle.complete = True
+        cycle.owner.transport.close()
+        cycle.owner.cycle_done(cycle)

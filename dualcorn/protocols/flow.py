@@ -1,0 +1,66 @@
+"""Flow control in both directions, so no buffer grows without bound.
+
+Reading: a connection stops reading from the socket while any reason to hold back stands: the
+app has not yet read the buffered request body (past a high-water mark), or a pipelined request
+waits for the current response to finish.  Writing: the transport tells the protocol when its
+buffer passes the high-water mark; the app's ``send`` then waits until it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["BODY", "PIPELINE", "ReadFlow", "WriteFlow"]
+
+# Reasons to stop reading; a small bit set avoids allocating on the hot path.
+BODY = 1
+PIPELINE = 2
+
+
+class ReadFlow:
+    """Pauses the transport's reading while any reason stands."""
+
+    __slots__ = ("_reasons", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._reasons = 0
+
+    def pause(self, reason: int) -> None:
+        if not self._reasons and not self._transport.is_closing():
+            self._transport.pause_reading()
+        self._reasons |= reason
+
+    def resume(self, reason: int) -> None:
+        if self._reasons & reason:
+            self._reasons &= ~reason
+            if not self._reasons and not self._transport.is_closing():
+                self._transport.resume_reading()
+
+
+class WriteFlow:
+    """Lets writers wait while the transport's send buffer is above its high-water mark."""
+
+    __slots__ = ("_drained", "paused")
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._drained: asyncio.Event | None = None
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        if self._drained is not None:
+            self._drained.clear()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._drained is not None:
+            self._drained.set()
+
+    async def drain(self) -> None:
+        """Wait until the transport accepts more data (or the connection is lost)."""
+        if not self.paused:
+            return
+        if self._drained is None:
+            self._drained = asyncio.Event()
+        await self._drained.wait()

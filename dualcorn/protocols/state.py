@@ -1,0 +1,72 @@
+"""State shared by every connection of one server: live connections, tasks, precomputed bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from dualcorn import __version__
+from dualcorn.config import Config
+from dualcorn.protocols.wire import DateHeader
+from dualcorn.protocols.ws_handshake import websocket_support
+
+__all__ = ["Connection", "ServerState"]
+
+
+class Connection:
+    """What the server needs of every protocol object to shut down gracefully."""
+
+    # WebSocket sessions: the server shuts them down only after HTTP requests in flight end.
+    long_lived = False
+
+    def shutdown(self) -> None:
+        """Close now if idle; otherwise close after the response in flight."""
+        raise NotImplementedError
+
+    async def wait_closed(self) -> None:
+        """Return once a long-lived connection has closed after :meth:`shutdown`.
+
+        Cancelling the wait gives up on it: the connection aborts and cancels its app.
+        """
+
+
+class ServerState:
+    """One per server process; read on the hot path, so values are computed once."""
+
+    def __init__(self, config: Config, app: Any, interface: str = "asgi3") -> None:
+        self.config = config
+        self.app = app
+        self.interface = interface
+        # Upgrade requests become WebSocket sessions (not with --ws none or a WSGI app).
+        self.websockets = websocket_support(config, interface)
+        self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.total_requests = 0
+        self.stopping = False
+        # Set by the lifespan startup: a copy of it goes into every request scope.
+        self.lifespan_state: dict[str, Any] = {}
+        self.date = DateHeader() if config.date_header else None
+        head = b""
+        if config.server_header:
+            head += b"server: dualcorn\r\n"
+        for name, value in config.headers:
+            head += f"{name}: {value}\r\n".encode("latin-1")
+        # Pre-encoded default response headers: written after the status line of every
+        # response whose app did not set the same names itself.
+        self.default_head = head
+        self.default_names = frozenset(
+            ([b"server"] if config.server_header else [])
+            + [name.lower().encode("latin-1") for name, _ in config.headers]
+        )
+        # Validated response header lines by (name, value): see wire.classify_header.
+        self.header_lines: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
+        self.access_logger = logging.getLogger("dualcorn.access")
+        self.error_logger = logging.getLogger("dualcorn.error")
+        self.server_software = f"dualcorn/{__version__}"
+        # Called after every completed request (max-requests accounting by supervisors).
+        self.on_request_done: list[Any] = []
+
+    @property
+    def access_log(self) -> bool:
+        return self.config.access_log and self.access_logger.isEnabledFor(logging.INFO)

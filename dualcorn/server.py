@@ -1,0 +1,242 @@
+"""One server process: load the app, run lifespan, bind, serve, and shut down gracefully.
+
+Shutdown order (SIGINT, SIGTERM or :meth:`Server.stop` from any thread): stop accepting; close
+idle connections at once; let requests in flight finish within ``timeout_graceful_shutdown``;
+cancel what is left; then lifespan shutdown.  A second signal skips the waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dualcorn.adapters import prepare_app
+from dualcorn.adapters.lifespan import Lifespan
+from dualcorn.binding import bind_socket, describe_socket
+from dualcorn.config import Config
+from dualcorn.loops import loop_factory
+from dualcorn.protocols.state import ServerState
+
+__all__ = ["Server"]
+
+logger = logging.getLogger("dualcorn.error")
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Server:
+    """Serves one app in the calling thread; ``stop()`` may be called from any thread."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = threading.Event()  # set once the sockets are listening
+        self.addresses: list[str] = []  # e.g. "http://127.0.0.1:54321", once started
+        self.interface: str | None = None
+        self.state: ServerState | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
+        self._stop_requested = False
+        self._servers: list[asyncio.Server] = []
+        # Hooks for supervisors: called (in the loop thread) once listening, and each second.
+        self.on_started: list[Callable[[], None]] = []
+        self.on_tick: list[Callable[[], None]] = []
+
+    # --- Entry points --------------------------------------------------------------------
+
+    def run(self, sockets: list[socket.socket] | None = None, *, show_pid: bool = False) -> None:
+        """Configure logging, then serve until stopped (blocking).
+
+        ``show_pid`` puts the process id on every log line: supervisors run several servers
+        side by side, and their output interleaves on one stderr.
+        """
+        from dualcorn.logs import configure_logging
+
+        configure_logging(self.config, show_pid=show_pid)
+        with asyncio.Runner(loop_factory=loop_factory(self.config.loop)) as runner:
+            runner.run(self.serve(sockets))
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve on the running loop until stopped; raise StartupError or LoadError early."""
+        config = self.config
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()
+        app, self.interface = prepare_app(config)
+        state = self.state = ServerState(config, app, self.interface)
+        lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
+        await lifespan.startup()
+        try:
+            await self._listen(state, sockets)
+            self._install_signal_handlers()
+            self._count_requests(state)
+            for callback in self.on_started:
+                callback()
+            self.started.set()
+            await self._main_loop()
+            await self._shutdown(state)
+        finally:
+            self._remove_signal_handlers()
+            await lifespan.shutdown(config.timeout_graceful_shutdown)
+            if self.interface == "wsgi":
+                await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
+            self.started.clear()
+
+    def stop(self, force: bool = False) -> None:
+        """Ask the server to shut down gracefully (or at once, with ``force``); thread-safe."""
+        self._stop_requested = True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if force:
+            loop.call_soon_threadsafe(self._request_force)
+        else:
+            loop.call_soon_threadsafe(self._request_stop)
+
+    # --- Internals -----------------------------------------------------------------------
+
+    async def _listen(self, state: ServerState, sockets: list[socket.socket] | None) -> None:
+        from dualcorn.protocols import protocol_class
+
+        protocol = protocol_class(self.config.http)
+        loop = asyncio.get_running_loop()
+        if not sockets:
+            sockets = [bind_socket(self.config)]
+        for sock in sockets:
+            server = await loop.create_server(
+                lambda: protocol(state), sock=sock, backlog=self.config.backlog
+            )
+            self._servers.append(server)
+            address = describe_socket(sock)
+            self.addresses.append(address)
+            logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+
+    async def _main_loop(self) -> None:
+        assert self._stop is not None
+        while not self._stop.is_set():
+            try:
+                # A clock, not a poll: supervisors' heartbeats ride on this once a second.
+                async with asyncio.timeout(1.0):
+                    await self._stop.wait()
+            except TimeoutError:
+                for callback in self.on_tick:
+                    callback()
+
+    async def _shutdown(self, state: ServerState) -> None:
+        assert self._force is not None
+        logger.info("Shutting down")
+        state.stopping = True
+        for server in self._servers:
+            server.close()
+        for connection in list(state.connections):
+            if not connection.long_lived:
+                connection.shutdown()
+        timeout = self.config.timeout_graceful_shutdown
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        if state.tasks:
+            logger.info("Waiting for %d request(s) in flight to finish.", len(state.tasks))
+            await self._wait_unless_forced(state.tasks, deadline)
+        # WebSockets close with 1012 (service restart) once HTTP requests are done, so a
+        # long-lived socket never holds a restart hostage.
+        sessions = [c for c in state.connections if c.long_lived]
+        if sessions:
+            logger.info("Closing %d WebSocket(s).", len(sessions))
+            for session in sessions:
+                session.shutdown()
+            closing = {asyncio.ensure_future(session.wait_closed()) for session in sessions}
+            await self._wait_unless_forced(closing, deadline)
+            for closer in closing:
+                closer.cancel()  # past the deadline: the session aborts and cancels its app
+            await asyncio.wait(closing)
+        if state.tasks:
+            logger.warning("Cancelling %d request(s) still in flight.", len(state.tasks))
+            for task in list(state.tasks):
+                task.cancel()
+            await asyncio.wait(set(state.tasks), timeout=5.0)
+        for connection in list(state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    async def _wait_unless_forced(
+        self, tasks: Iterable[asyncio.Future[Any]], deadline: float | None
+    ) -> None:
+        """Wait until ``tasks`` are all done, the graceful deadline passes or a stop is forced."""
+        assert self._force is not None
+        pending = set(tasks)
+        if not pending or self._force.is_set():
+            return
+        waiting = asyncio.ensure_future(asyncio.wait(pending))
+        forced = asyncio.ensure_future(self._force.wait())
+        now = asyncio.get_running_loop().time()
+        timeout = None if deadline is None else max(0.0, deadline - now)
+        await asyncio.wait({waiting, forced}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        forced.cancel()
+
+    def _request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def _request_force(self) -> None:
+        self._request_stop()
+        if self._force is not None:
+            self._force.set()
+
+    def _on_signal(self, signum: int) -> None:
+        assert self._stop is not None
+        if self._stop.is_set():
+            logger.warning("Second %s: exiting without waiting.", signal.Signals(signum).name)
+            self._request_force()
+        else:
+            self._request_stop()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread; stop() serves other threads
+        loop = asyncio.get_running_loop()
+        for signum in _SIGNALS:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _remove_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._loop is None:
+            return
+        for signum in _SIGNALS:
+            self._loop.remove_signal_handler(signum)
+
+    def _count_requests(self, state: ServerState) -> None:
+        limit = self.config.limit_max_requests
+        if limit is None:
+            return
+        # gunicorn max_requests_jitter: workers retire at different times, not all at once.
+        limit += random.randint(0, self.config.limit_max_requests_jitter)
+
+        def check() -> None:
+            if state.total_requests >= limit and not state.stopping:
+                logger.info("Reached --limit-max-requests (%d): shutting down.", limit)
+                self._request_stop()
+
+        state.on_request_done.append(check)
+
+
+async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
+    """Stop the WSGI thread pool, whatever --lifespan said: the pool is dualcorn's, not the app's.
+
+    A thread stuck in the app cannot be interrupted; after the grace period it is left behind
+    rather than holding the process forever.
+    """
+    try:
+        async with asyncio.timeout(grace):
+            await adapter.shutdown()
+    except TimeoutError:
+        logger.warning("WSGI threads still busy after %s s; exiting without them.", grace)

@@ -1,0 +1,64 @@
+"""Fixtures shared by the whole suite.
+
+Every test that talks to a real server runs twice, on asyncio's loop and on uvloop (where it is
+installed): the ``serve`` fixture is parametrized, and async tests get both loops through
+pytest-asyncio's ``pytest_asyncio_loop_factories`` hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from dualcorn.loops import uvloop_available
+from tests.support import ServerThread
+
+LOOPS = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
+HTTPS = ["h11", "httptools"] if importlib.util.find_spec("httptools") else ["h11"]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    if uvloop_available():
+        import uvloop
+
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
+@pytest.fixture(params=LOOPS)
+def loop_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=HTTPS)
+def http_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def serve(loop_name: str, http_name: str) -> Iterator[Callable[..., ServerThread]]:
+    """``with serve(app, **options) as server:`` runs a real server on 127.0.0.1:0.
+
+    Parametrized over both loops and both HTTP parsers: the same test proves all four.
+    """
+    started: list[ServerThread] = []
+
+    def start(app: Any, **options: Any) -> ServerThread:
+        options.setdefault("loop", loop_name)
+        options.setdefault("http", http_name)
+        server = ServerThread(app, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()

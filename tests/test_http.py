@@ -1,0 +1,793 @@
+"""HTTP/1.1 end to end: a real server, real clients, every behaviour issue #2 asks of the core.
+
+Each test runs on asyncio and uvloop (the ``serve`` fixture), and fails if the loop reports an
+error.  Raw sockets are used wherever the bytes on the wire are the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from dualcorn import Config
+from dualcorn.protocols.http_h11 import H11Protocol
+from dualcorn.protocols.state import ServerState
+from tests.rawhttp import RawClient, get
+from tests.support import MemoryTransport
+
+Scope = dict[str, Any]
+Serve = Callable[..., Any]
+MIB = 1024 * 1024
+
+
+async def read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise OSError("client disconnected")
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+
+
+async def respond(
+    send: Any, status: int = 200, body: bytes = b"", headers: list[Any] | None = None
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers or []})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def echo(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with the request body, prefixed by the path (so ordering is visible)."""
+    body = await read_body(receive)
+    await respond(send, 200, scope["path"].encode() + b":" + body)
+
+
+@pytest.fixture
+def errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Records of the ``dualcorn.error`` logger (propagation forced on, as in a host program)."""
+    logger = logging.getLogger("dualcorn.error")
+    propagate = logger.propagate
+    logger.propagate = True
+    caplog.set_level(logging.DEBUG, logger="dualcorn.error")
+    yield caplog
+    logger.propagate = propagate
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """A bounded wait for state another thread changes (never a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+# --- Keep-alive and pipelining --------------------------------------------------------------
+
+
+def test_keep_alive_reuses_one_connection(serve: Serve) -> None:
+    peers: list[Any] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        peers.append(scope["client"])
+        await respond(send, 200, b"hi")
+
+    with serve(app) as server, httpx.Client(base_url=server.url) as client:
+        for _ in range(3):
+            response = client.get("/")
+            assert response.status_code == 200
+            assert response.text == "hi"
+            assert response.headers.get("connection") != "close"
+    assert len(peers) == 3
+    assert len(set(peers)) == 1, f"each request came on a new connection: {peers}"
+
+
+def test_pipelined_requests_are_answered_in_order(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        # The first request is the slowest: an out-of-order server would answer /2 first.
+        if scope["path"] == "/1":
+            await asyncio.sleep(0.1)
+        await echo(scope, receive, send)
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(
+            get("/1") + b"POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc" + get("/3")
+        )
+        bodies = [client.read_response().body for _ in range(3)]
+    assert bodies == [b"/1:", b"/2:abc", b"/3:"]
+
+
+# --- Chunked bodies, both directions --------------------------------------------------------
+
+
+def test_chunked_request_body(serve: Serve) -> None:
+    def parts() -> Iterator[bytes]:
+        for i in range(5):
+            yield b"part%d," % i
+
+    with serve(echo) as server:
+        response = httpx.post(f"{server.url}/up", content=parts())
+    assert response.status_code == 200
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.content == b"/up:part0,part1,part2,part3,part4,"
+
+
+def test_chunked_trailers_never_join_the_request_headers(serve: Serve) -> None:
+    """Trailer fields arrive after the app has its scope; they must not appear in it (issue #6)."""
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        body = await read_body(receive)
+        seen.append(list(scope["headers"]))
+        await respond(send, 200, body)
+
+    raw = (
+        b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Evil\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nX-Evil: injected\r\n\r\n"
+    )
+    with serve(app) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(raw)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"hello")
+    [headers] = seen
+    assert (b"x-evil", b"injected") not in headers
+    assert [name for name, _ in headers] == [b"host", b"transfer-encoding", b"trailer"]
+
+
+def test_chunked_response_framing(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"hello", b"", b" world"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"!"})
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(get())
+        response = client.read_response()
+        assert response.header(b"transfer-encoding") == b"chunked"
+        assert response.header(b"content-length") is None
+        assert response.body == b"hello world!"
+        # An empty body message must not become "0\r\n\r\n", which would end the body early.
+        assert response.raw.endswith(b"5\r\nhello\r\n6\r\n world\r\n1\r\n!\r\n0\r\n\r\n")
+        # The connection stays usable after a chunked response.
+        client.send(get())
+        assert client.read_response().body == b"hello world!"
+
+
+# --- HTTP/1.0 -------------------------------------------------------------------------------
+
+
+def test_http10_closes_unless_keep_alive_is_asked_for(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        assert scope["http_version"] == "1.0"
+        await respond(send, 200, b"ten")
+
+    with serve(app) as server:
+        with RawClient(server.port) as client:
+            client.send(b"GET / HTTP/1.0\r\n\r\n")
+            response = client.read_response()
+            assert response.body == b"ten"
+            assert response.header(b"connection") == b"close"
+            assert client.is_closed_by_server()
+        with RawClient(server.port) as client:
+            for _ in range(2):
+                client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                response = client.read_response()
+                assert response.body == b"ten"
+                assert response.header(b"connection") == b"keep-alive"
+            assert not client.is_closed_by_server(timeout=0.2)
+
+
+def test_http10_keep_alive_pipelined(serve: Serve) -> None:
+    with serve(echo) as server, RawClient(server.port) as client:
+        client.send(b"".join(b"GET /%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i
+                             for i in range(3)))  # fmt: skip
+        assert [client.read_response().body for _ in range(3)] == [b"/0:", b"/1:", b"/2:"]
+        client.send(b"GET /last HTTP/1.0\r\n\r\n")
+        assert client.read_response().body == b"/last:"
+        assert client.is_closed_by_server()
+
+
+def test_http11_close_ends_the_connection_after_the_response(serve: Serve) -> None:
+    with serve(echo) as server, RawClient(server.port) as client:
+        # Whatever follows a "Connection: close" request is never answered (RFC 9112 9.6).
+        client.send(get("/a", headers=b"Connection: close\r\n") + get("/b"))
+        response = client.read_response()
+        assert response.body == b"/a:"
+        assert response.header(b"connection") == b"close"
+        assert client.read_until_closed() == b""
+
+
+def test_http10_streamed_response_is_close_delimited(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    with serve(app) as server, RawClient(server.port) as client:
+        # Keep-alive is asked for, but without a length the close is the only delimiter.
+        client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        head = client.read_head()
+        assert head.header(b"transfer-encoding") is None  # chunked does not exist in 1.0
+        assert head.header(b"content-length") is None
+        assert head.header(b"connection") == b"close"
+        assert client.read_until_closed() == b"ab"
+
+
+# --- Expect: 100-continue -------------------------------------------------------------------
+
+
+def test_100_continue_is_sent_when_the_app_reads(serve: Serve) -> None:
+    with serve(echo) as server, RawClient(server.port) as client:
+        client.send(
+            b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = client.read_head()
+        assert interim.status == 100
+        client.send(b"hello")
+        response = client.read_response()
+        assert response.status == 200
+        assert response.body == b"/c:hello"
+
+
+def test_no_100_continue_when_the_app_answers_without_reading(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await respond(send, 401, b"who are you")
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        response = client.read_response()
+        assert response.interim == []
+        assert response.status == 401
+        assert response.body == b"who are you"
+        # The unread body would be parsed as the next request, so the connection ends.
+        assert client.read_until_closed() == b""
+
+
+# --- HEAD -----------------------------------------------------------------------------------
+
+
+def test_head_writes_no_body_but_keeps_content_length(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/declared":
+            headers = [(b"content-length", b"11")]
+            await respond(send, 200, b"", headers)
+        else:  # a framework that sends the GET body for HEAD too
+            await respond(send, 200, b"hello world")
+
+    with serve(app) as server, RawClient(server.port) as client:
+        for path in ("/declared", "/sent"):
+            client.send(get(path, method=b"HEAD"))
+            response = client.read_response(head_request=True)
+            assert response.status == 200
+            assert response.header(b"content-length") == b"11"
+        # Nothing but the heads was written: the next response starts right after them.
+        client.send(get("/sent"))
+        assert client.read_response().body == b"hello world"
+
+
+# --- Date, Server and default headers -------------------------------------------------------
+
+
+def test_date_and_server_headers(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await respond(send, 200, b"x")
+
+    with serve(app) as server:
+        response = httpx.get(server.url)
+        assert response.headers["server"] == "dualcorn"
+        date = response.headers["date"]
+        assert date.endswith(" GMT") and len(date) == 29, date  # IMF-fixdate, RFC 9110 5.6.7
+    with serve(app, date_header=False, server_header=False) as server:
+        response = httpx.get(server.url)
+        assert "date" not in response.headers
+        assert "server" not in response.headers
+
+
+def test_default_headers_and_app_headers_win(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        headers = [(b"X-A", b"from-app"), (b"server", b"mine")] if scope["path"] == "/own" else []
+        await respond(send, 200, b"x", headers)
+
+    with serve(app, headers=(("x-a", "b"), ("x-b", "c"))) as server:
+        response = httpx.get(server.url)
+        assert response.headers.get_list("x-a") == ["b"]
+        assert response.headers["x-b"] == "c"
+        assert response.headers["server"] == "dualcorn"
+        response = httpx.get(server.url + "/own")
+        assert response.headers.get_list("x-a") == ["from-app"]
+        assert response.headers.get_list("server") == ["mine"]
+        assert response.headers["x-b"] == "c"
+
+
+# --- Content-Length checked against what the app sends --------------------------------------
+
+
+@pytest.mark.parametrize("sent", [5, 20])
+def test_content_length_mismatch_closes(
+    serve: Serve, errors: pytest.LogCaptureFixture, sent: int
+) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"10")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x" * sent})
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(get())
+        data = client.read_until_closed()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if sent < 10:
+            # The head is out: the client sees fewer bytes than announced, then the close.
+            assert b"content-length: 10" in head
+            assert body == b"x" * sent
+        else:
+            # Nothing was written yet: a clean 500, never bytes past the declared length.
+            assert head.startswith(b"HTTP/1.1 500 ")
+            assert body == b""
+    assert "Content-Length" in errors.text
+    assert any(record.levelno >= logging.ERROR for record in errors.records)
+
+
+# --- Response header validation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [b"a\r\nset-cookie: evil=1", b"a\nb", b"a\x00b", b"a\rb"])
+def test_response_splitting_is_impossible(
+    serve: Serve, errors: pytest.LogCaptureFixture, bad: bytes
+) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await respond(send, 200, b"x", [(b"x-ok", b"1"), (b"x-evil", bad)])
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(get())
+        response = client.read_response()
+        assert response.status == 500
+        assert response.body == b""
+        assert b"evil" not in response.raw
+        assert b"x-ok" not in response.raw
+    assert "CR, LF or NUL" in errors.text
+
+
+def test_invalid_header_name_is_refused(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await respond(send, 200, b"x", [(b"bad name", b"1")])
+
+    with serve(app) as server:
+        assert httpx.get(server.url).status_code == 500
+    assert "invalid response header name" in errors.text
+
+
+# --- App errors -----------------------------------------------------------------------------
+
+
+def test_exception_before_start_gives_500(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        raise ValueError("boom before start")
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(get())
+        response = client.read_response()
+        assert response.status == 500
+        assert response.body == b""
+        assert response.header(b"content-length") == b"0"
+        assert response.header(b"connection") == b"close"
+    [record] = [r for r in errors.records if r.exc_info]
+    assert record.levelno == logging.ERROR
+    assert "boom before start" in errors.text
+    assert "Traceback" in errors.text
+
+
+def test_exception_between_start_and_body_is_still_a_500(
+    serve: Serve, errors: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"5"), (b"x-app", b"1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise ValueError("boom between start and body")
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(get())
+        response = client.read_response()
+        # Nothing of the app's head reached the wire, so the client gets an honest 500.
+        assert response.status == 500
+        assert response.header(b"x-app") is None
+        assert response.header(b"content-length") == b"0"
+        assert client.is_closed_by_server()
+    assert "boom between start and body" in errors.text
+
+
+def test_exception_after_start_closes(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ValueError("boom after start")
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(get())
+        head = client.read_head()
+        assert head.status == 200
+        rest = client.read_until_closed()
+        # The chunked body never gets its last chunk: the client sees the truncation.
+        assert rest == b"7\r\npartial\r\n"
+    assert "boom after start" in errors.text
+
+
+def test_app_returning_without_a_response(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        return None
+
+    with serve(app) as server:
+        response = httpx.get(server.url)
+        assert response.status_code == 500
+        assert response.content == b""
+    assert "returned without starting a response" in errors.text
+
+
+def test_app_returning_mid_response_closes(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+
+    with serve(app) as server, RawClient(server.port) as client:
+        client.send(get())
+        assert client.read_head().status == 200
+        assert client.read_until_closed() == b"1\r\na\r\n"
+    assert "without completing the response" in errors.text
+
+
+# --- Limits ---------------------------------------------------------------------------------
+
+
+def test_limit_request_body(serve: Serve) -> None:
+    calls: list[str] = []
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        calls.append(scope["path"])
+        while True:
+            message = await receive()
+            seen.append(message)
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        if message["type"] == "http.request":
+            await respond(send, 200, b"ok")
+
+    with serve(app, limit_request_body=100) as server:
+        with RawClient(server.port) as client:
+            client.send(b"POST /declared HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n")
+            response = client.read_response()
+            assert response.status == 413
+            assert response.header(b"connection") == b"close"
+        assert calls == []  # refused from the head alone
+        # At the limit exactly: served.
+        response = httpx.post(server.url + "/exact", content=b"x" * 100)
+        assert response.status_code == 200
+        with RawClient(server.port) as client:
+            client.send(
+                b"POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"40\r\n" + b"x" * 64 + b"\r\n"
+                + b"40\r\n" + b"x" * 64 + b"\r\n"
+            )  # fmt: skip
+            response = client.read_response()
+            assert response.status == 413
+            assert client.read_until_closed() == b""
+    assert calls == ["/exact", "/chunked"]
+    # The app never saw more than the limit, and learnt that the request was cut off.
+    delivered = sum(len(m.get("body", b"")) for m in seen if m["type"] == "http.request")
+    assert delivered <= 100 + 100  # /exact's 100, plus at most the limit of /chunked
+    assert seen[-1]["type"] == "http.disconnect"
+
+
+def test_limit_concurrency_answers_503(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+    entered = threading.Event()
+    release = asyncio.Event()
+    loop: list[asyncio.AbstractEventLoop] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            loop.append(asyncio.get_running_loop())
+            entered.set()
+            await release.wait()
+        await respond(send, 200, b"ok")
+
+    with serve(app, limit_concurrency=1) as server, RawClient(server.port) as slow:
+        slow.send(get("/slow"))
+        assert entered.wait(5)
+        response = httpx.get(server.url + "/fast")
+        assert response.status_code == 503
+        loop[0].call_soon_threadsafe(release.set)
+        assert slow.read_response().status == 200
+        assert httpx.get(server.url + "/fast").status_code == 200
+    assert "--limit-concurrency" in errors.text
+
+
+def test_limit_keepalive_requests(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await respond(send, 200, b"ok")
+
+    with serve(app, limit_keepalive_requests=3) as server, RawClient(server.port) as client:
+        for _ in range(2):
+            client.send(get())
+            response = client.read_response()
+            assert response.header(b"connection") is None
+        client.send(get())
+        response = client.read_response()
+        assert response.status == 200
+        assert response.header(b"connection") == b"close"
+        assert client.is_closed_by_server()
+
+
+# --- Timeouts -------------------------------------------------------------------------------
+
+
+def test_request_head_timeout_answers_408(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        raise AssertionError("the app must not be called for a head that never arrived")
+
+    with serve(app, timeout_request_head=0.5) as server, RawClient(server.port) as client:
+        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n")  # and never the blank line
+        response = client.read_response()
+        assert response.status == 408
+        assert response.header(b"connection") == b"close"
+        assert client.is_closed_by_server()
+
+
+def test_request_head_timeout_after_a_keep_alive_request(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await respond(send, 200, b"ok")
+
+    options = {"timeout_request_head": 0.5, "timeout_keep_alive": 30}
+    with serve(app, **options) as server, RawClient(server.port) as client:
+        client.send(get())
+        assert client.read_response().status == 200
+        # The second head dribbles: the head timeout (not the long idle one) must apply.
+        client.send(b"GET / HTTP/1.1\r\n")
+        assert client.read_response().status == 408
+
+
+def test_keep_alive_timeout_closes_an_idle_connection(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await respond(send, 200, b"ok")
+
+    with serve(app, timeout_keep_alive=0.3) as server, RawClient(server.port) as client:
+        client.send(get())
+        assert client.read_response().status == 200
+        assert client.is_closed_by_server(timeout=5)
+        assert client.buf == b""  # closed quietly: no 408 for a connection that sent nothing
+
+
+def test_body_stall_timeout_disconnects_the_app(serve: Serve) -> None:
+    messages: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        done.set()
+
+    with serve(app, timeout_body_read=0.5) as server, RawClient(server.port) as client:
+        client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        assert done.wait(5)
+        assert client.is_closed_by_server()
+    assert messages[0] == {"type": "http.request", "body": b"hello", "more_body": True}
+    assert messages[-1] == {"type": "http.disconnect"}
+
+
+# --- Flow control ---------------------------------------------------------------------------
+
+
+class EventTransport(MemoryTransport):
+    """A memory transport whose resume_reading can be awaited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resumed = asyncio.Event()
+
+    def pause_reading(self) -> None:
+        super().pause_reading()
+        self.resumed.clear()
+
+    def resume_reading(self) -> None:
+        super().resume_reading()
+        self.resumed.set()
+
+
+async def test_reading_pauses_while_the_app_does_not_read() -> None:
+    """20 MiB uploaded to an app that reads slowly: the buffer never passes the high-water."""
+    release = asyncio.Event()
+    received = bytearray()
+    buffered: list[int] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await release.wait()
+        while True:
+            message = await receive()
+            received.extend(message["body"])
+            await asyncio.sleep(0)  # a slow reader: the protocol gets to feed in between
+            if not message["more_body"]:
+                break
+        await respond(send, 200, b"ok")
+
+    total, piece = 20 * MIB, 64 * 1024
+    high = 64 * 1024
+    state = ServerState(Config(app=app, read_high_water=high), app)
+    protocol = H11Protocol(state)
+    transport = EventTransport()
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % total)
+    payload = b"x" * piece
+    sent = pauses = 0
+    while sent < total:
+        # A real transport delivers nothing while paused; the test is the socket here.
+        if not transport.reading:
+            pauses += 1
+            if not release.is_set():
+                cycle = protocol.cycle
+                assert cycle is not None
+                buffered.append(len(cycle._body))
+                release.set()
+            await transport.resumed.wait()
+            continue
+        protocol.data_received(payload)
+        sent += piece
+        await asyncio.sleep(0)
+    for _ in range(100):
+        if transport.written:
+            break
+        await asyncio.sleep(0)
+    assert pauses >= 1, "reading never paused"
+    assert buffered and buffered[0] <= high + piece
+    assert len(received) == total
+    assert transport.written.startswith(b"HTTP/1.1 200 ")
+    assert transport.reading
+
+
+def test_large_upload_to_a_slow_reader(serve: Serve) -> None:
+    """The same over a real socket: every byte arrives, in order, with a small read buffer."""
+    total = 20 * MIB
+    counted: list[int] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message["body"])
+            await asyncio.sleep(0)
+            if not message["more_body"]:
+                break
+        counted.append(size)
+        await respond(send, 200, str(size).encode())
+
+    def parts() -> Iterator[bytes]:
+        block = b"y" * (256 * 1024)
+        for _ in range(total // len(block)):
+            yield block
+
+    with serve(app, read_high_water=16 * 1024) as server:
+        response = httpx.post(server.url, content=parts(), timeout=30)
+    assert response.text == str(total)
+    assert counted == [total]
+
+
+def test_send_waits_for_a_slow_reading_client(serve: Serve) -> None:
+    total_chunks, piece = 800, 64 * 1024  # 50 MiB
+    progress: list[int] = [0]
+    finished = threading.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"%d" % (total_chunks * piece))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        block = b"z" * piece
+        for i in range(total_chunks):
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+            progress[0] = i + 1
+        await send({"type": "http.response.body", "body": b""})
+        finished.set()
+
+    with serve(app) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.connect(("127.0.0.1", server.port))
+        with sock:
+            sock.sendall(get())
+            # Without back-pressure the app would push all 50 MiB into memory at once.
+            assert not finished.wait(1.0), "send() never waited for the client"
+            assert 0 < progress[0] < total_chunks // 2, progress[0]
+            sock.settimeout(10)
+            received = 0
+            data = sock.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            received = len(rest)
+            while received < total_chunks * piece:
+                data = sock.recv(1024 * 1024)
+                assert data, f"closed after {received} bytes"
+                received += len(data)
+            assert received == total_chunks * piece
+        assert finished.wait(5)
+
+
+async def test_reading_stays_paused_while_pipelined_requests_wait() -> None:
+    """Each response lets one buffered request through, never the socket: the buffer of
+    pipelined requests cannot grow while the app works."""
+    gates = {"/2": asyncio.Event()}
+    paths: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        paths.append(scope["path"])
+        gate = gates.get(scope["path"])
+        if gate is not None:
+            await gate.wait()
+        await respond(send, 200, scope["path"].encode())
+
+    state = ServerState(Config(app=app), app)
+    protocol = H11Protocol(state)
+    transport = EventTransport()
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    protocol.data_received(get("/1") + get("/2") + get("/3"))
+    assert not transport.reading  # /2 and /3 wait behind /1
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert paths == ["/1", "/2"]  # /1 answered, /2 in flight, /3 still buffered
+    assert not transport.reading, "reading resumed with a pipelined request still buffered"
+    gates["/2"].set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert paths == ["/1", "/2", "/3"]
+    assert transport.reading  # nothing left buffered: the socket may be read again
+    assert bytes(transport.written).count(b"HTTP/1.1 200 ") == 3
+
+
+def test_silent_connection_is_closed_after_the_head_timeout(serve: Serve) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        raise AssertionError("never called")
+
+    with serve(app, timeout_request_head=0.3) as server, RawClient(server.port) as client:
+        assert client.is_closed_by_server(timeout=5)
+        assert client.buf == b""  # nothing was asked, so nothing (not even a 408) is answered
+
+
+@pytest.mark.parametrize("extension", ["pathsend", "zerocopysend"])
+def test_file_extensions(serve: Serve, tmp_path: Any, extension: str) -> None:
+    data = bytes(range(256)) * 1200  # 300 KiB: more than one write-buffer's worth
+    path = tmp_path / "file.bin"
+    path.write_bytes(data)
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        assert f"http.response.{extension}" in scope["extensions"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if extension == "pathsend":
+            await send({"type": "http.response.pathsend", "path": str(path)})
+        else:
+            with path.open("rb") as file:  # a small local file: opening it does not block
+                await send({"type": "http.response.zerocopysend", "file": file, "offset": 100,
+                            "count": 1000, "more_body": True})  # fmt: skip
+                await send({"type": "http.response.zerocopysend", "file": file, "offset": 0})
+
+    expected = data if extension == "pathsend" else data[100:1100] + data
+    with serve(app) as server, RawClient(server.port) as client:
+        for method in (b"GET", b"HEAD", b"GET"):
+            client.send(get("/", method=method))
+            response = client.read_response(head_request=method == b"HEAD")
+            assert response.status == 200
+            if method == b"GET":
+                assert response.body == expected
