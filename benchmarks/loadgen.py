@@ -110,8 +110,13 @@ class _Throughput:
                 if not keep_alive:
                     writer.close()
                     writer = reader = None
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    TimeoutError, ValueError):
+            except (
+                OSError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                TimeoutError,
+                ValueError,
+            ):
                 self.errors += 1
                 if writer is not None:
                     writer.close()
@@ -122,15 +127,23 @@ class _Throughput:
 
 async def throughput(args: argparse.Namespace) -> LoadResult:
     started = time.monotonic()
-    state = _Throughput(args.host, args.port, _request(args.method, args.path, args.body_size),
-                        started + args.duration)
+    state = _Throughput(
+        args.host,
+        args.port,
+        _request(args.method, args.path, args.body_size),
+        started + args.duration,
+    )
     await asyncio.gather(*(state.worker() for _ in range(args.connections)))
     elapsed = time.monotonic() - started
     latencies = sorted(state.latencies)
     return LoadResult(
-        rps=len(latencies) / elapsed, p50_ms=percentile(latencies, 0.5) * 1e3,
-        p99_ms=percentile(latencies, 0.99) * 1e3, requests=len(latencies),
-        errors=state.errors, non_2xx=state.non_2xx, tool="benchmarks.loadgen",
+        rps=len(latencies) / elapsed,
+        p50_ms=percentile(latencies, 0.5) * 1e3,
+        p99_ms=percentile(latencies, 0.99) * 1e3,
+        requests=len(latencies),
+        errors=state.errors,
+        non_2xx=state.non_2xx,
+        tool="benchmarks.loadgen",
     )
 
 
@@ -167,8 +180,14 @@ async def idle(args: argparse.Namespace) -> IdleResult:
     still_open = sum(not reader.at_eof() for reader, _ in held)
     for _, writer in held:
         writer.close()
-    return IdleResult(args.count, len(held), error_kinds.total(), still_open,
-                      round(open_seconds, 2), dict(error_kinds))
+    return IdleResult(
+        args.count,
+        len(held),
+        error_kinds.total(),
+        still_open,
+        round(open_seconds, 2),
+        dict(error_kinds),
+    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:

@@ -139,9 +139,14 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         try:
             self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=self._log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=raise_nofile,
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=raise_nofile,
             )
         except OSError as exc:
             raise ServerFailed(f"cannot exec: {exc}") from exc
