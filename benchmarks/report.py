@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks.catalog import SERVERS, Scenario
 from benchmarks.procs import ROOT
-from benchmarks.runner import Row, Settings
+from benchmarks.runner import BUSY, Row, Settings
 
 __all__ = ["chart", "machine", "markdown", "write_json"]
 
@@ -115,6 +115,12 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}"
 
 
+def _name(row: Row) -> str:
+    if row.busy > BUSY:
+        return f"{row.server} (busy machine: {row.busy:.0%} CPU elsewhere)"
+    return row.server
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -127,11 +133,11 @@ def _throughput_table(rows: list[Row]) -> list[str]:
     ]
     for r in rows:
         if r.status != "ok" or r.rps is None:
-            out.append(f"| {r.server} | failed: {_cell(r.reason)} | | | | | |")
+            out.append(f"| {_name(r)} | failed: {_cell(r.reason)} | | | | | |")
             continue
         errors = f"{r.errors}" + (f" (+{r.non_2xx} non-2xx)" if r.non_2xx else "")
         out.append(
-            f"| {r.server} | {r.rps:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
+            f"| {_name(r)} | {r.rps:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
             f"| {_mib(r.peak_rss)} | {errors} | {_ratio(r.rps, ref)} |"
         )
     return out
@@ -146,13 +152,13 @@ def _idle_table(rows: list[Row]) -> list[str]:
     ]
     for r in rows:
         if r.status != "ok" or r.idle is None:
-            out.append(f"| {r.server} | failed: {_cell(r.reason)} | | | | | | |")
+            out.append(f"| {_name(r)} | failed: {_cell(r.reason)} | | | | | | |")
             continue
         i = r.idle
         kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(i.error_kinds.items()))
         errors = f"{i.errors:,}" + (f" ({kinds})" if kinds else "")
         out.append(
-            f"| {r.server} | {i.answered:,} / {i.wanted:,} | {errors} | {i.still_open:,} "
+            f"| {_name(r)} | {i.answered:,} / {i.wanted:,} | {errors} | {i.still_open:,} "
             f"| {i.open_seconds:.1f} s | {_mib(r.start_rss)} | {_mib(r.peak_rss)} "
             f"| {_ratio(r.peak_rss, ref)} |"
         )

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +28,13 @@ from benchmarks.procs import (
     RssSampler,
     ServerFailed,
     ServerProcess,
+    busy_fraction,
     free_port,
     pinned,
 )
+
+# Above this CPU share used by something else, a row is marked as measured on a busy machine.
+BUSY = 0.2
 
 __all__ = ["Row", "Settings", "parse_wrk", "run_one", "wrk_available"]
 
@@ -62,6 +67,7 @@ class Row:
     start_rss: int = 0
     tool: str = ""
     idle: IdleResult | None = None
+    busy: float = 0.0  # CPU share used by other processes just before or after, at most
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -236,6 +242,7 @@ def _idle(server: ServerProcess, settings: Settings, row: Row) -> None:
 def run_one(spec: ServerSpec, scenario: Scenario, settings: Settings) -> Row:
     """Measure ``spec`` in ``scenario``; never raises for a server's misbehaviour."""
     row = Row(server=spec.name)
+    row.busy = _wait_quiet()
     port = free_port()
     try:
         with ServerProcess(spec.command(scenario.app, scenario.interface, port), port) as server:
@@ -249,4 +256,14 @@ def run_one(spec: ServerSpec, scenario: Scenario, settings: Settings) -> Row:
         row.status, row.reason = "failed", f"load generator timed out after {exc.timeout:.0f} s"
     except (ServerFailed, RuntimeError, ValueError, OSError) as exc:
         row.status, row.reason = "failed", str(exc).replace("\n", " ")[:160]
+    row.busy = max(row.busy, busy_fraction())
     return row
+
+
+def _wait_quiet(limit: float = 60.0) -> float:
+    """Wait (at most ``limit`` s) until other processes leave the machine; return their share."""
+    deadline = time.monotonic() + limit
+    busy = busy_fraction()
+    while busy > BUSY and time.monotonic() < deadline:
+        busy = busy_fraction()
+    return busy
