@@ -8,14 +8,14 @@ in its row; the run goes on.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
 
-from benchmarks import report, svg, wrk
-from benchmarks.runner import Row, Settings, run_one
-from benchmarks.scenarios import SCENARIOS, Scenario
-from benchmarks.servers import SERVERS
+from benchmarks import report
+from benchmarks.catalog import SCENARIOS, SERVERS, Scenario
+from benchmarks.runner import Row, Settings, run_one, wrk_available
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -31,37 +31,74 @@ def _names(value: str, known: dict[str, object], what: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", default=",".join(SCENARIOS),
-                        help=f"comma-separated, from: {', '.join(SCENARIOS)}")
-    parser.add_argument("--server", default=",".join(SERVERS),
-                        help=f"comma-separated, from: {', '.join(SERVERS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--scenario",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, from: {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--server", default=",".join(SERVERS), help=f"comma-separated, from: {', '.join(SERVERS)}"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds (median)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per round")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--idle-connections", type=int, default=10_000,
-                        help="connections opened by the idle_keepalive scenarios")
-    parser.add_argument("--quick", action="store_true",
-                        help="1 round of 3 s after 1 s warm-up (overrides the three above)")
-    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
-                        help="wrk when installed (auto), or the built-in Python generator")
-    parser.add_argument("--output", type=Path, default=RESULTS,
-                        help="directory for latest.md, latest.json and latest.svg")
+    parser.add_argument(
+        "--idle-connections",
+        type=int,
+        default=10_000,
+        help="connections opened by the idle_keepalive scenarios",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 round of 3 s after 1 s warm-up (overrides the three above)",
+    )
+    parser.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="wrk when installed (auto), or the built-in Python generator",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS,
+        help="directory for latest.md, latest.json and latest.svg",
+    )
     parser.add_argument("--note", default="", help="a line quoted at the top of latest.md")
     return parser
 
 
+def _exit_cleanly_on_signals() -> None:
+    """Turn SIGTERM (and SIGINT, ignored in background jobs) into SystemExit.
+
+    The exception unwinds the ``with ServerProcess`` blocks, so the server under test is
+    stopped too instead of being left running in its own session.
+    """
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    _exit_cleanly_on_signals()
     args = parser.parse_args(argv)
     try:
         scenarios = [SCENARIOS[n] for n in _names(args.scenario, dict(SCENARIOS), "scenario")]
         servers = [SERVERS[n] for n in _names(args.server, dict(SERVERS), "server")]
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    if args.loadgen == "wrk" and not wrk.available():
+    if args.loadgen == "wrk" and not wrk_available():
         parser.error("--loadgen wrk: wrk is not installed (apt-get install wrk)")
     settings = Settings(
         rounds=1 if args.quick else args.rounds,
@@ -80,9 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             print(f"{scenario.name:<20} {spec.name:<13}", end=" ", file=sys.stderr, flush=True)
             row = run_one(spec, scenario, settings)
-            summary = (f"failed: {row.reason}" if row.status != "ok"
-                       else f"{row.rps:,.0f} req/s" if row.rps is not None
-                       else f"peak RSS {row.peak_rss / 1024**2:.1f} MiB")
+            summary = (
+                f"failed: {row.reason}"
+                if row.status != "ok"
+                else f"{row.rps:,.0f} req/s"
+                if row.rps is not None
+                else f"peak RSS {row.peak_rss / 1024**2:.1f} MiB"
+            )
             print(f"{summary}  [{time.monotonic() - started:.0f} s]", file=sys.stderr)
             rows.append(row)
         results.append((scenario, rows))
@@ -90,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     info = report.machine()
     (args.output / "latest.md").write_text(report.markdown(info, settings, results, args.note))
     report.write_json(args.output / "latest.json", info, settings, results, args.note)
-    (args.output / "latest.svg").write_text(svg.chart(results, "dualcorn and peers"))
+    (args.output / "latest.svg").write_text(report.chart(results, "dualcorn and peers"))
     print(f"wrote {args.output}/latest.{{md,json,svg}}", file=sys.stderr)
     return 0
 

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ class IdleResult:
     errors: int  # refused, reset, timed out or non-2xx
     still_open: int  # of the answered ones, not closed by the server when the hold ended
     open_seconds: float  # time to open and answer them all
+    error_kinds: dict[str, int]  # exception name (or "HTTP <status>") -> count
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -108,8 +110,13 @@ class _Throughput:
                 if not keep_alive:
                     writer.close()
                     writer = reader = None
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    TimeoutError, ValueError):
+            except (
+                OSError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                TimeoutError,
+                ValueError,
+            ):
                 self.errors += 1
                 if writer is not None:
                     writer.close()
@@ -120,15 +127,23 @@ class _Throughput:
 
 async def throughput(args: argparse.Namespace) -> LoadResult:
     started = time.monotonic()
-    state = _Throughput(args.host, args.port, _request(args.method, args.path, args.body_size),
-                        started + args.duration)
+    state = _Throughput(
+        args.host,
+        args.port,
+        _request(args.method, args.path, args.body_size),
+        started + args.duration,
+    )
     await asyncio.gather(*(state.worker() for _ in range(args.connections)))
     elapsed = time.monotonic() - started
     latencies = sorted(state.latencies)
     return LoadResult(
-        rps=len(latencies) / elapsed, p50_ms=percentile(latencies, 0.5) * 1e3,
-        p99_ms=percentile(latencies, 0.99) * 1e3, requests=len(latencies),
-        errors=state.errors, non_2xx=state.non_2xx, tool="benchmarks.loadgen",
+        rps=len(latencies) / elapsed,
+        p50_ms=percentile(latencies, 0.5) * 1e3,
+        p99_ms=percentile(latencies, 0.99) * 1e3,
+        requests=len(latencies),
+        errors=state.errors,
+        non_2xx=state.non_2xx,
+        tool="benchmarks.loadgen",
     )
 
 
@@ -136,25 +151,26 @@ async def idle(args: argparse.Namespace) -> IdleResult:
     request = _request("GET", args.path, 0)
     gate = asyncio.Semaphore(args.concurrency)
     held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    errors = 0
+    error_kinds: Counter[str] = Counter()
+    # One deadline for the whole opening phase, so a server that stops accepting (a
+    # connection limit) costs at most --open-timeout seconds, not 10 s per connection.
+    open_deadline = asyncio.get_running_loop().time() + args.open_timeout
 
     async def open_one() -> None:
-        nonlocal errors
-        async with gate:
-            writer: asyncio.StreamWriter | None = None
-            try:
-                async with asyncio.timeout(TIMEOUT):
-                    reader, writer = await asyncio.open_connection(args.host, args.port)
-                    writer.write(request)
-                    status, _size, _keep = await read_response(reader)
-                if 200 <= status < 300:
-                    held.append((reader, writer))
-                    return
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
-                pass
-            errors += 1
-            if writer is not None:
-                writer.close()
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout_at(open_deadline), gate, asyncio.timeout(TIMEOUT):
+                reader, writer = await asyncio.open_connection(args.host, args.port)
+                writer.write(request)
+                status, _size, _keep = await read_response(reader)
+            if 200 <= status < 300:
+                held.append((reader, writer))
+                return
+            error_kinds[f"HTTP {status}"] += 1
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+            error_kinds[type(exc).__name__] += 1
+        if writer is not None:
+            writer.close()
 
     started = time.monotonic()
     await asyncio.gather(*(open_one() for _ in range(args.count)))
@@ -164,7 +180,14 @@ async def idle(args: argparse.Namespace) -> IdleResult:
     still_open = sum(not reader.at_eof() for reader, _ in held)
     for _, writer in held:
         writer.close()
-    return IdleResult(args.count, len(held), errors, still_open, round(open_seconds, 2))
+    return IdleResult(
+        args.count,
+        len(held),
+        error_kinds.total(),
+        still_open,
+        round(open_seconds, 2),
+        dict(error_kinds),
+    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -189,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--hold", type=float, default=3.0)
+    parser.add_argument("--open-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     from benchmarks.procs import raise_nofile
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 import time
@@ -31,6 +32,7 @@ import h11
 
 from benchmarks import report
 from benchmarks.apps.memory_wsgi import BLOCK, block
+from benchmarks.catalog import SERVERS
 from benchmarks.procs import (
     CLIENT_CORE,
     RssSampler,
@@ -39,7 +41,6 @@ from benchmarks.procs import (
     free_port,
     rss_bytes,
 )
-from benchmarks.servers import SERVERS
 
 MIB = 1024 * 1024
 APP = "benchmarks.apps.memory_wsgi:app"
@@ -118,16 +119,21 @@ def upload(port: int, mib: int, deadline: float) -> str:
     blocks = mib * MIB // BLOCK
     client = _Client(port, deadline)
     try:
-        client.send(h11.Request(method="POST", target="/upload",
-                                headers=_headers(("Transfer-Encoding", "chunked"))))
+        client.send(
+            h11.Request(
+                method="POST", target="/upload", headers=_headers(("Transfer-Encoding", "chunked"))
+            )
+        )
         try:
             for index in range(blocks):
                 client.send(h11.Data(data=block(index)))
             client.send(h11.EndOfMessage())
         except OSError as exc:
             # The server stopped reading: say what it answered, if it answered.
-            raise ValueError(f"{exc.strerror or exc} after {index * BLOCK // MIB} MiB; "
-                             f"server said {_early_answer(client)}") from exc
+            raise ValueError(
+                f"{exc.strerror or exc} after {index * BLOCK // MIB} MiB; "
+                f"server said {_early_answer(client)}"
+            ) from exc
         status, body = 0, b""
         while not isinstance(event := client.next_event(), h11.EndOfMessage):
             if isinstance(event, h11.Response):
@@ -195,9 +201,11 @@ def run_server(name: str, mib: int, rate: float, timeout: float) -> Outcome:
             server.wait_ready()
             outcome.start_rss = rss_bytes(server.pid)
             outcome.transfers["upload"] = _measure(
-                server, lambda: upload(port, mib, time.monotonic() + timeout))
+                server, lambda: upload(port, mib, time.monotonic() + timeout)
+            )
             outcome.transfers["download"] = _measure(
-                server, lambda: download(port, mib, rate, time.monotonic() + timeout))
+                server, lambda: download(port, mib, rate, time.monotonic() + timeout)
+            )
     except ServerFailed as exc:
         outcome.failure = str(exc)[:160]
     return outcome
@@ -221,7 +229,8 @@ def render(outcomes: list[Outcome], mib: int, rate: float, note: str) -> str:
         lines += [f"> {note}", ""]
     lines += [
         f"Run {info['date']} with `python -m benchmarks.memory` "
-        f"(see the module docstring for the method).", "",
+        f"(see the module docstring for the method).",
+        "",
         f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram_gib']} GiB; "
         f"{info['python']}; {info['os']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()),
@@ -239,24 +248,46 @@ def render(outcomes: list[Outcome], mib: int, rate: float, note: str) -> str:
         if o.failure:
             lines.append(f"| {o.server} | failed: {o.failure.replace('|', '/')} | | | | | | |")
             continue
-        lines.append(f"| {o.server} | {_mib(o.start_rss)} | {_cells(o.transfers.get('upload'))} "
-                     f"| {_cells(o.transfers.get('download'))} |")
+        lines.append(
+            f"| {o.server} | {_mib(o.start_rss)} | {_cells(o.transfers.get('upload'))} "
+            f"| {_cells(o.transfers.get('download'))} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
 
+def _exit_cleanly_on_signals() -> None:
+    """Turn SIGTERM (and SIGINT, ignored in background jobs) into SystemExit.
+
+    The exception unwinds the ``with ServerProcess`` blocks, so the server under test is
+    stopped too instead of being left running in its own session.
+    """
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", default=",".join(PEERS),
-                        help=f"comma-separated, from: {', '.join(SERVERS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--server", default=",".join(PEERS), help=f"comma-separated, from: {', '.join(SERVERS)}"
+    )
     parser.add_argument("--mib", type=int, default=512, help="body size in MiB, both ways")
     parser.add_argument("--rate", type=float, default=64, help="download throttle, MiB/s")
     parser.add_argument("--timeout", type=float, default=120, help="seconds per transfer")
-    parser.add_argument("--output", type=Path,
-                        default=Path(__file__).resolve().parent / "results" / "memory.md")
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).resolve().parent / "results" / "memory.md"
+    )
     parser.add_argument("--note", default="", help="a line quoted at the top of the report")
     args = parser.parse_args(argv)
+    _exit_cleanly_on_signals()
     names = [n.strip() for n in args.server.split(",") if n.strip()]
     unknown = [n for n in names if n not in SERVERS or "wsgi" not in SERVERS[n].interfaces]
     if unknown:

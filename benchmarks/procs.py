@@ -27,6 +27,7 @@ __all__ = [
     "RssSampler",
     "ServerFailed",
     "ServerProcess",
+    "busy_fraction",
     "free_port",
     "pinned",
     "raise_nofile",
@@ -74,6 +75,28 @@ def _children() -> dict[int, list[int]]:
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         tree.setdefault(ppid, []).append(int(entry.name))
     return tree
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]), idle
+
+
+def busy_fraction(seconds: float = 1.0) -> float:
+    """Share of all cores busy over ``seconds`` (0.0 when /proc/stat is unreadable).
+
+    Measured while the harness itself is idle, it shows whether something else is using the
+    machine; numbers taken on a busy machine are not comparable with the others.
+    """
+    try:
+        total0, idle0 = _cpu_times()
+        time.sleep(seconds)
+        total1, idle1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = total1 - total0
+    return 0.0 if total <= 0 else 1.0 - (idle1 - idle0) / total
 
 
 def rss_bytes(pid: int) -> int:
@@ -139,9 +162,14 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         try:
             self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=self._log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=raise_nofile,
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=raise_nofile,
             )
         except OSError as exc:
             raise ServerFailed(f"cannot exec: {exc}") from exc
@@ -162,7 +190,7 @@ class ServerProcess:
         assert self.proc is not None
         code = self.proc.poll()
         if code is not None:
-            raise ServerFailed(f"exited with {code}: {self.log_tail() or 'no output'}")
+            raise ServerFailed(f"exited with {code}: {self.log_tail(1) or 'no output'}")
 
     def wait_ready(self, path: str = "/", timeout: float = 20.0) -> None:
         """Return once a GET answers with any HTTP status line; fail if the process dies."""

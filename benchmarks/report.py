@@ -3,6 +3,11 @@
 Ratios compare each server with dualcorn in the same scenario and the same run: for
 throughput ``server req/s / dualcorn req/s`` (above 1.00 the peer is faster), for the idle
 scenarios ``server peak RSS / dualcorn peak RSS`` (above 1.00 the peer uses more memory).
+
+``chart`` draws requests per second as a grouped horizontal bar chart in plain SVG (no
+plotting library): one group per throughput scenario, one bar per server in a fixed colour.
+Scenarios differ by orders of magnitude (13 bytes versus 1 MiB), so each group is scaled to its
+own fastest server and every bar carries its number; a failed server gets a label instead.
 """
 
 from __future__ import annotations
@@ -13,15 +18,17 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
+from html import escape
 from pathlib import Path
 from typing import Any
 
-from benchmarks.runner import Row, Settings
-from benchmarks.scenarios import Scenario
-from benchmarks.servers import SERVERS
+from benchmarks.catalog import SERVERS, Scenario
+from benchmarks.procs import ROOT
+from benchmarks.runner import BUSY, Row, Settings
 
-__all__ = ["machine", "markdown", "write_json"]
+__all__ = ["chart", "machine", "markdown", "write_json"]
 
 REFERENCE = "dualcorn"
 
@@ -46,7 +53,28 @@ def _ram_gib() -> float:
     return 0.0
 
 
+def _dualcorn_version() -> str:
+    """The checkout under test (servers import it from the repository root, not site-packages)."""
+    source = (ROOT / "dualcorn" / "__init__.py").read_text()
+    found = re.search(r"__version__\s*=\s*[\"']([^\"']+)", source)
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        commit = done.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    return f"{found[1] if found else '?'} ({commit or 'this checkout'})"
+
+
 def _version(package: str) -> str:
+    if package == "dualcorn":
+        return _dualcorn_version()
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -87,21 +115,29 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}"
 
 
+def _name(row: Row) -> str:
+    if row.busy > BUSY:
+        return f"{row.server} (busy machine: {row.busy:.0%} CPU elsewhere)"
+    return row.server
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
 def _throughput_table(rows: list[Row]) -> list[str]:
     ref = next((r.rps for r in rows if r.server == REFERENCE and r.status == "ok"), None)
-    out = ["| server | req/s | p50 | p99 | peak RSS | errors | ratio to dualcorn |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| server | req/s | p50 | p99 | peak RSS | errors | ratio to dualcorn |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r.status != "ok" or r.rps is None:
-            out.append(f"| {r.server} | failed: {_cell(r.reason)} | | | | | |")
+            out.append(f"| {_name(r)} | failed: {_cell(r.reason)} | | | | | |")
             continue
         errors = f"{r.errors}" + (f" (+{r.non_2xx} non-2xx)" if r.non_2xx else "")
         out.append(
-            f"| {r.server} | {r.rps:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
+            f"| {_name(r)} | {r.rps:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
             f"| {_mib(r.peak_rss)} | {errors} | {_ratio(r.rps, ref)} |"
         )
     return out
@@ -109,16 +145,20 @@ def _throughput_table(rows: list[Row]) -> list[str]:
 
 def _idle_table(rows: list[Row]) -> list[str]:
     ref = next((r.peak_rss for r in rows if r.server == REFERENCE and r.status == "ok"), None)
-    out = ["| server | answered | errors | still open | open time | start RSS | peak RSS "
-           "| RSS ratio to dualcorn |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| server | answered | errors | still open | open time | start RSS | peak RSS "
+        "| RSS ratio to dualcorn |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r.status != "ok" or r.idle is None:
-            out.append(f"| {r.server} | failed: {_cell(r.reason)} | | | | | | |")
+            out.append(f"| {_name(r)} | failed: {_cell(r.reason)} | | | | | | |")
             continue
         i = r.idle
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(i.error_kinds.items()))
+        errors = f"{i.errors:,}" + (f" ({kinds})" if kinds else "")
         out.append(
-            f"| {r.server} | {i.answered:,} / {i.wanted:,} | {i.errors:,} | {i.still_open:,} "
+            f"| {_name(r)} | {i.answered:,} / {i.wanted:,} | {errors} | {i.still_open:,} "
             f"| {i.open_seconds:.1f} s | {_mib(r.start_rss)} | {_mib(r.peak_rss)} "
             f"| {_ratio(r.peak_rss, ref)} |"
         )
@@ -126,15 +166,19 @@ def _idle_table(rows: list[Row]) -> list[str]:
 
 
 def markdown(
-    info: dict[str, Any], settings: Settings, results: list[tuple[Scenario, list[Row]]],
+    info: dict[str, Any],
+    settings: Settings,
+    results: list[tuple[Scenario, list[Row]]],
     note: str = "",
 ) -> str:
     lines = ["# dualcorn benchmarks", ""]
     if note:
         lines += [f"> {note}", ""]
     lines += [
-        f"Run {info['date']} with `python -m benchmarks`.", "",
-        "## Machine", "",
+        f"Run {info['date']} with `python -m benchmarks`.",
+        "",
+        "## Machine",
+        "",
         f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram_gib']} GiB",
         f"- OS: {info['os']}; Python: {info['python']}; load generator: {info['wrk']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()),
@@ -143,7 +187,8 @@ def markdown(
         "and client on core 1 (taskset); req/s, p50 and p99 are medians over rounds; peak RSS "
         "sums the server process and its children.",
         "",
-        "## Servers", "",
+        "## Servers",
+        "",
     ]
     lines += [f"- **{spec.name}**: {spec.note}" for spec in SERVERS.values()]
     for scenario, rows in results:
@@ -155,8 +200,11 @@ def markdown(
 
 
 def write_json(
-    path: Path, info: dict[str, Any], settings: Settings,
-    results: list[tuple[Scenario, list[Row]]], note: str = "",
+    path: Path,
+    info: dict[str, Any],
+    settings: Settings,
+    results: list[tuple[Scenario, list[Row]]],
+    note: str = "",
 ) -> None:
     data = {
         "note": note,
@@ -171,3 +219,89 @@ def write_json(
         },
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+PALETTE = (
+    "#d62728",
+    "#ff9896",
+    "#1f77b4",
+    "#aec7e8",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+WIDTH = 860
+LABEL = 150  # the server-name column
+BAR_AREA = 560
+BAR = 14
+GAP = 4
+HEADER = 26
+FONT = "font-family='Helvetica, Arial, sans-serif'"
+
+
+def _colour(server: str) -> str:
+    names = list(SERVERS)
+    index = names.index(server) if server in names else len(names)
+    return PALETTE[index % len(PALETTE)]
+
+
+def _text(
+    x: float,
+    y: float,
+    body: str,
+    *,
+    size: int = 12,
+    anchor: str = "start",
+    weight: str = "normal",
+    fill: str = "#222",
+) -> str:
+    return (
+        f"<text x='{x:.1f}' y='{y:.1f}' {FONT} font-size='{size}' text-anchor='{anchor}' "
+        f"font-weight='{weight}' fill='{fill}'>{escape(body)}</text>"
+    )
+
+
+def chart(results: list[tuple[Scenario, list[Row]]], title: str) -> str:
+    """The whole SVG document for the throughput scenarios in ``results``."""
+    groups = [(s, rows) for s, rows in results if s.kind == "throughput" and rows]
+    parts: list[str] = []
+    y = 48.0
+    parts.append(_text(WIDTH / 2, 22, title, size=15, anchor="middle", weight="bold"))
+    parts.append(
+        _text(
+            WIDTH / 2,
+            38,
+            "requests per second, higher is better; each scenario scaled to its fastest server",
+            size=11,
+            anchor="middle",
+            fill="#555",
+        )
+    )
+    for scenario, rows in groups:
+        y += HEADER
+        parts.append(_text(10, y - 8, scenario.name, size=13, weight="bold"))
+        best = max((r.rps or 0.0 for r in rows), default=0.0) or 1.0
+        for row in rows:
+            middle = y + BAR / 2 + 4
+            parts.append(_text(LABEL - 8, middle, row.server, size=11, anchor="end"))
+            if row.status == "ok" and row.rps:
+                length = max(1.0, BAR_AREA * row.rps / best)
+                parts.append(
+                    f"<rect x='{LABEL}' y='{y:.1f}' width='{length:.1f}' "
+                    f"height='{BAR}' fill='{_colour(row.server)}'/>"
+                )
+                parts.append(_text(LABEL + length + 5, middle, f"{row.rps:,.0f}", size=11))
+            else:
+                parts.append(_text(LABEL + 5, middle, "failed", size=11, fill="#b00"))
+            y += BAR + GAP
+    height = y + 16
+    head = (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height:.0f}' "
+        f"viewBox='0 0 {WIDTH} {height:.0f}'>"
+    )
+    background = f"<rect width='{WIDTH}' height='{height:.0f}' fill='white'/>"
+    axis = f"<line x1='{LABEL}' y1='48' x2='{LABEL}' y2='{y:.0f}' stroke='#999' stroke-width='1'/>"
+    return "\n".join([head, background, axis, *parts, "</svg>", ""])

@@ -44,8 +44,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     path = environ.get("PATH_INFO", "/")
     if path == "/upload":
         body = _upload(environ)
-        start_response("200 OK", [("Content-Type", "text/plain"),
-                                  ("Content-Length", str(len(body)))])
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
         return [body]
     if path == "/download":
         query = dict(p.partition("=")[::2] for p in environ.get("QUERY_STRING", "").split("&"))

@@ -1,0 +1,278 @@
+"""What is run: the servers under test, how each starts, and the scenarios they run.
+
+Every server runs one process (one worker) with its access log off, bound to 127.0.0.1 on a
+port picked by the harness.  Names are stable: they are the ``--server`` choices and the table
+rows.  WSGI servers with a thread pool get the thread count dualcorn uses by default
+(``min(32, cpus + 4)``, concurrent.futures' own default) so that no peer is starved by a
+default of one thread (gunicorn's gthread) or favoured by a bigger pool.
+
+A throughput scenario hammers one URL with a fixed number of keep-alive connections and
+reports requests per second and latency.  An idle scenario opens many keep-alive connections
+that each send one request and then sit idle, and reports what they cost the server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "SCENARIOS",
+    "SERVERS",
+    "UPLOAD_SIZE",
+    "Interface",
+    "Scenario",
+    "ServerSpec",
+    "wsgi_threads",
+]
+
+Interface = Literal["asgi", "wsgi"]
+
+
+def wsgi_threads() -> int:
+    """The WSGI thread pool size every threaded peer gets (dualcorn's default)."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+CommandBuilder = Callable[[str, Interface, int], list[str]]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One peer: its name, which interfaces it serves and how to start it."""
+
+    name: str
+    interfaces: tuple[Interface, ...]
+    build: CommandBuilder
+    package: str  # the distribution whose version the report prints
+    note: str
+
+    def command(self, target: str, interface: Interface, port: int) -> list[str]:
+        """The argv that serves ``target`` ("module:attr") on 127.0.0.1:port."""
+        return self.build(target, interface, port)
+
+
+def _dualcorn(http: str) -> CommandBuilder:
+    def build(target: str, interface: Interface, port: int) -> list[str]:
+        # --interface is left at "auto": detecting WSGI vs ASGI is part of what is measured.
+        argv = [sys.executable, "-m", "dualcorn", target, "--host", "127.0.0.1"]
+        argv += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+        if http != "auto":
+            argv += ["--http", http]
+        return argv
+
+    return build
+
+
+def _uvicorn(http: str) -> CommandBuilder:
+    def build(target: str, interface: Interface, port: int) -> list[str]:
+        argv = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1"]
+        argv += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+        argv += ["--http", http, "--loop", "uvloop" if http == "httptools" else "auto"]
+        if interface == "wsgi":
+            argv += ["--interface", "wsgi"]
+        return argv
+
+    return build
+
+
+def _hypercorn(target: str, interface: Interface, port: int) -> list[str]:
+    # Hypercorn detects a WSGI callable by itself; "--workers 1" keeps one serving process.
+    return [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        target,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _granian(target: str, interface: Interface, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        target,
+        "--interface",
+        interface,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-ws",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _waitress(target: str, interface: Interface, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "waitress",
+        f"--listen=127.0.0.1:{port}",
+        f"--threads={wsgi_threads()}",
+        target,
+    ]
+
+
+def _gunicorn(target: str, interface: Interface, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        target,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        "1",
+        "--threads",
+        str(wsgi_threads()),
+        "--log-level",
+        "warning",
+    ]
+
+
+BOTH: tuple[Interface, ...] = ("asgi", "wsgi")
+
+SERVERS: dict[str, ServerSpec] = {
+    spec.name: spec
+    for spec in (
+        ServerSpec(
+            "dualcorn",
+            BOTH,
+            _dualcorn("auto"),
+            "dualcorn",
+            "default: httptools when installed, uvloop, --interface auto",
+        ),
+        ServerSpec("dualcorn-h11", BOTH, _dualcorn("h11"), "dualcorn", "--http h11"),
+        ServerSpec(
+            "uvicorn",
+            BOTH,
+            _uvicorn("httptools"),
+            "uvicorn",
+            "uvicorn[standard]: httptools + uvloop; --interface wsgi for WSGI apps",
+        ),
+        ServerSpec("uvicorn-h11", BOTH, _uvicorn("h11"), "uvicorn", "--http h11"),
+        ServerSpec("hypercorn", BOTH, _hypercorn, "hypercorn", "asyncio worker, 1 worker"),
+        ServerSpec("granian", BOTH, _granian, "granian", "--interface asgi|wsgi, 1 worker"),
+        ServerSpec(
+            "waitress",
+            ("wsgi",),
+            _waitress,
+            "waitress",
+            f"waitress-serve, {wsgi_threads()} threads",
+        ),
+        ServerSpec(
+            "gunicorn",
+            ("wsgi",),
+            _gunicorn,
+            "gunicorn",
+            f"gthread, 1 worker, {wsgi_threads()} threads",
+        ),
+    )
+}
+
+
+UPLOAD_SIZE = 1024 * 1024
+Kind = Literal["throughput", "idle"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row group of the report."""
+
+    name: str
+    target: str  # "module:attr" under benchmarks.apps
+    interface: Interface
+    description: str
+    kind: Kind = "throughput"
+    method: str = "GET"
+    body_size: int = 0
+    expect_body_size: int | None = None  # checked once before measuring, when set
+
+    @property
+    def app(self) -> str:
+        return f"benchmarks.apps.{self.target}"
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "asgi_hello",
+            "asgi_hello:app",
+            "asgi",
+            "raw ASGI 3 app, 13-byte text body",
+            expect_body_size=13,
+        ),
+        Scenario(
+            "wsgi_hello",
+            "wsgi_hello:app",
+            "wsgi",
+            "raw WSGI app, 13-byte text body",
+            expect_body_size=13,
+        ),
+        Scenario(
+            "fastapi_json", "fastapi_json:app", "asgi", "FastAPI route returning a small JSON dict"
+        ),
+        Scenario("flask_json", "flask_json:app", "wsgi", "Flask route returning a small JSON dict"),
+        Scenario(
+            "stream_1mib_asgi",
+            "stream_1mib:asgi_app",
+            "asgi",
+            "ASGI app streaming 1 MiB in 64 KiB chunks (chunked coding)",
+            expect_body_size=UPLOAD_SIZE,
+        ),
+        Scenario(
+            "stream_1mib_wsgi",
+            "stream_1mib:wsgi_app",
+            "wsgi",
+            "WSGI generator yielding 1 MiB in 64 KiB chunks",
+            expect_body_size=UPLOAD_SIZE,
+        ),
+        Scenario(
+            "upload_1mib_asgi",
+            "upload_1mib:asgi_app",
+            "asgi",
+            "POST 1 MiB, ASGI app reads it all and replies its length",
+            method="POST",
+            body_size=UPLOAD_SIZE,
+        ),
+        Scenario(
+            "upload_1mib_wsgi",
+            "upload_1mib:wsgi_app",
+            "wsgi",
+            "POST 1 MiB, WSGI app reads wsgi.input in 64 KiB blocks, replies its length",
+            method="POST",
+            body_size=UPLOAD_SIZE,
+        ),
+        Scenario(
+            "idle_keepalive",
+            "asgi_hello:app",
+            "asgi",
+            "keep-alive connections (10,000 by default), one request each, then idle",
+            kind="idle",
+        ),
+        Scenario(
+            "idle_keepalive_wsgi",
+            "wsgi_hello:app",
+            "wsgi",
+            "the same with a WSGI app",
+            kind="idle",
+        ),
+    )
+}
