@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -32,6 +33,17 @@ def pytest_asyncio_loop_factories(
 
         factories["uvloop"] = uvloop.new_event_loop
     return factories
+
+
+@pytest.fixture
+def errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Records of the ``dualcorn.error`` logger (propagation forced on, as in a host program)."""
+    logger = logging.getLogger("dualcorn.error")
+    propagate = logger.propagate
+    logger.propagate = True
+    caplog.set_level(logging.DEBUG, logger="dualcorn.error")
+    yield caplog
+    logger.propagate = propagate
 
 
 @pytest.fixture(params=LOOPS)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +26,6 @@ Serve = Callable[..., Any]
 async def respond(send: Any, status: int = 200, body: bytes = b"") -> None:
     await send({"type": "http.response.start", "status": status, "headers": []})
     await send({"type": "http.response.body", "body": body})
-
-
-@pytest.fixture
-def errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    logger = logging.getLogger("dualcorn.error")
-    propagate = logger.propagate
-    logger.propagate = True
-    caplog.set_level(logging.DEBUG, logger="dualcorn.error")
-    yield caplog
-    logger.propagate = propagate
 
 
 class LifespanApp:

@@ -52,17 +52,6 @@ async def echo(scope: Scope, receive: Any, send: Any) -> None:
     await respond(send, 200, scope["path"].encode() + b":" + body)
 
 
-@pytest.fixture
-def errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Records of the ``dualcorn.error`` logger (propagation forced on, as in a host program)."""
-    logger = logging.getLogger("dualcorn.error")
-    propagate = logger.propagate
-    logger.propagate = True
-    caplog.set_level(logging.DEBUG, logger="dualcorn.error")
-    yield caplog
-    logger.propagate = propagate
-
-
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     """A bounded wait for state another thread changes (never a timing assertion)."""
     deadline = time.monotonic() + timeout
