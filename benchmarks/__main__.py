@@ -8,13 +8,13 @@ in its row; the run goes on.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
 
 from benchmarks import report
 from benchmarks.catalog import SCENARIOS, SERVERS, Scenario
+from benchmarks.procs import exit_cleanly_on_signals
 from benchmarks.runner import Row, Settings, run_one, wrk_available
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,23 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _exit_cleanly_on_signals() -> None:
-    """Turn SIGTERM (and SIGINT, ignored in background jobs) into SystemExit.
-
-    The exception unwinds the ``with ServerProcess`` blocks, so the server under test is
-    stopped too instead of being left running in its own session.
-    """
-
-    def leave(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, leave)
-    signal.signal(signal.SIGINT, leave)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    _exit_cleanly_on_signals()
+    exit_cleanly_on_signals()
     args = parser.parse_args(argv)
     try:
         scenarios = [SCENARIOS[n] for n in _names(args.scenario, dict(SCENARIOS), "scenario")]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
 import time
@@ -38,6 +37,7 @@ from benchmarks.procs import (
     RssSampler,
     ServerFailed,
     ServerProcess,
+    exit_cleanly_on_signals,
     free_port,
     rss_bytes,
 )
@@ -256,20 +256,6 @@ def render(outcomes: list[Outcome], mib: int, rate: float, note: str) -> str:
     return "\n".join(lines)
 
 
-def _exit_cleanly_on_signals() -> None:
-    """Turn SIGTERM (and SIGINT, ignored in background jobs) into SystemExit.
-
-    The exception unwinds the ``with ServerProcess`` blocks, so the server under test is
-    stopped too instead of being left running in its own session.
-    """
-
-    def leave(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, leave)
-    signal.signal(signal.SIGINT, leave)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.memory",
@@ -287,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--note", default="", help="a line quoted at the top of the report")
     args = parser.parse_args(argv)
-    _exit_cleanly_on_signals()
+    exit_cleanly_on_signals()
     names = [n.strip() for n in args.server.split(",") if n.strip()]
     unknown = [n for n in names if n not in SERVERS or "wsgi" not in SERVERS[n].interfaces]
     if unknown:

@@ -28,6 +28,7 @@ __all__ = [
     "ServerFailed",
     "ServerProcess",
     "busy_fraction",
+    "exit_cleanly_on_signals",
     "free_port",
     "pinned",
     "raise_nofile",
@@ -220,3 +221,17 @@ class ServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+
+
+def exit_cleanly_on_signals() -> None:
+    """Turn SIGTERM (and SIGINT, ignored in background jobs) into SystemExit.
+
+    The exception unwinds the ``with ServerProcess`` blocks, so the server under test is
+    stopped too instead of being left running in its own session.
+    """
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
