@@ -13,7 +13,20 @@ import stat
 from dualcorn.config import Config
 from dualcorn.errors import StartupError
 
-__all__ = ["bind_socket", "describe_socket"]
+__all__ = ["bind_socket", "bind_sockets", "describe_socket"]
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """The sockets to serve on: those systemd passed (socket activation, see
+    :mod:`dualcorn.systemd`), which win over --host/--port/--uds as in gunicorn; else
+    :func:`bind_socket`.  An explicit --fd is honoured as given."""
+    if config.fd is None:
+        from dualcorn.systemd import listen_sockets
+
+        passed = listen_sockets()
+        if passed:
+            return passed
+    return [bind_socket(config)]
 
 
 def bind_socket(config: Config) -> socket.socket:

@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-include", dest="reload_includes", action="append")
     g.add_argument("--reload-exclude", dest="reload_excludes", action="append")
     g.add_argument("--reload-delay", type=float, help="seconds to gather a burst of saves")
+    g = p.add_argument_group("process and platform")
+    g.add_argument(
+        "--shutdown-delay",
+        type=float,
+        help="seconds to keep serving after SIGTERM, with Connection: close (default 0)",
+    )
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="default info")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini")

@@ -90,6 +90,7 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "reload_includes": ("*.py", ("*.py",), ["--reload-include", "*.toml"], ("*.toml",)),
     "reload_excludes": ("*.tmp", ("*.tmp",), ["--reload-exclude", "*.log"], ("*.log",)),
     "reload_delay": ("0.5", 0.5, ["--reload-delay", "1"], 1.0),
+    "shutdown_delay": ("5", 5.0, ["--shutdown-delay", "2.5"], 2.5),
     "log_level": ("debug", "debug", ["--log-level", "warning"], "warning"),
     "log_config": ("a.json", "a.json", ["--log-config", "b.yaml"], "b.yaml"),
     "access_log": ("false", False, ["--access-log"], True),
