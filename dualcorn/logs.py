@@ -128,6 +128,7 @@ def reopen_log_files() -> None:
         if name.startswith("dualcorn.") and isinstance(item, logging.Logger):
             loggers.append(item)
     seen: set[int] = set()
+    reopened = 0
     for logger in loggers:
         for handler in logger.handlers:
             if not isinstance(handler, logging.FileHandler) or id(handler) in seen:
@@ -151,3 +152,5 @@ def reopen_log_files() -> None:
                 handler.release()
             if old is not None:
                 old.close()
+            reopened += 1
+    logging.getLogger("dualcorn.error").info("Reopened %d log file(s).", reopened)
