@@ -1,7 +1,8 @@
 """A raw ASGI app for the process and platform tests (systemd, log reopening, shutdown delay).
 
 ``/env`` answers the systemd variables this process sees (none, once dualcorn has read them)
-and its pid; ``/slow?SECONDS`` sleeps first; anything else answers its method and path.
+and its pid; ``/headers`` the request headers; ``/slow?SECONDS`` sleeps first; anything else
+answers its method and path.
 """
 
 import asyncio
@@ -23,6 +24,8 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["path"] == "/env":
         seen = {name: os.environ.get(name) for name in _VARIABLES}
         body = json.dumps({"pid": os.getpid(), "env": seen}).encode()
+    elif scope["path"] == "/headers":
+        body = json.dumps({k.decode(): v.decode() for k, v in scope["headers"]}).encode()
     else:
         if scope["path"] == "/slow":
             await asyncio.sleep(float(scope["query_string"] or b"1"))
