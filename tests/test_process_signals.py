@@ -11,10 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import REPO_ROOT
 from tests.platform_support import APP, popen_dualcorn, stop_process
 from tests.supervising import wait_for
 
-WORKERS = [pytest.param((), id="single"), pytest.param(("--workers", "2"), id="workers")]
+# Options, and how many server processes serve at once under a supervisor (0: no supervisor).
+RELOAD = ("--reload", "--reload-dir", str(REPO_ROOT / "docs"))  # a directory nobody edits
+MODES = [
+    pytest.param((), 0, id="single"),
+    pytest.param(("--workers", "2"), 2, id="workers"),
+    pytest.param(RELOAD, 1, id="reload"),
+]
 DELAY = 6.0  # long enough for the requests below on a busy machine; they do not time it
 
 
@@ -26,19 +33,21 @@ def refuses(port: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("extra", WORKERS)
-def test_shutdown_delay_serves_with_connection_close_then_stops(extra: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(("extra", "supervised"), MODES)
+def test_shutdown_delay_serves_with_connection_close_then_stops(
+    extra: tuple[str, ...], supervised: int
+) -> None:
     command = [sys.executable, "-m", "dualcorn", *APP, "--port", "0",
                "--shutdown-delay", str(DELAY), *extra]  # fmt: skip
     with popen_dualcorn(command) as server, httpx.Client(timeout=30) as kept:
         port = server.wait_until_serving(30)
         url = f"http://127.0.0.1:{port}"
-        if extra:
-            wait_for(lambda: server.stderr_text().count("running on") == 3, 30, "two workers")
+        lines = supervised + 1 if supervised else 1  # the supervisor says it too
+        wait_for(lambda: server.stderr_text().count("running on") == lines, 30, "every server")
         before = kept.get(f"{url}/before")
         assert before.status_code == 200 and "connection" not in before.headers
         server.proc.send_signal(signal.SIGTERM)
-        draining = 2 if extra else 1
+        draining = supervised or 1
         wait_for(lambda: server.stderr_text().count("Shutdown delay") == draining, 30,
                  "the shutdown delay to begin")  # fmt: skip
         # New connections are still accepted and served, and told not to come back.
@@ -55,7 +64,7 @@ def test_shutdown_delay_serves_with_connection_close_then_stops(extra: tuple[str
         assert server.proc.wait(timeout=60) == 0
     text = server.stderr_text()
     assert "Traceback" not in text
-    if extra:
+    if supervised == 2:
         # Both workers drained at the same time: the delay is paid once, not once per worker.
         lines = text.splitlines()
         delays = [i for i, line in enumerate(lines) if "Shutdown delay" in line]
@@ -99,22 +108,24 @@ def log_config(directory: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("extra", WORKERS)
-def test_sigusr1_reopens_the_access_log(tmp_path: Path, extra: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(("extra", "supervised"), MODES)
+def test_sigusr1_reopens_the_access_log(
+    tmp_path: Path, extra: tuple[str, ...], supervised: int
+) -> None:
     access, rotated = tmp_path / "access.log", tmp_path / "access.log.1"
     command = [sys.executable, "-m", "dualcorn", *APP, "--port", "0",
                "--log-config", str(log_config(tmp_path)), *extra]  # fmt: skip
     with popen_dualcorn(command) as server:
         port = server.wait_until_serving(30)
-        servers = 2 if extra else 1
-        wait_for(lambda: server.stderr_text().count("running on") == servers + bool(extra),
-                 30, "every server process")  # fmt: skip
+        # The supervisor has handlers of its own; a reloader's warm standby has none yet.
+        processes = supervised + 1 if supervised else 1
+        wait_for(lambda: server.stderr_text().count("running on") == processes, 30,
+                 "every server process")  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/first", timeout=30).status_code == 200
         wait_for(lambda: "/first" in access.read_text(), 30, "the first access line")
         access.rename(rotated)  # what logrotate does before it signals
         server.proc.send_signal(signal.SIGUSR1)
-        processes = servers + bool(extra)  # and the supervisor, which has its own handlers
         wait_for(lambda: server.stderr_text().count("Reopened 1 log file(s).") == processes,
                  30, "every process to reopen its log")  # fmt: skip
         for _ in range(4):  # fresh connections: with --workers, both workers answer some
@@ -124,5 +135,5 @@ def test_sigusr1_reopens_the_access_log(tmp_path: Path, extra: tuple[str, ...]) 
         assert "/second" not in rotated.read_text()
         assert stop_process(server, signal.SIGTERM) == 0
     assert "Traceback" not in server.stderr_text()
-    if extra:
+    if supervised:
         assert "Received SIGUSR1: reopening log files." in server.stderr_text()

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from dualcorn.systemd import Notifier, listen_sockets
+from tests.helpers import REPO_ROOT
 from tests.platform_support import (
     APP,
     NotifyListener,
@@ -29,7 +30,11 @@ from tests.platform_support import (
 )
 from tests.supervising import wait_for
 
-WORKERS = [pytest.param((), id="single"), pytest.param(("--workers", "2"), id="workers")]
+WORKERS = [
+    pytest.param((), id="single"),
+    pytest.param(("--workers", "2"), id="workers"),
+    pytest.param(("--reload", "--reload-dir", str(REPO_ROOT / "docs")), id="reload"),
+]
 
 
 def get_env(client: httpx.Client, url: str) -> dict[str, object]:
@@ -97,7 +102,7 @@ def test_fd_handover_of_a_tcp_and_a_unix_socket(extra: tuple[str, ...]) -> None:
             text = server.stderr_text()
             assert "serving on 2 passed socket(s): fd 3 (http), fd 4 (local)" in text
             assert "127.0.0.1:1 " not in text  # the passed sockets win over --port
-            # The main pid answers alone, or (--workers) never: its workers do.
+            # The main pid answers alone, or (a supervisor) never: its server processes do.
             assert pids == {server.proc.pid} if not extra else server.proc.pid not in pids
             assert stop_process(server, signal.SIGTERM) == 0
     finally:
