@@ -25,9 +25,12 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dualcorn.errors import StartupError
+
+if TYPE_CHECKING:
+    from dualcorn.server import Server
 
 __all__ = ["LISTEN_FDS_START", "Notifier", "attach", "listen_sockets", "notifier"]
 
@@ -228,7 +231,7 @@ def notifier() -> Notifier:
     return _notifier
 
 
-def attach(server: Any, notify: Notifier) -> None:
+def attach(server: Server, notify: Notifier) -> None:
     """Notify for a single :class:`~dualcorn.server.Server` (no supervisor): ready, watchdog,
     stopping.  The watchdog rides on the server's event loop, so a blocked loop stops it."""
     if not notify.enabled:

@@ -113,13 +113,36 @@ def test_fd_handover_of_a_tcp_and_a_unix_socket(extra: tuple[str, ...]) -> None:
         os.rmdir(directory)
 
 
-def test_a_passed_datagram_socket_is_refused_with_a_reason() -> None:
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    with udp, popen_dualcorn(handover_command([udp.fileno()], "dns", *APP),
-                             pass_fds=(udp.fileno(),)) as server:  # fmt: skip
-        assert server.proc.wait(timeout=30) == 3
-        assert "descriptor 3 (dns) is not a stream socket" in server.stderr_text()
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("datagram", "descriptor 3 (passed) is not a stream socket"),
+        # What an Accept=yes unit (or systemd-socket-activate --accept) passes.
+        ("connected", "descriptor 3 (passed) is not listening: Accept=yes units"),
+        ("file", "descriptor 3 (passed) is not a socket"),
+    ],
+)
+def test_a_socket_that_cannot_be_served_is_refused_with_a_reason(kind: str, reason: str) -> None:
+    if kind == "datagram":
+        passed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        passed.bind(("127.0.0.1", 0))
+        fd, other = passed.fileno(), None
+    elif kind == "connected":
+        passed, other = socket.socketpair()
+        fd = passed.fileno()
+    else:
+        fd, passed, other = os.open(os.devnull, os.O_RDONLY), None, None
+    try:
+        with popen_dualcorn(handover_command([fd], "passed", *APP), pass_fds=(fd,)) as server:
+            assert server.proc.wait(timeout=30) == 3
+            assert reason in server.stderr_text()
+            assert "Traceback" not in server.stderr_text()
+    finally:
+        for sock in (passed, other):
+            if sock is not None:
+                sock.close()
+        if passed is None:
+            os.close(fd)
 
 
 def test_listen_sockets_ignores_variables_meant_for_another_process(
