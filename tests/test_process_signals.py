@@ -37,8 +37,10 @@ def refuses(port: int) -> bool:
 def test_shutdown_delay_serves_with_connection_close_then_stops(
     extra: tuple[str, ...], supervised: int
 ) -> None:
-    command = [sys.executable, "-m", "dualcorn", *APP, "--port", "0",
-               "--shutdown-delay", str(DELAY), *extra]  # fmt: skip
+    # A graceful timeout shorter than the delay: a supervisor must start its kill clock after
+    # the delay, not when it passed SIGTERM on.
+    command = [sys.executable, "-m", "dualcorn", *APP, "--port", "0", "--shutdown-delay",
+               str(DELAY), "--timeout-graceful-shutdown", "1", *extra]  # fmt: skip
     with popen_dualcorn(command) as server, httpx.Client(timeout=30) as kept:
         port = server.wait_until_serving(30)
         url = f"http://127.0.0.1:{port}"
@@ -64,6 +66,7 @@ def test_shutdown_delay_serves_with_connection_close_then_stops(
         assert server.proc.wait(timeout=60) == 0
     text = server.stderr_text()
     assert "Traceback" not in text
+    assert "did not stop in time" not in text
     if supervised == 2:
         # Both workers drained at the same time: the delay is paid once, not once per worker.
         lines = text.splitlines()
