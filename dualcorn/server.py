@@ -78,8 +78,10 @@ class Server:
         lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
         await lifespan.startup()
         try:
-            await self._listen(state, sockets)
+            # Handlers first: once the log says "running on", a signal never meets the default
+            # action (a SIGHUP or SIGTERM would otherwise end the process on the spot).
             self._install_signal_handlers()
+            await self._listen(state, sockets)
             self._count_requests(state)
             for callback in self.on_started:
                 callback()
@@ -234,11 +236,16 @@ class Server:
         for signum in _SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
         loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)  # gunicorn: for logrotate
+        # `systemctl reload` (ExecReload=kill -HUP) must not kill a lone server, which systemd
+        # would count as a clean exit and not restart: a rolling restart needs --workers.
+        loop.add_signal_handler(signal.SIGHUP, logger.warning,
+                                "Received SIGHUP: ignored; a restart without downtime needs "
+                                "--workers (or --reload).")  # fmt: skip
 
     def _remove_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread() or self._loop is None:
             return
-        for signum in (*_SIGNALS, signal.SIGUSR1):
+        for signum in (*_SIGNALS, signal.SIGUSR1, signal.SIGHUP):
             self._loop.remove_signal_handler(signum)
 
     def _count_requests(self, state: ServerState) -> None:

@@ -140,3 +140,13 @@ def test_sigusr1_reopens_the_access_log(
     assert "Traceback" not in server.stderr_text()
     if supervised:
         assert "Received SIGUSR1: reopening log files." in server.stderr_text()
+
+
+def test_a_single_server_survives_sighup() -> None:
+    # ExecReload=kill -HUP on a unit without --workers: the server must not die of it.
+    with popen_dualcorn([sys.executable, "-m", "dualcorn", *APP, "--port", "0"]) as server:
+        port = server.wait_until_serving(30)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "Received SIGHUP: ignored" in server.stderr_text(), 30, "the warning")
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 200
+        assert stop_process(server, signal.SIGTERM) == 0
