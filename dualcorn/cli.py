@@ -136,6 +136,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-include", dest="reload_includes", action="append")
     g.add_argument("--reload-exclude", dest="reload_excludes", action="append")
     g.add_argument("--reload-delay", type=float, help="seconds to gather a burst of saves")
+    g = p.add_argument_group("proxies")
+    g.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        help="use X-Forwarded-* and Forwarded from --forwarded-allow-ips peers (on)",
+    )
+    g.add_argument(
+        "--forwarded-allow-ips",
+        help="trusted proxies: IPs, CIDRs, * or unix (127.0.0.1,::1 or $FORWARDED_ALLOW_IPS)",
+    )
+    g.add_argument(
+        "--forwarded-prefix",
+        action=argparse.BooleanOptionalAction,
+        help="X-Forwarded-Prefix from a trusted proxy sets root_path (off)",
+    )
+    g.add_argument(
+        "--proxy-protocol",
+        action=argparse.BooleanOptionalAction,
+        help="expect a PROXY protocol v1/v2 preamble from trusted peers (off)",
+    )
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="default info")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini")
