@@ -402,3 +402,24 @@ def test_malformed_headers_are_served_normally(serve: Any) -> None:
     assert data.startswith(b"HTTP/1.1 200 ")
     facts = json.loads(data.split(b"\r\n\r\n", 1)[1])
     assert facts["client"][0] == "127.0.0.1" and facts["host"] == "a"
+
+
+@pytest.mark.parametrize("allow", ["127.0.0.1", "unix"])
+def test_unix_socket_peers_are_trusted_only_with_unix(
+    serve: Any, tmp_path: Any, allow: str
+) -> None:
+    path = str(tmp_path / "s.sock")
+    with serve(scope_app, uds=path, forwarded_allow_ips=allow):
+        transport = httpx.HTTPTransport(uds=path)
+        with httpx.Client(transport=transport, timeout=10) as http:
+            facts = http.get("http://localhost/", headers=FORWARDED).json()
+    if allow == "unix":
+        assert facts["client"] == ["203.0.113.9", 0] and facts["scheme"] == "https"
+    else:
+        assert facts["client"] is None and facts["scheme"] == "http"
+
+
+def test_wsgi_script_name_from_forwarded_prefix(serve: Any) -> None:
+    with serve(environ_app, interface="wsgi", forwarded_prefix=True) as server:
+        environ = httpx.get(server.url + "/x/y", headers=FORWARDED).json()
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/api", "/x/y")
