@@ -19,6 +19,7 @@ Grammar, quoted where it is enforced:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import NamedTuple
@@ -94,6 +95,9 @@ def _port(text: str) -> int | None:
     return None
 
 
+# Bounded memo: the same few client and proxy addresses repeat request after request, and
+# parsing one with ipaddress costs microseconds; an attacker churning it only evicts entries.
+@functools.lru_cache(maxsize=4096)
 def parse_node(raw: bytes | str) -> Node | None:
     """A hop address: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``, ``unknown``, ``_x``."""
     text = raw.decode("latin-1") if isinstance(raw, bytes) else raw

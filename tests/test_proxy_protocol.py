@@ -262,3 +262,106 @@ async def test_tls_handshake_after_the_preamble(tmp_path: Any) -> None:
         await server.wait_closed()
     got = facts(response)
     assert got["client"] == ["203.0.113.7", 51234]
+
+
+# --- The reader, fed through an in-memory transport that honours buffer sizes -------------
+
+
+class MemoryTransport:
+    """Delivers bytes the way a socket transport does: into the buffer the protocol offers."""
+
+    def __init__(self) -> None:
+        self.protocol: Any = None
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(name)
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def close(self) -> None:
+        self.closed = True
+
+    def feed(self, data: bytes) -> None:
+        while data and not self.closed:
+            protocol = self.protocol
+            if not hasattr(protocol, "get_buffer"):
+                protocol.data_received(data)
+                return
+            buffer = protocol.get_buffer(-1)
+            size = min(len(buffer), len(data))
+            assert size > 0, "the reader offered an empty buffer"
+            buffer[:size] = data[:size]
+            data = data[size:]
+            protocol.buffer_updated(size)
+
+
+class NextProtocol:
+    def __init__(self) -> None:
+        self.proxied: Any = None
+        self.received = b""
+
+    def connection_made(self, transport: Any) -> None:
+        pass
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+
+def drive(chunks: list[bytes]) -> tuple[MemoryTransport, NextProtocol]:
+    from dualcorn import Config
+    from dualcorn.protocols.state import ServerState
+    from dualcorn.proxies import TrustedProxies
+    from dualcorn.proxy_protocol import PreambleReader
+
+    async def run() -> tuple[MemoryTransport, NextProtocol]:
+        state = ServerState(Config(app=client_app, proxy_protocol=True), client_app)
+        following = NextProtocol()
+        reader = PreambleReader(state, TrustedProxies("127.0.0.1"), lambda: following)
+        transport = MemoryTransport()
+        transport.protocol = reader
+        reader.connection_made(transport)  # type: ignore[arg-type]
+        for chunk in chunks:
+            transport.feed(chunk)
+        reader.connection_lost(None)
+        return transport, following
+
+    return asyncio.run(run())
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(cut, len(data)) for cut in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+_PREAMBLES = st.sampled_from(
+    [
+        v2(),
+        v2("2001:db8::5", "2001:db8::1"),
+        v2(command=0),
+        v2(tlvs=tlv(2, b"example.com") + tlv(0x20, b"\1" * 40)),
+        b"PROXY TCP4 203.0.113.7 198.51.100.1 51234 443\r\n",
+        b"PROXY TCP6 2001:db8::7 2001:db8::1 4711 8443\r\n",
+        b"PROXY UNKNOWN\r\n",
+        b"PROXY UNKNOWN ffff:: ffff:: 65535 65535\r\n",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PREAMBLES, st.binary(max_size=64), st.lists(st.integers(0, 200), max_size=6))
+def test_reader_never_reads_past_the_preamble(
+    preamble: bytes, rest: bytes, cuts: list[int]
+) -> None:
+    transport, following = drive(split(preamble + rest, cuts))
+    assert not transport.closed
+    assert transport.protocol is following
+    assert following.received == rest
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=6))
+def test_reader_never_raises(data: bytes, cuts: list[int]) -> None:
+    transport, following = drive(split(data, cuts))
+    assert transport.closed or transport.protocol is following or len(data) < 107
