@@ -76,13 +76,14 @@ _NAMES = frozenset(
 _SECURE = {"https": True, "wss": True, "http": False, "ws": False}
 _DEFAULT_PORT = {False: 80, True: 443}
 
+_SEEN_LIMIT = 4096
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TrustedProxies:
     """The parsed ``--forwarded-allow-ips``: which peers may speak for the client."""
 
-    __slots__ = ("addresses", "everyone", "networks", "unix")
+    __slots__ = ("_seen", "addresses", "everyone", "networks", "unix")
 
     def __init__(self, spec: str | Iterable[str]) -> None:
         items = spec.split(",") if isinstance(spec, str) else list(spec)
@@ -90,6 +91,7 @@ class TrustedProxies:
         self.unix = False
         self.addresses: set[str] = set()
         self.networks: list[Network] = []
+        self._seen: dict[str, bool] = {}
         for raw in items:
             item = raw.strip()
             if not item:
@@ -113,18 +115,27 @@ class TrustedProxies:
         """Whether a peer is trusted; ``None`` is a peer without an address (a Unix socket)."""
         if self.everyone:
             return True
-        if host is None or host == "":
+        if not host:
             return self.unix
         if host in self.addresses:
             return True
-        if not self.networks:
-            return False
+        known = self._seen.get(host)
+        if known is None:
+            known = self._check(host)
+            if len(self._seen) >= _SEEN_LIMIT:
+                self._seen.clear()  # bounded: churning addresses only costs re-parsing
+            self._seen[host] = known
+        return known
+
+    def _check(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
             return False
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
+        if str(address) in self.addresses:
+            return True
         return any(address in network for network in self.networks)
 
 

@@ -42,6 +42,9 @@ def test_trust_addresses_networks_star_and_unix() -> None:
     assert trusted.trusts(None)  # a Unix socket peer
     assert not trusted.trusts("garbage")
     assert not LOOPBACK.trusts(None)
+    assert LOOPBACK.trusts("::ffff:127.0.0.1")
+    assert LOOPBACK.trusts("0:0::1")
+    assert not LOOPBACK.trusts("127.0.0.2")
     assert TrustedProxies("*").trusts("203.0.113.9")
     assert TrustedProxies("*").trusts(None)
 
