@@ -119,7 +119,7 @@ http {{
         location / {{
             proxy_pass http://127.0.0.1:{upstream};
             proxy_http_version 1.1;
-            proxy_set_header Host $http_host;
+            {host_line}
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header Upgrade $http_upgrade;
@@ -131,7 +131,12 @@ http {{
 
 
 @contextlib.contextmanager
-def nginx(workdir: Path, tls: tuple[Path, Path, ssl.SSLContext], upstream: int) -> Iterator[int]:
+def nginx(
+    workdir: Path,
+    tls: tuple[Path, Path, ssl.SSLContext],
+    upstream: int,
+    host_line: str = "proxy_set_header Host $http_host;",
+) -> Iterator[int]:
     binary = shutil.which("nginx") or (
         "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
     )
@@ -143,7 +148,9 @@ def nginx(workdir: Path, tls: tuple[Path, Path, ssl.SSLContext], upstream: int) 
     port = free_port()
     conf = workdir / "nginx.conf"
     conf.write_text(
-        NGINX_CONF.format(dir=workdir, port=port, cert=cert, key=key, upstream=upstream)
+        NGINX_CONF.format(
+            dir=workdir, port=port, cert=cert, key=key, upstream=upstream, host_line=host_line
+        )
     )
     with running([binary, "-p", str(workdir), "-c", str(conf)], port, workdir / "error.log"):
         yield port
@@ -174,10 +181,18 @@ def test_nginx_tls_fastapi_sees_client_and_https(workdir: Path, tls: Any) -> Non
     assert f'{CLIENT_ADDRESS}:0 - "GET /whoami HTTP/1.1" 200' in server.stderr_text()
 
 
-def test_nginx_tls_flask_url_for_is_https(workdir: Path, tls: Any) -> None:
+@pytest.mark.parametrize(
+    "host_line",
+    [
+        "proxy_set_header Host $http_host;",
+        # nginx's default Host is the upstream's address: the link's host comes from here.
+        "proxy_set_header X-Forwarded-Host $http_host;",
+    ],
+)
+def test_nginx_tls_flask_url_for_is_https(workdir: Path, tls: Any, host_line: str) -> None:
     with (
         run_dualcorn("tests.apps.proxied:flask_app", "--port", "0") as server,
-        nginx(workdir, tls, server.port) as port,
+        nginx(workdir, tls, server.port, host_line) as port,
         client(tls[2]) as http,
     ):
         answer = http.get(f"https://localhost:{port}/link").json()
