@@ -160,6 +160,11 @@ class ProxyHeaders:
 
     def rewrite(self, scope: dict[str, Any]) -> None:
         """Apply the forwarding headers of one request to its scope (peer already trusted)."""
+        for name, _ in scope["headers"]:
+            if name in _NAMES:
+                break
+        else:
+            return  # the common case, one pass over the names: nothing was forwarded
         try:
             forwarding = resolve(self, scope["headers"], scope["scheme"])
         except Exception:  # a bug here must not cost the request; the tests keep it unreached

@@ -195,6 +195,8 @@ def plain_hand_over(transport: asyncio.Transport, protocol: Any, preamble: Pream
 class PreambleReader(asyncio.BufferedProtocol, Connection):
     """Reads exactly one PROXY protocol preamble, then hands the connection over."""
 
+    warned = False  # whether an untrusted peer was already logged at warning level
+
     def __init__(
         self,
         state: ServerState,
@@ -217,7 +219,11 @@ class PreambleReader(asyncio.BufferedProtocol, Connection):
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) and peer else None
         if not self.trusted.trusts(host):
-            logger.debug("closing a connection from %s: not in --forwarded-allow-ips", host)
+            # Once at warning level (a forgotten load balancer address shows up in the log),
+            # then at debug, so a stream of strangers cannot flood it.
+            log = logger.debug if PreambleReader.warned else logger.warning
+            PreambleReader.warned = True
+            log("--proxy-protocol: closing a connection from %s (not a trusted proxy)", host)
             transport.close()
             return
         self.state.connections.add(self)

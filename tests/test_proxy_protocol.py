@@ -204,9 +204,15 @@ def test_bad_preambles_close_without_an_answer(serve: Any, errors: Any, data: by
     assert "PROXY preamble" in errors.text
 
 
-def test_untrusted_peer_is_closed(serve: Any) -> None:
+def test_untrusted_peer_is_closed(serve: Any, errors: Any, monkeypatch: Any) -> None:
+    from dualcorn.proxy_protocol import PreambleReader
+
+    monkeypatch.setattr(PreambleReader, "warned", False)
     with serve(client_app, proxy_protocol=True, forwarded_allow_ips="192.0.2.1") as server:
         assert exchange(server.port, v2() + REQUEST) == b""
+        assert exchange(server.port, v2() + REQUEST) == b""
+    refusals = [r for r in errors.records if "not a trusted proxy" in r.getMessage()]
+    assert [r.levelname for r in refusals] == ["WARNING", "DEBUG"]
 
 
 def test_stalled_preamble_is_closed_by_the_head_timeout(serve: Any) -> None:
