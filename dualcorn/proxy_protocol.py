@@ -25,10 +25,11 @@ header").
   kernel for the next reader, which is what lets a TLS handshake sit behind it.
 
 The TLS seam: the preamble comes before the TLS handshake, so with TLS the listening socket
-must not be created with ``ssl=``; instead :func:`preamble_factory` takes a ``hand_over``
-callable, and :func:`start_tls_hand_over` is the one to pass: it runs ``loop.start_tls`` on
-the raw transport once the preamble is read (the handshake then reads from the first byte
-after it), and gives the HTTP protocol the TLS transport.
+is not created with ``ssl=``; the protocol the reader hands over to (``make``) is then the TLS
+handshake protocol, which runs ``loop.start_tls`` on the same transport (the handshake reads
+from the first byte after the preamble) and must copy its ``proxied`` attribute to the HTTP
+connection it creates.  ``tests/test_proxy_protocol.py`` proves the exact read with a real
+handshake, and runs the whole ``--proxy-protocol --ssl-certfile`` path once TLS is present.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import ssl
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -52,7 +52,6 @@ __all__ = [
     "parse_v1",
     "parse_v2",
     "preamble_factory",
-    "start_tls_hand_over",
 ]
 
 logger = logging.getLogger("dualcorn.error")
@@ -181,11 +180,8 @@ def _check_tlvs(tlvs: bytes) -> None:
             raise PreambleError("a TLV longer than the block it is in")
 
 
-HandOver = Callable[[asyncio.Transport, Any, Preamble], None]
-
-
-def plain_hand_over(transport: asyncio.Transport, protocol: Any, preamble: Preamble) -> None:
-    """Give the HTTP protocol the same transport: the next byte it reads is the client's."""
+def hand_over(transport: asyncio.Transport, protocol: Any, preamble: Preamble) -> None:
+    """Give the next protocol the same transport: the next byte it reads is the client's."""
     if not preamble.local:
         protocol.proxied = (preamble.client, preamble.server)
     transport.set_protocol(protocol)
@@ -202,12 +198,10 @@ class PreambleReader(asyncio.BufferedProtocol, Connection):
         state: ServerState,
         trusted: TrustedProxies,
         make: Callable[[], Any],
-        hand_over: HandOver = plain_hand_over,
     ) -> None:
         self.state = state
         self.trusted = trusted
         self.make = make
-        self.hand_over = hand_over
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray(_FIRST_READ)
         self.have = 0
@@ -303,7 +297,7 @@ class PreambleReader(asyncio.BufferedProtocol, Connection):
         if self.state.stopping:
             transport.close()
             return
-        self.hand_over(transport, self.make(), preamble)
+        hand_over(transport, self.make(), preamble)
 
     def _fail(self, reason: str) -> None:
         logger.debug("closing a connection with a bad PROXY preamble: %s", reason)
@@ -315,73 +309,10 @@ class PreambleReader(asyncio.BufferedProtocol, Connection):
         self._fail("the preamble did not arrive within --timeout-request-head")
 
 
-def preamble_factory(
-    state: ServerState, make: Callable[[], Any], hand_over: HandOver = plain_hand_over
-) -> Callable[[], Any]:
+def preamble_factory(state: ServerState, make: Callable[[], Any]) -> Callable[[], Any]:
     """The listening protocol factory: ``make`` itself, or a reader in front of it."""
     config = state.config
     if not config.proxy_protocol:
         return make
     trusted = TrustedProxies(config.forwarded_allow_ips)
-    return lambda: PreambleReader(state, trusted, make, hand_over)
-
-
-def start_tls_hand_over(context: ssl.SSLContext, handshake_timeout: float) -> HandOver:
-    """A ``hand_over`` that runs the TLS handshake after the preamble (the TLS seam)."""
-
-    def hand_over(transport: asyncio.Transport, protocol: Any, preamble: Preamble) -> None:
-        # The reader has nothing left to read into: stop reading until start_tls takes over
-        # (it resumes reading itself once its TLS protocol is attached).
-        transport.pause_reading()
-        task = asyncio.get_running_loop().create_task(
-            _start_tls(transport, protocol, preamble, context, handshake_timeout)
-        )
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
-
-    return hand_over
-
-
-_pending: set[asyncio.Task[None]] = set()
-
-
-class _Held(asyncio.Protocol):
-    """Holds what the TLS layer decrypts before the HTTP protocol is attached (one read)."""
-
-    def __init__(self) -> None:
-        self.data: list[bytes] = []
-        self.eof = False
-
-    def data_received(self, data: bytes) -> None:
-        self.data.append(data)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        return True
-
-
-async def _start_tls(
-    transport: asyncio.Transport,
-    protocol: Any,
-    preamble: Preamble,
-    context: ssl.SSLContext,
-    handshake_timeout: float,
-) -> None:
-    loop = asyncio.get_running_loop()
-    held = _Held()
-    try:
-        tls = await loop.start_tls(
-            transport, held, context, server_side=True, ssl_handshake_timeout=handshake_timeout
-        )
-    except Exception as exc:  # uvloop raises RuntimeError too; CancelledError passes through
-        logger.debug("TLS handshake after a PROXY preamble failed: %s", exc)
-        transport.abort()
-        return
-    if tls is None:
-        transport.abort()
-        return
-    plain_hand_over(tls, protocol, preamble)
-    for data in held.data:
-        protocol.data_received(data)
-    if held.eof:
-        protocol.eof_received()
+    return lambda: PreambleReader(state, trusted, make)

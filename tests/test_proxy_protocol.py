@@ -233,41 +233,111 @@ def test_proxied_client_is_not_a_trusted_header_source(serve: Any) -> None:
     assert got["client"] == ["203.0.113.7", 51234] and got["scheme"] == "http"
 
 
-async def test_tls_handshake_after_the_preamble(tmp_path: Any) -> None:
-    """The TLS seam: the reader never reads past the preamble, so TLS can start behind it."""
-    trustme = pytest.importorskip("trustme")
-    from dualcorn import Config
-    from dualcorn.adapters import prepare_app
-    from dualcorn.protocols import protocol_class
-    from dualcorn.protocols.state import ServerState
-    from dualcorn.proxy_protocol import preamble_factory, start_tls_hand_over
+class StartTLS(asyncio.Protocol):
+    """A minimal TLS server protocol behind the reader: start_tls on the same transport."""
 
+    def __init__(self, context: ssl.SSLContext, answered: asyncio.Future[bytes]) -> None:
+        self.context = context
+        self.answered = answered
+        self.proxied: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.pause_reading()  # start_tls reads from here on
+        asyncio.get_running_loop().create_task(self.handshake(transport))
+
+    async def handshake(self, transport: Any) -> None:
+        loop = asyncio.get_running_loop()
+        received = loop.create_future()
+
+        class Plain(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                if not received.done():
+                    received.set_result(data)
+
+        try:
+            tls = await loop.start_tls(transport, Plain(), self.context, server_side=True)
+            assert tls is not None
+            request = await received
+            tls.write(json.dumps([self.proxied, request.decode()]).encode())
+            tls.close()
+            self.answered.set_result(b"ok")
+        except Exception as exc:
+            self.answered.set_exception(exc)
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    trustme = pytest.importorskip("trustme", reason="trustme makes the test CA")
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(server_context)
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
+    return server_context, client_context
 
-    config = Config(app=client_app, interface="asgi3", lifespan="off", proxy_protocol=True)
-    app, interface = prepare_app(config)
-    state = ServerState(config, app, interface)
-    http = protocol_class("auto")
-    factory = preamble_factory(state, lambda: http(state), start_tls_hand_over(server_context, 5))
+
+async def test_tls_handshake_right_after_the_preamble() -> None:
+    """The reader leaves the ClientHello unread, so a TLS handshake can follow the preamble."""
+    from dualcorn import Config
+    from dualcorn.protocols.state import ServerState
+    from dualcorn.proxy_protocol import preamble_factory
+
+    server_context, client_context = tls_contexts()
+    state = ServerState(Config(app=client_app, proxy_protocol=True), client_app)
+    answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    factory = preamble_factory(state, lambda: StartTLS(server_context, answered))
     server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         async with asyncio.timeout(20):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(v2())  # one segment, then the ClientHello right behind it
+            writer.write(v2())  # the ClientHello follows in the next segment
             await writer.start_tls(client_context, server_hostname="localhost")
-            writer.write(REQUEST)
+            writer.write(b"hello")
             response = await reader.read()
             writer.close()
+            await answered
     finally:
         server.close()
         await server.wait_closed()
-    got = facts(response)
+    proxied, request = json.loads(response)
+    assert proxied == [["203.0.113.7", 51234], ["198.51.100.1", 443]]
+    assert request == "hello"
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_proxy_protocol_then_tls_server(tmp_path: Any, loop_name: str) -> None:
+    """``--proxy-protocol`` with ``--ssl-certfile``: the preamble, then the TLS handshake."""
+    from dualcorn import Config
+
+    if "ssl_certfile" not in Config.__dataclass_fields__:
+        pytest.skip("TLS (--ssl-certfile) is not on this branch yet")
+    if loop_name == "uvloop":
+        pytest.importorskip("uvloop")
+    from tests.support import ServerThread
+
+    trustme = pytest.importorskip("trustme", reason="trustme makes the test CA")
+    ca = trustme.CA()
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "cert.pem")
+    )
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    options = {"ssl_certfile": str(tmp_path / "cert.pem"), "proxy_protocol": True}
+    with ServerThread(client_app, loop=loop_name, **options) as server:
+
+        async def request() -> bytes:
+            async with asyncio.timeout(20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(v2())
+                await writer.start_tls(client_context, server_hostname="localhost")
+                writer.write(REQUEST)
+                data = await reader.read()
+                writer.close()
+                return data
+
+        got = facts(asyncio.run(request()))
     assert got["client"] == ["203.0.113.7", 51234]
+    assert got["scheme"] == "https"
 
 
 # --- The reader, fed through an in-memory transport that honours buffer sizes -------------
