@@ -98,7 +98,8 @@ class TrustedProxies:
                 continue
             if item == "*":
                 self.everyone = True
-            elif item.lower() == UNIX:
+            elif item.lower() == UNIX or item.startswith("/") or item.lower().startswith("unix:"):
+                # A socket path is uvicorn's documented literal for Unix socket peers.
                 self.unix = True
             elif "/" in item:
                 try:

@@ -49,6 +49,13 @@ def test_trust_addresses_networks_star_and_unix() -> None:
     assert TrustedProxies("*").trusts(None)
 
 
+def test_socket_paths_mean_unix_socket_peers() -> None:
+    # uvicorn documents "literals (e.g. UNIX Socket path)" in --forwarded-allow-ips.
+    assert TrustedProxies("/run/app.sock").trusts(None)
+    assert TrustedProxies("unix:/run/app.sock").trusts(None)
+    assert not TrustedProxies("/run/app.sock").trusts("127.0.0.1")
+
+
 @pytest.mark.parametrize("bad", ["10.0.0.0/33", "example.com", "1.2.3.4:80", "300.1.1.1"])
 def test_config_refuses_bad_allow_ips(bad: str) -> None:
     with pytest.raises(ConfigError, match="forwarded_allow_ips"):
