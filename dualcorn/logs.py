@@ -85,19 +85,35 @@ class AccessFormatter(ColourFormatter):
     """
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        args = record.args
-        if isinstance(args, tuple) and len(args) >= 5:
+        args = record.args if isinstance(record.args, tuple) else ()
+        fields: dict[str, object] = {
+            "client_addr": "-",
+            "request_line": record.getMessage(),
+            "status_code": "",
+        }
+        if len(args) >= 7:  # HTTP: client, method, target, version, status, bytes, ms
             client, method, target, version, status = args[:5]
-            try:
-                phrase = http.HTTPStatus(int(status)).phrase  # type: ignore[call-overload]
-            except (ValueError, TypeError):
-                phrase = ""
-            record.__dict__.update(
+            fields.update(
                 client_addr=client,
                 request_line=f"{method} {target} HTTP/{version}",
-                status_code=f"{status} {phrase}".rstrip(),
+                status_code=f"{status} {_phrase(status)}".rstrip(),
             )
+        elif len(args) == 4:  # WebSocket: client, target, status, ms
+            client, target, status = args[:3]
+            fields.update(
+                client_addr=client,
+                request_line=f"WebSocket {target}",
+                status_code=f"{status} {_phrase(status)}".rstrip(),
+            )
+        record.__dict__.update(fields)
         return super().formatMessage(record)
+
+
+def _phrase(status: object) -> str:
+    try:
+        return http.HTTPStatus(int(status)).phrase  # type: ignore[call-overload]
+    except (ValueError, TypeError):
+        return ""
 
 
 def level_number(name: str | None) -> int:
