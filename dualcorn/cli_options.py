@@ -84,6 +84,17 @@ class _Ignored(argparse.Action):
               file=sys.stderr)  # fmt: skip
 
 
+class _AlreadySo(argparse.Action):
+    """A uvicorn flag asking for what dualcorn always does: accepted, nothing to change."""
+
+    def __init__(self, *args: Any, reason: str, **kwargs: Any) -> None:
+        kwargs.update(help=f"uvicorn's; always so in dualcorn: {reason}", nargs=0)
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -251,6 +262,9 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
     g.add_argument("-c", "--config", action=_Refused, dest="_refused_config", metavar="FILE",
                    reason=f"a config file {later}; use options or DUALCORN_* variables "
                           "meanwhile")  # fmt: skip
+    g.add_argument("--reset-contextvars", action=_AlreadySo, dest="_already_reset_contextvars",
+                   reason="each request runs in its own copy of the server's context, "
+                          "which holds nothing lifespan set")  # fmt: skip
     ignored: tuple[tuple[tuple[str, ...], int, str], ...] = (
         (("-k", "--worker-class"), 1, "dualcorn serves ASGI and WSGI apps itself"),
         (("--worker-connections",), 1, "--limit-concurrency caps requests in flight"),
@@ -271,7 +285,7 @@ def _add_defaults(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if not action.option_strings or action.help is None or "(default:" in action.help:
             continue
-        if isinstance(action, _Refused | _Ignored):
+        if isinstance(action, _Refused | _Ignored | _AlreadySo):
             continue
         if action.metavar is None and action.nargs != 0 and action.choices is None:
             metavar = _DEST_METAVARS.get(action.dest) or _METAVARS.get(action.type, "TEXT")

@@ -206,8 +206,8 @@ def test_help_states_every_default_and_shows_examples() -> None:
         if not action.option_strings or action.dest in ("help", "version"):
             continue
         assert action.help, action.option_strings
-        if action.dest.startswith("_"):  # refused or ignored gunicorn options say so
-            assert "gunicorn's" in action.help
+        if action.dest.startswith("_"):  # refused or ignored options say whose they are
+            assert "gunicorn's" in action.help or "uvicorn's" in action.help
         else:
             assert "(default: " in action.help, action.option_strings
     result = subprocess.run([*dualcorn_command(), "--help"], env=child_env(),
@@ -451,3 +451,37 @@ def test_websocket_upgrade_without_the_package_is_501(tmp_path: Path) -> None:
     err = server.stderr_text()
     refusals = [line for line in err.splitlines() if "refused with 501" in line]
     assert len(refusals) == 1 and "websockets package" in refusals[0], err
+
+
+CONTEXT_APP = """
+import contextvars
+
+var = contextvars.ContextVar("var", default="unset")
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                var.set("set by lifespan")
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    seen = var.get()
+    var.set("set by " + scope["path"])
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": seen.encode()})
+"""
+
+
+def test_reset_contextvars_is_accepted_and_already_so(tmp_path: Path) -> None:
+    (tmp_path / "ctx_app.py").write_text(CONTEXT_APP)
+    args = ("--reset-contextvars", "--port", "0", "ctx_app:app")
+    with run_dualcorn(*args, cwd=tmp_path) as server, httpx.Client() as client:
+        # Two requests on one keep-alive connection: neither sees lifespan's value nor the
+        # other request's.
+        assert client.get(f"{server.url}/first").text == "unset"
+        assert client.get(f"{server.url}/second").text == "unset"
+        assert server.stop() == 0
