@@ -565,3 +565,40 @@ def test_every_uvicorn_option_is_accepted_or_explained() -> None:
     section = readme.split("uvicorn 0.54 options that dualcorn does not accept", 1)[1][:1500]
     unexplained = [name for name in NOT_YET - accepted if f"`{name}" not in section]
     assert not unexplained, unexplained
+
+
+def test_bind_an_inherited_descriptor_and_a_port() -> None:
+    import socket
+
+    with socket.socket() as inherited:
+        inherited.bind(("127.0.0.1", 0))
+        inherited.listen()
+        port = inherited.getsockname()[1]
+        fd = inherited.fileno()
+        args = ("-b", f"fd://{fd}", "-b", "127.0.0.1:0", "--lifespan", "off", APP)
+        with run_dualcorn(*args, pass_fds=(fd,)) as server:
+            first, second = addresses(server, 2)
+            assert first == f"http://127.0.0.1:{port}"
+            for url in (first, second):
+                assert httpx.get(f"{url}/fd").text == "GET /fd"
+            assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("0.0.0.0", "http://0.0.0.0:8000"),  # gunicorn's default port
+        (":9000", "http://0.0.0.0:9000"),
+        ("tcp://localhost:81", "http://localhost:81"),
+        ("[::1]:8080", "http://[::1]:8080"),
+        ("[::]", "http://[::]:8000"),
+        ("unix:/run/app.sock", "unix:/run/app.sock"),
+        ("unix:///run/app.sock", "unix:/run/app.sock"),
+        ("fd://3", "fd://3"),
+    ],
+)
+def test_bind_forms(text: str, expected: str) -> None:
+    from dualcorn.addresses import parse_bind
+
+    assert str(parse_bind(text)) == expected
