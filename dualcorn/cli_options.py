@@ -23,7 +23,7 @@ from dualcorn.units import (
     parse_size,
 )
 
-__all__ = ["EPILOG", "build_parser", "env_name"]
+__all__ = ["EPILOG", "build_parser", "env_name", "format_size", "parse_bool"]
 
 # uvicorn 0.54's --ws websockets-sansio is dualcorn's one implementation: websockets' sans-IO.
 WS_CHOICES = (*_CHOICES["ws"], "websockets-sansio")
