@@ -53,6 +53,10 @@ def _web_concurrency() -> int:
         raise ConfigError(f"WEB_CONCURRENCY must be a whole number, not {value!r}") from None
 
 
+def _forwarded_allow_ips() -> str:
+    return os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """Everything the server needs to know, checked once, before anything starts."""
@@ -130,6 +134,28 @@ class Config:
     reload_excludes: tuple[str, ...] = ()
     reload_delay: float = 0.25  # uvicorn --reload-delay
 
+    # --- Migration: gunicorn's and uvicorn's habits ---------------------------------------
+    # gunicorn --bind, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, fd://N.  When given, the
+    # server listens on every one of them, and host/port/uds/fd are not used.
+    bind: tuple[str, ...] = ()
+    # uvicorn creates its Unix socket 0666: nginx runs as another user and must connect; the
+    # directory's permissions are the access control.
+    uds_mode: int = 0o666
+    # gunicorn --access-logfile / --error-logfile: "-" is stdout (access) or stderr (error).
+    access_logfile: str | None = None
+    error_logfile: str | None = None
+
+    # --- Proxies -------------------------------------------------------------------------
+    # uvicorn --proxy-headers: on by default, believed only from --forwarded-allow-ips.
+    proxy_headers: bool = True
+    # uvicorn and gunicorn: $FORWARDED_ALLOW_IPS, else loopback only.  A comma list (or a
+    # sequence) of addresses, CIDR networks, "*" and "unix"; kept as a tuple of its items.
+    forwarded_allow_ips: str | Sequence[str] = field(default_factory=_forwarded_allow_ips)
+    # X-Forwarded-Prefix sets root_path: off unless asked (werkzeug ProxyFix x_prefix=0).
+    forwarded_prefix: bool = False
+    # gunicorn --proxy-protocol: off; the preamble is accepted from --forwarded-allow-ips only.
+    proxy_protocol: bool = False
+
     # --- Process and platform (systemd, Kubernetes) ---------------------------------------
     # After SIGTERM, keep accepting and serving this long (each response "Connection: close")
     # before the graceful shutdown: Traefik's requestAcceptGraceTimeout, ingress-nginx's
@@ -152,9 +178,10 @@ class Config:
         self._check_ranges()
         self._check_conflicts()
         # Normalise sequences so a frozen Config is hashable and safe to share.
-        for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+        for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "headers", _check_headers(self.headers))
+        object.__setattr__(self, "forwarded_allow_ips", _check_allow_ips(self.forwarded_allow_ips))
 
     def _check_ranges(self) -> None:
         positive = (
@@ -194,7 +221,22 @@ class Config:
         if self.root_path and not self.root_path.startswith("/"):
             raise ConfigError(f"root_path must start with '/'; got {self.root_path!r}")
 
+    def _check_migration(self) -> None:
+        from dualcorn.addresses import parse_bind
+
+        if isinstance(self.bind, str):
+            raise ConfigError("bind must be a list of addresses, not a single string")
+        for item in self.bind:
+            parse_bind(item)
+        if self.bind and (self.uds is not None or self.fd is not None):
+            raise ConfigError("bind replaces uds and fd: give the addresses in bind only")
+        if not 0 <= self.uds_mode <= 0o777:
+            raise ConfigError(
+                f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
+            )
+
     def _check_conflicts(self) -> None:
+        self._check_migration()
         if self.uds is not None and self.fd is not None:
             raise ConfigError("uds and fd cannot both be given: choose one socket to serve on")
         if self.reload and self.workers > 1:
@@ -214,13 +256,22 @@ class Config:
 
     @property
     def bind_description(self) -> str:
-        """How the log names the address before the socket exists."""
-        if self.uds:
-            return f"unix:{self.uds}"
-        if self.fd is not None:
-            return f"fd://{self.fd}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        """How the log names the addresses before the sockets exist."""
+        from dualcorn.addresses import listen_addresses
+
+        return ", ".join(str(address) for address in listen_addresses(self))
+
+
+def _check_allow_ips(spec: str | Sequence[str]) -> tuple[str, ...]:
+    from dualcorn.proxies import TrustedProxies
+
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = [item.strip() for item in items if item.strip()]
+    try:
+        TrustedProxies(items)
+    except ValueError as exc:
+        raise ConfigError(f"forwarded_allow_ips: {exc}") from None
+    return tuple(items)
 
 
 def _check_headers(headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

@@ -19,11 +19,12 @@ from typing import Any
 
 from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
-from dualcorn.binding import bind_sockets, describe_socket
+from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.logs import reopen_log_files
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
+from dualcorn.proxy_protocol import preamble_factory
 
 __all__ = ["Server"]
 
@@ -46,6 +47,9 @@ class Server:
         self._stop_requested = False
         self._drain_requested = False  # SIGTERM or stop(drain=True): --shutdown-delay applies
         self._servers: list[asyncio.Server] = []
+        self._bound: list[socket.socket] = []  # sockets this server bound (not inherited)
+        # Supervised servers share sockets their supervisor bound and announced already.
+        self.announce = True
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
@@ -75,7 +79,10 @@ class Server:
             self._stop.set()
         app, self.interface = prepare_app(config)
         state = self.state = ServerState(config, app, self.interface)
-        lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
+        # A WSGI app has no lifespan (the adapter answers it): nothing to announce.
+        lifespan = Lifespan(
+            app, config.lifespan, state.lifespan_state, announce=self.interface != "wsgi"
+        )
         await lifespan.startup()
         try:
             # Handlers first: once the log says "running on", a signal never meets the default
@@ -93,6 +100,7 @@ class Server:
             await self._shutdown(state)
         finally:
             self._remove_signal_handlers()
+            close_listeners(self._bound)  # and remove the Unix socket files it created
             await lifespan.shutdown(config.timeout_graceful_shutdown)
             if self.interface == "wsgi":
                 await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
@@ -119,17 +127,19 @@ class Server:
         from dualcorn.protocols import protocol_class
 
         protocol = protocol_class(self.config.http)
+        factory = preamble_factory(state, lambda: protocol(state))  # --proxy-protocol
         loop = asyncio.get_running_loop()
         if not sockets:
-            sockets = bind_sockets(self.config)
+            sockets = self._bound = bind_sockets(self.config)
         for sock in sockets:
-            server = await loop.create_server(
-                lambda: protocol(state), sock=sock, backlog=self.config.backlog
-            )
+            server = await loop.create_server(factory, sock=sock, backlog=self.config.backlog)
             self._servers.append(server)
             address = describe_socket(sock)
             self.addresses.append(address)
-            logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+            if self.announce:
+                logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+            else:
+                logger.debug("Serving on %s", address)
 
     async def _main_loop(self) -> None:
         assert self._stop is not None

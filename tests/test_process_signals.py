@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, DualcornProcess
 from tests.platform_support import APP, popen_dualcorn, stop_process
 from tests.supervising import wait_for
 
@@ -23,6 +24,14 @@ MODES = [
     pytest.param(RELOAD, 1, id="reload"),
 ]
 DELAY = 6.0  # long enough for the requests below on a busy machine; they do not time it
+
+
+def wait_serving(server: DualcornProcess, supervised: int) -> None:
+    """Until every server process serves (a supervisor reports each; a lone server says so)."""
+    if not supervised:
+        return  # "running on" came from the server itself: popen_dualcorn waited for it
+    found = re.compile(r"(Worker|Server process) \[\d+\] is serving")
+    wait_for(lambda: len(found.findall(server.stderr_text())) >= supervised, 30, "every server")
 
 
 def refuses(port: int) -> bool:
@@ -44,8 +53,7 @@ def test_shutdown_delay_serves_with_connection_close_then_stops(
     with popen_dualcorn(command) as server, httpx.Client(timeout=30) as kept:
         port = server.wait_until_serving(30)
         url = f"http://127.0.0.1:{port}"
-        lines = supervised + 1 if supervised else 1  # the supervisor says it too
-        wait_for(lambda: server.stderr_text().count("running on") == lines, 30, "every server")
+        wait_serving(server, supervised)
         before = kept.get(f"{url}/before")
         assert before.status_code == 200 and "connection" not in before.headers
         server.proc.send_signal(signal.SIGTERM)
@@ -120,10 +128,9 @@ def test_sigusr1_reopens_the_access_log(
                "--log-config", str(log_config(tmp_path)), *extra]  # fmt: skip
     with popen_dualcorn(command) as server:
         port = server.wait_until_serving(30)
+        wait_serving(server, supervised)
         # The supervisor has handlers of its own; a reloader's warm standby has none yet.
         processes = supervised + 1 if supervised else 1
-        wait_for(lambda: server.stderr_text().count("running on") == processes, 30,
-                 "every server process")  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/first", timeout=30).status_code == 200
         wait_for(lambda: "/first" in access.read_text(), 30, "the first access line")

@@ -10,6 +10,7 @@ from dualcorn import __version__
 from dualcorn.config import Config
 from dualcorn.protocols.wire import DateHeader
 from dualcorn.protocols.ws_handshake import websocket_support
+from dualcorn.proxies import proxy_headers
 
 __all__ = ["Connection", "ServerState"]
 
@@ -40,6 +41,11 @@ class ServerState:
         self.interface = interface
         # Upgrade requests become WebSocket sessions (not with --ws none or a WSGI app).
         self.websockets = websocket_support(config, interface)
+        # --ws auto for an ASGI app, but the websockets package is not installed: upgrade
+        # requests are answered 501 (see Connection.upgrade_websocket), not given to the app.
+        self.websockets_missing = (
+            not self.websockets and config.ws != "none" and interface != "wsgi"
+        )
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.total_requests = 0
@@ -66,6 +72,8 @@ class ServerState:
         self.access_logger = logging.getLogger("dualcorn.access")
         self.error_logger = logging.getLogger("dualcorn.error")
         self.server_software = f"dualcorn/{__version__}"
+        # Forwarding headers, for connections whose peer --forwarded-allow-ips trusts.
+        self.proxy_headers = proxy_headers(config)
         # Called after every completed request (max-requests accounting by supervisors).
         self.on_request_done: list[Any] = []
 

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
@@ -55,14 +55,14 @@ class ServerProcess:
     def __init__(
         self,
         config: Config,
-        listen: Sequence[socket.socket],  # empty: the child binds its own (--reuse-port)
+        listen: list[socket.socket] | None,
         *,
         show_pid: bool = True,
         wait_for_go: bool = False,
     ) -> None:
         ours, theirs = socket.socketpair()
-        listen_fds = tuple(sock.fileno() for sock in listen)
-        fds = [theirs.fileno(), *listen_fds]
+        listen_fds = [sock.fileno() for sock in listen] if listen is not None else None
+        fds = [theirs.fileno(), *(listen_fds or ())]
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _BOOTSTRAP, str(theirs.fileno())],
             pass_fds=fds,

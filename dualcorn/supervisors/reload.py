@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-from dualcorn.binding import bind_sockets, describe_socket
+from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.errors import StartupError
 from dualcorn.logs import configure_logging, reopen_log_files
 from dualcorn.supervisors.process import (
     ServerProcess,
@@ -62,6 +63,13 @@ _LONGEST_BURST = 2.0
 
 def run_reloader(config: Config) -> None:
     """Serve ``config`` with a fresh server process after every change; return on SIGINT/TERM."""
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        # Said before anything is bound or started: one line, no traceback (exit status 3).
+        raise StartupError(
+            "--reload needs the watchfiles package: pip install 'dualcorn[standard]'"
+        ) from None
     configure_logging(config, show_pid=True)
     # Signals first: from the moment the address is printed, Ctrl+C must stop us cleanly.
     inbox = SignalInbox((signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP,
@@ -76,14 +84,14 @@ def run_reloader(config: Config) -> None:
 def _supervise(config: Config, inbox: SignalInbox) -> None:
     roots = watched_dirs(config)
     watch_filter = ChangeFilter(roots, config.reload_includes, config.reload_excludes)
-    socks = bind_sockets(config)
+    sockets = bind_sockets(config)
     # Said once, here, as uvicorn's reloader does: the address outlives every server process.
-    for sock in socks:
+    for sock in sockets:
         logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
     logger.info("Will watch for changes in: %s", ", ".join(repr(str(r)) for r in roots))
     logger.info("Started reloader process using WatchFiles")
     watcher = Watcher(roots, watch_filter)
-    reloader = Reloader(config, socks)
+    reloader = Reloader(config, sockets)
     try:
         watcher.start()
         reloader.start()
@@ -91,14 +99,13 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
     finally:
         watcher.stop()
         reloader.kill_all()
-        for sock in socks:
-            sock.close()
+        close_listeners(sockets)
 
 
 class Reloader:
-    def __init__(self, config: Config, socks: list[socket.socket]) -> None:
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
         self.config = config
-        self.socks = socks
+        self.sockets = sockets
         self.notify = notifier()  # sd_notify: this process is the one systemd watches
         self.current: ServerProcess | None = None
         self.candidate: ServerProcess | None = None
@@ -115,7 +122,7 @@ class Reloader:
         return [p for p in found if p is not None]
 
     def _spawn(self, *, wait_for_go: bool) -> ServerProcess:
-        return ServerProcess(self.config, self.socks, wait_for_go=wait_for_go)
+        return ServerProcess(self.config, self.sockets, wait_for_go=wait_for_go)
 
     def start(self) -> None:
         self.changed_at = time.monotonic()
@@ -258,7 +265,7 @@ class Reloader:
         return min(self.last_change_at + delay, self.first_change_at + max(_LONGEST_BURST, delay))
 
     def _notify(self) -> None:
-        where = ", ".join(describe_socket(s) for s in self.socks)
+        where = ", ".join(describe_socket(s) for s in self.sockets)
         if self.stopping:
             status = "Shutting down"
         elif self.candidate is not None and self.current is not None:

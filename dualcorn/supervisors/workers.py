@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-from dualcorn.binding import _explain, bind_socket, describe_socket
+from dualcorn.addresses import listen_addresses
+from dualcorn.binding import _explain, bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.errors import LoadError, StartupError
 from dualcorn.logs import configure_logging, reopen_log_files
@@ -66,6 +67,7 @@ def run_workers(config: Config) -> None:
         inbox.close()
         raise
     arbiter = Arbiter(worker_config, listen)
+    # Said once, here: the workers share these sockets and do not announce them again.
     for sock in held:
         logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
     logger.info("Started parent process; starting %d workers.", config.workers)
@@ -74,21 +76,23 @@ def run_workers(config: Config) -> None:
     finally:
         inbox.close()
         arbiter.kill_all()
-        for sock in held:
-            sock.close()
+        close_listeners(held)
     logger.info("Stopped parent process")
     if arbiter.halt is not None:
         kind, message = arbiter.halt
         raise (LoadError if kind == "load" else StartupError)(message)
 
 
-def _sockets(config: Config) -> tuple[list[socket.socket], Config, list[socket.socket]]:
-    """The sockets to share (none with --reuse-port), the workers' Config, what to close."""
-    passed = [] if config.fd is not None else listen_sockets()  # systemd socket activation
-    if passed or not config.reuse_port or config.uds is not None or config.fd is not None:
-        socks = passed or [bind_socket(config)]
-        return socks, config, socks
-    infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM,
+def _sockets(config: Config) -> tuple[list[socket.socket] | None, Config, list[socket.socket]]:
+    """The sockets to share (or None with --reuse-port), the workers' Config, what to close."""
+    addresses = listen_addresses(config)
+    if all(a.kind != "fd" for a in addresses) and (passed := listen_sockets()):
+        return passed, config, passed  # systemd socket activation: its sockets win
+    if not config.reuse_port or len(addresses) > 1 or addresses[0].kind != "tcp":
+        sockets = bind_sockets(config)
+        return sockets, config, sockets
+    host, port = addresses[0].host, addresses[0].port
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)  # fmt: skip
     family, kind, proto, _, address = infos[0]
     reserved = socket.socket(family, kind, proto)
@@ -100,13 +104,13 @@ def _sockets(config: Config) -> tuple[list[socket.socket], Config, list[socket.s
         reserved.bind(address)
     except OSError as exc:
         reserved.close()
-        raise StartupError(_explain(exc, config.host, config.port)) from None
+        raise StartupError(_explain(exc, host, port)) from None
     port = reserved.getsockname()[1]
-    return [], config.replace(port=port), [reserved]
+    return None, config.replace(bind=(), uds=None, fd=None, host=host, port=port), [reserved]
 
 
 class Arbiter:
-    def __init__(self, config: Config, listen: list[socket.socket]) -> None:
+    def __init__(self, config: Config, listen: list[socket.socket] | None) -> None:
         self.config = config
         self.listen = listen
         self.notify = notifier()  # sd_notify: this process is the one systemd watches
@@ -201,6 +205,9 @@ class Arbiter:
     # --- Reports from the workers --------------------------------------------------------
 
     def _on_event(self, worker: ServerProcess, event: str) -> None:
+        if event == "ready":
+            # One line per worker from here; the address itself was announced once.
+            logger.info("Worker [%d] is serving.", worker.pid)
         if event == "ready" and worker in self.workers and worker not in self.outdated:
             if self.outdated:
                 old = self.outdated[0]
@@ -254,7 +261,9 @@ class Arbiter:
 
     def _notify(self) -> None:
         ready = sum(1 for w in self.workers if w.ready)
-        where = ", ".join(describe_socket(s) for s in self.listen) or self.config.bind_description
+        where = (
+            ", ".join(describe_socket(s) for s in self.listen or ()) or self.config.bind_description
+        )
         status = f"{ready} of {self.target} workers serving on {where}"
         if self.outdated:
             status = f"Rolling restart: {len(self.outdated)} old workers left; {status}"
