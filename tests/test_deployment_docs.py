@@ -34,7 +34,8 @@ def blocks() -> dict[str, str]:
 
 
 def unit_setting(unit: str, key: str) -> str:
-    found = re.search(rf"^{key}=(.*)$", blocks()[unit], re.M)
+    text = blocks()[unit].replace("\\\n", " ")  # systemd.syntax(7): a trailing \ continues
+    found = re.search(rf"^{key}=(.*)$", text, re.M)
     assert found, f"{unit} has no {key}="
     return found.group(1)
 
@@ -129,7 +130,10 @@ def test_the_nginx_config_proxies_to_dualcorn(tmp_path: Path) -> None:
     check = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)],
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert check.returncode == 0, check.stderr
-    with run_dualcorn("tests.apps.platform_app:app", "--uds", str(sock)):
+    # The service unit's trust setting (nginx is a peer on the Unix socket), as the doc says.
+    argv = shlex.split(unit_setting("dualcorn.service", "ExecStart"))
+    trust = ("--forwarded-allow-ips", argv[argv.index("--forwarded-allow-ips") + 1])
+    with run_dualcorn("tests.apps.platform_app:app", "--uds", str(sock), *trust):
         proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(conf)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         try:
@@ -147,6 +151,7 @@ def test_the_nginx_config_proxies_to_dualcorn(tmp_path: Path) -> None:
                 assert redirect.status_code == 301
                 assert redirect.headers["location"] == "https://a.test/x"
                 seen = client.get(f"https://127.0.0.1:{tls}/headers").json()
+                scope = client.get(f"https://127.0.0.1:{tls}/scope").json()
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -154,4 +159,9 @@ def test_the_nginx_config_proxies_to_dualcorn(tmp_path: Path) -> None:
     assert seen["x-forwarded-proto"] == "https"
     assert seen["x-forwarded-for"] == "127.0.0.1"
     assert seen["x-forwarded-port"] == str(tls)
-    assert seen["host"] == "127.0.0.1"
+    # X-Forwarded-Host and -Port rebuild the host the client asked for (README, proxies).
+    assert seen["host"] == f"127.0.0.1:{tls}"
+    # ...and what the app then sees: the client's scheme and address, not the proxy's socket.
+    assert scope["scheme"] == "https"
+    assert scope["client"][0] == "127.0.0.1"
+    assert scope["server"] == ["127.0.0.1", tls]

@@ -1,8 +1,8 @@
 """A raw ASGI app for the process and platform tests (systemd, log reopening, shutdown delay).
 
 ``/env`` answers the systemd variables this process sees (none, once dualcorn has read them)
-and its pid; ``/headers`` the request headers; ``/slow?SECONDS`` sleeps first; anything else
-answers its method and path.
+and its pid; ``/headers`` the request headers, ``/scope`` its scheme, client and server;
+``/slow?SECONDS`` sleeps first; anything else answers its method and path.
 """
 
 import asyncio
@@ -26,6 +26,9 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         body = json.dumps({"pid": os.getpid(), "env": seen}).encode()
     elif scope["path"] == "/headers":
         body = json.dumps({k.decode(): v.decode() for k, v in scope["headers"]}).encode()
+    elif scope["path"] == "/scope":
+        seen = {"scheme": scope["scheme"], "client": scope["client"], "server": scope["server"]}
+        body = json.dumps(seen).encode()
     else:
         if scope["path"] == "/slow":
             await asyncio.sleep(float(scope["query_string"] or b"1"))
