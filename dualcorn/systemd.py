@@ -76,8 +76,10 @@ def listen_sockets() -> list[socket.socket]:
         for sock in sockets:
             sock.close()
         raise
-    described = ", ".join(f"fd {LISTEN_FDS_START + i}" + (f" ({names[i]})" if i < len(names)
-                          else "") for i in range(how_many))  # fmt: skip
+    described = ", ".join(
+        f"fd {LISTEN_FDS_START + i}" + (f" ({names[i]})" if i < len(names) else "")
+        for i in range(how_many)
+    )
     logger.info("Socket activation: serving on %d passed socket(s): %s", how_many, described)
     return sockets
 
