@@ -249,3 +249,30 @@ def test_notifier_reads_and_removes_its_variables(monkeypatch: pytest.MonkeyPatc
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         assert name not in os.environ
     assert not Notifier("relative/path").enabled  # sd_notify accepts absolute paths and @
+
+
+def test_notifier_sends_each_state_change_once(notify: NotifyListener) -> None:
+    notifier = Notifier(notify.address)
+    try:
+        for _ in range(2):  # a supervisor calls update on every turn of its loop
+            notifier.update(ready=False, reloading=False, stopping=False, status="Starting")
+        notifier.update(ready=True, reloading=False, stopping=False, status="2 of 2")
+        notifier.update(ready=True, reloading=True, stopping=False, status="Rolling")
+        notifier.update(ready=True, reloading=True, stopping=False, status="Rolling")
+        notifier.update(ready=True, reloading=False, stopping=False, status="2 of 2")
+        notifier.update(ready=False, reloading=False, stopping=False, status="1 of 2")
+        notifier.update(ready=False, reloading=False, stopping=True, status="Shutting down")
+        notifier.update(ready=False, reloading=False, stopping=True, status="Shutting down")
+        notifier.send("LAST=1")  # everything before it has arrived once it has
+        notify.wait_field("LAST")
+    finally:
+        notifier.close()
+    sent = [m.fields for m in notify.messages]
+    pid = str(os.getpid())
+    assert sent[0] == {"STATUS": "Starting"}
+    assert sent[1] == {"READY": "1", "STATUS": "2 of 2", "MAINPID": pid}
+    assert sent[2]["RELOADING"] == "1" and sent[2]["STATUS"] == "Rolling"
+    assert sent[3] == {"READY": "1", "STATUS": "2 of 2"}  # MAINPID only the first time
+    assert sent[4] == {"STATUS": "1 of 2"}  # a worker replaced: still started, no new READY
+    assert sent[5] == {"STOPPING": "1", "STATUS": "Shutting down"}
+    assert sent[6] == {"LAST": "1"}
