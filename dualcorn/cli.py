@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("timeouts (seconds)")
     options = (
         ("--timeout-keep-alive", float, "idle time between requests (5)"),
-        ("--timeout-request-head", float, "time to receive a request head (60)"),
-        ("--timeout-body-read", float, "longest gap while reading a body (60)"),
+        ("--timeout-request-head", float, "time to receive a request head (20)"),
+        ("--timeout-body-read", float, "time to receive the body at --timeout-min-rate (20)"),
         ("--timeout-graceful-shutdown", _optional_float, "wait for requests in flight (30)"),
         ("--timeout-worker-healthcheck", float, "a silent worker is restarted after (30)"),
     )
@@ -136,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-include", dest="reload_includes", action="append")
     g.add_argument("--reload-exclude", dest="reload_excludes", action="append")
     g.add_argument("--reload-delay", type=float, help="seconds to gather a burst of saves")
+    g = p.add_argument_group("slow clients, connection counts")
+    options = (
+        ("--timeout-min-rate", int, "bytes/s that extend head and body timeouts (500; 0 off)"),
+        ("--timeout-request-head-max", float, "longest a request head may take (40)"),
+        ("--limit-connections", _optional_int, "open connections per process (unlimited)"),
+        ("--timeout-lifespan", _optional_float, "lifespan startup or shutdown, then exit 3 (60)"),
+    )
+    for flag, kind, text in options:
+        g.add_argument(flag, type=kind, help=text)
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="default info")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini")

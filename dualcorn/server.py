@@ -20,6 +20,7 @@ from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
 from dualcorn.binding import bind_socket, describe_socket
 from dualcorn.config import Config
+from dualcorn.listener import Listening, listen
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
 
@@ -42,7 +43,7 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
         self._stop_requested = False
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listening] = []
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
@@ -72,7 +73,7 @@ class Server:
         app, self.interface = prepare_app(config)
         state = self.state = ServerState(config, app, self.interface)
         lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
-        await lifespan.startup()
+        await lifespan.startup(config.timeout_lifespan)
         try:
             await self._listen(state, sockets)
             self._install_signal_handlers()
@@ -84,7 +85,7 @@ class Server:
             await self._shutdown(state)
         finally:
             self._remove_signal_handlers()
-            await lifespan.shutdown(config.timeout_graceful_shutdown)
+            await lifespan.shutdown(_lifespan_grace(config))
             if self.interface == "wsgi":
                 await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
             self.started.clear()
@@ -110,9 +111,8 @@ class Server:
         if not sockets:
             sockets = [bind_socket(self.config)]
         for sock in sockets:
-            server = await loop.create_server(
-                lambda: protocol(state), sock=sock, backlog=self.config.backlog
-            )
+            # Not loop.create_server: see dualcorn.listener (descriptors running out).
+            server = await listen(loop, sock, lambda: protocol(state), backlog=self.config.backlog)
             self._servers.append(server)
             address = describe_socket(sock)
             self.addresses.append(address)
@@ -227,6 +227,13 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
+
+
+def _lifespan_grace(config: Config) -> float | None:
+    """The lifespan shutdown gets the graceful timeout, and never more than --timeout-lifespan."""
+    limits = (config.timeout_graceful_shutdown, config.timeout_lifespan)
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
 
 
 async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
