@@ -8,6 +8,7 @@ serves again once descriptors are free; a lifespan startup that hangs exits with
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import resource
@@ -24,6 +25,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from dualcorn.listener import Throttled
 from tests.conftest import LOOPS
 from tests.helpers import DualcornProcess, child_env
 from tests.rawhttp import RawClient, get
@@ -60,6 +62,19 @@ def served(port: int) -> bool:
             return client.read_response().status == 200
     except (OSError, EOFError):
         return False
+
+
+# --- The once-a-second warning ------------------------------------------------------------
+
+
+async def test_a_throttled_warning_counts_every_event_in_few_lines() -> None:
+    lines: list[int] = []
+    warn = Throttled("%d events", lambda message, count: lines.append(count))
+    for _ in range(1000):
+        warn()
+    assert lines == [1]  # the first at once; the rest are counted, not logged one by one
+    await asyncio.sleep(1.5)  # past the second: the flush timer has run
+    assert lines == [1, 999]
 
 
 # --- --limit-connections ----------------------------------------------------------------------
