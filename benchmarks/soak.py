@@ -140,12 +140,16 @@ def markdown(
         "",
         "## Honest traffic",
         "",
-        "| operation | served | errors | last error |",
-        "|---|---:|---:|---|",
+        "| operation | served | errors | slowest served (s) | last error |",
+        "|---|---:|---:|---:|---|",
     ]
     for name in sorted(set(tally.served) | set(tally.errors)):
         error = tally.last_error.get(name, "").replace("|", "/")
-        lines.append(f"| {name} | {tally.served[name]:,} | {tally.errors[name]:,} | {error} |")
+        slowest = tally.slowest.get(name, 0.0)
+        lines.append(
+            f"| {name} | {tally.served[name]:,} | {tally.errors[name]:,} | {slowest:.2f} | "
+            f"{error} |"
+        )
     lines += ["", "## Attacks (what the server did)", "", "| attack | outcomes |", "|---|---|"]
     for name, outcomes in sorted(tally.attacks.items()):
         text = "; ".join(f"{what}: {count}" for what, count in outcomes.most_common())

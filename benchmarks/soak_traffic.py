@@ -43,7 +43,12 @@ class Tally:
     served: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     last_error: dict[str, str] = field(default_factory=dict)
+    slowest: dict[str, float] = field(default_factory=dict)  # seconds, successful operations
     attacks: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def took(self, name: str, seconds: float) -> None:
+        self.served[name] += 1
+        self.slowest[name] = max(self.slowest.get(name, 0.0), seconds)
 
     def outcome(self, attack: str, what: str) -> None:
         self.attacks.setdefault(attack, Counter())[what] += 1
@@ -124,6 +129,7 @@ async def _honest(name: str, targets: Targets, tally: Tally, pause: float,
     client = Client(port)
     loop = asyncio.get_running_loop()
     while loop.time() < targets.deadline:
+        started = loop.time()
         try:
             async with asyncio.timeout(TIMEOUT):
                 ok = await operation(client)
@@ -132,7 +138,7 @@ async def _honest(name: str, targets: Targets, tally: Tally, pause: float,
             tally.last_error[name] = repr(exc)[:120]
             client.close()
         if ok:
-            tally.served[name] += 1
+            tally.took(name, loop.time() - started)
         else:
             tally.errors[name] += 1
         await asyncio.sleep(pause)
@@ -161,6 +167,7 @@ async def _upload_length(client: Client) -> bool:
 async def _ws_session(targets: Targets, tally: Tally, pause: float) -> None:
     loop = asyncio.get_running_loop()
     while loop.time() < targets.deadline:
+        started = loop.time()
         try:
             async with asyncio.timeout(TIMEOUT):
                 async with connect(f"ws://127.0.0.1:{targets.asgi}/echo") as ws:
@@ -168,7 +175,7 @@ async def _ws_session(targets: Targets, tally: Tally, pause: float) -> None:
                         await ws.send(f"message {i}")
                         if await ws.recv() != f"message {i}":
                             raise ValueError("wrong echo")
-            tally.served["ws_echo_session"] += 1
+            tally.took("ws_echo_session", loop.time() - started)
         except (OSError, TimeoutError, ValueError, Exception) as exc:  # websockets' own errors
             tally.errors["ws_echo_session"] += 1
             tally.last_error["ws_echo_session"] = repr(exc)[:120]
