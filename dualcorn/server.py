@@ -21,6 +21,7 @@ from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.listener import Listening, listen
 from dualcorn.logs import reopen_log_files
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
@@ -46,7 +47,7 @@ class Server:
         self._force: asyncio.Event | None = None
         self._stop_requested = False
         self._drain_requested = False  # SIGTERM or stop(drain=True): --shutdown-delay applies
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listening] = []
         self._bound: list[socket.socket] = []  # sockets this server bound (not inherited)
         # Supervised servers share sockets their supervisor bound and announced already.
         self.announce = True
@@ -83,7 +84,7 @@ class Server:
         lifespan = Lifespan(
             app, config.lifespan, state.lifespan_state, announce=self.interface != "wsgi"
         )
-        await lifespan.startup()
+        await lifespan.startup(config.timeout_lifespan)
         try:
             # Handlers first: once the log says "running on", a signal never meets the default
             # action (a SIGHUP or SIGTERM would otherwise end the process on the spot).
@@ -101,7 +102,7 @@ class Server:
         finally:
             self._remove_signal_handlers()
             close_listeners(self._bound)  # and remove the Unix socket files it created
-            await lifespan.shutdown(config.timeout_graceful_shutdown)
+            await lifespan.shutdown(_lifespan_grace(config))
             if self.interface == "wsgi":
                 await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
             self.started.clear()
@@ -132,7 +133,8 @@ class Server:
         if not sockets:
             sockets = self._bound = bind_sockets(self.config)
         for sock in sockets:
-            server = await loop.create_server(factory, sock=sock, backlog=self.config.backlog)
+            # Not loop.create_server: see dualcorn.listener (descriptors running out).
+            server = await listen(loop, sock, factory, backlog=self.config.backlog)
             self._servers.append(server)
             address = describe_socket(sock)
             self.addresses.append(address)
@@ -271,6 +273,13 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
+
+
+def _lifespan_grace(config: Config) -> float | None:
+    """The lifespan shutdown gets the graceful timeout, and never more than --timeout-lifespan."""
+    limits = (config.timeout_graceful_shutdown, config.timeout_lifespan)
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
 
 
 async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
