@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="X-Forwarded-Prefix from a trusted proxy sets root_path")  # fmt: skip
     g.add_argument("--proxy-protocol", action=argparse.BooleanOptionalAction,
                    help="expect a PROXY protocol v1/v2 preamble from trusted peers")  # fmt: skip
+    g = p.add_argument_group("process and platform")
+    g.add_argument("--shutdown-delay", type=parse_duration,
+                   help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")
