@@ -23,7 +23,7 @@ from dualcorn.errors import ConfigError, LoadError, StartupError
 __all__ = ["build_parser", "config_from_args", "main"]
 
 STARTUP_FAILED = 3  # gunicorn's and uvicorn's exit status when the app cannot start
-_LIST_OPTIONS = {"reload_dirs", "reload_includes", "reload_excludes", "headers"}
+_LIST_OPTIONS = {"reload_dirs", "reload_includes", "reload_excludes", "headers", "mounts", "static"}
 
 
 def _bool(text: str) -> bool:
@@ -136,6 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-include", dest="reload_includes", action="append")
     g.add_argument("--reload-exclude", dest="reload_excludes", action="append")
     g.add_argument("--reload-delay", type=float, help="seconds to gather a burst of saves")
+    g = p.add_argument_group("mounts and static files")
+    g.add_argument(
+        "--mount",
+        dest="mounts",
+        action="append",
+        metavar="PATH=APP[@INTERFACE[:THREADS]]",
+        help="serve another app below PATH, e.g. /legacy=old:app@wsgi:8 (repeatable; none)",
+    )
+    g.add_argument(
+        "--static",
+        action="append",
+        metavar="PATH=DIR",
+        help="serve the files of DIR below PATH, never through the app (repeatable; none)",
+    )
+    g.add_argument("--static-max-age", type=_optional_int, help="Cache-Control max-age (none)")
+    flags = (
+        ("--static-index", "index.html for a directory URL (off)"),
+        ("--static-dotfiles", "serve names starting with a dot (off)"),
+        ("--static-follow-symlinks", "serve symlinks that lead out of DIR (off)"),
+        ("--static-fallthrough", "a missing static file goes to the app, for SPAs (off)"),
+    )
+    for flag, text in flags:
+        g.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="default info")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini")

@@ -16,12 +16,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dualcorn.adapters import prepare_app
-from dualcorn.adapters.lifespan import Lifespan
 from dualcorn.binding import bind_socket, describe_socket
 from dualcorn.config import Config
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
+from dualcorn.routing import build_apps
 
 __all__ = ["Server"]
 
@@ -69,10 +68,10 @@ class Server:
         self._force = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
-        app, self.interface = prepare_app(config)
-        state = self.state = ServerState(config, app, self.interface)
-        lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
-        await lifespan.startup()
+        apps = build_apps(config)  # the app, or a router in front of --mount and --static
+        self.interface = apps.interface
+        state = self.state = ServerState(config, apps.app, apps.interface)
+        await apps.startup(config, state.lifespan_state)
         try:
             await self._listen(state, sockets)
             self._install_signal_handlers()
@@ -84,9 +83,7 @@ class Server:
             await self._shutdown(state)
         finally:
             self._remove_signal_handlers()
-            await lifespan.shutdown(config.timeout_graceful_shutdown)
-            if self.interface == "wsgi":
-                await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
+            await apps.shutdown(config.timeout_graceful_shutdown)
             self.started.clear()
 
     def stop(self, force: bool = False) -> None:
@@ -227,16 +224,3 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
-
-
-async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
-    """Stop the WSGI thread pool, whatever --lifespan said: the pool is dualcorn's, not the app's.
-
-    A thread stuck in the app cannot be interrupted; after the grace period it is left behind
-    rather than holding the process forever.
-    """
-    try:
-        async with asyncio.timeout(grace):
-            await adapter.shutdown()
-    except TimeoutError:
-        logger.warning("WSGI threads still busy after %s s; exiting without them.", grace)

@@ -389,9 +389,11 @@ class WebSocketSession(asyncio.Protocol, Connection):
             target += "?" + scope["query_string"].decode("latin-1")
         elapsed = (time.monotonic() - self.start_time) * 1000.0
         log = self.state.access_logger.info
+        mount = scope.get("dualcorn.mount")
+        tail = "" if mount is None else f" mount={printable(mount)}"  # --mount: which app
         if self.status == 101:
-            log('%s - "WebSocket %s" 101 close %d %.1fms', self.client, printable(target), code,
-                elapsed)  # fmt: skip
+            log('%s - "WebSocket %s" 101 close %d %.1fms%s', self.client, printable(target), code,
+                elapsed, tail)  # fmt: skip
         else:
-            log('%s - "WebSocket %s" %d %.1fms', self.client, printable(target), self.status,
-                elapsed)  # fmt: skip
+            log('%s - "WebSocket %s" %d %.1fms%s', self.client, printable(target), self.status,
+                elapsed, tail)  # fmt: skip
