@@ -235,11 +235,13 @@ def parse_range(value: bytes, size: int) -> tuple[int, int] | None:
             return _UNSATISFIABLE
         return max(0, size - suffix), size - 1
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
+    last = int(last_text) if last_text else None
+    if last is not None and last < first:
         return None  # invalid: ignored, like a header the server does not understand
     if first >= size:
         return _UNSATISFIABLE
+    if last is None:
+        return first, size - 1
     return first, min(last, size - 1)
 
 
