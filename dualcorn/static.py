@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import os
 from typing import Any
 
 from dualcorn.config import Config
@@ -36,8 +37,6 @@ class StaticFiles:
     """Serves one directory; ``await files(scope, receive, send, rest)`` -> answered or not."""
 
     def __init__(self, directory: str, config: Config) -> None:
-        import os
-
         self.root = os.path.realpath(directory)
         self.index = config.static_index
         self.dotfiles = config.static_dotfiles
@@ -94,7 +93,7 @@ class StaticFiles:
         try:
             await self._respond(scope, send, headers, found)
         finally:
-            found.file.close()
+            found.close()
         return True
 
     async def _respond(
@@ -134,8 +133,12 @@ class StaticFiles:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if scope["method"] == "HEAD" or count == 0:
             await send({"type": "http.response.body", "body": b""})
+        elif found.data is not None:
+            await send({"type": "http.response.body", "body": found.data[offset : offset + count]})
         elif ZEROCOPY in (scope.get("extensions") or {}):
-            await send({"type": ZEROCOPY, "file": found.file, "offset": offset, "count": count})
+            # A file object for the extension; closing it leaves the descriptor to found.close().
+            with open(found.fd, "rb", closefd=False) as file:  # noqa: ASYNC230 (no I/O)
+                await send({"type": ZEROCOPY, "file": file, "offset": offset, "count": count})
         else:
             await _send_blocks(send, found, offset, count)
 
@@ -143,13 +146,13 @@ class StaticFiles:
 async def _send_blocks(send: Any, found: Found, offset: int, count: int) -> None:
     """Without the zerocopy extension: blocks read off the loop, sent with backpressure."""
     loop = asyncio.get_running_loop()
-    found.file.seek(offset)
     left = count
     while left > 0:
-        block = await loop.run_in_executor(None, found.file.read, min(left, _BLOCK))
+        block = await loop.run_in_executor(None, os.pread, found.fd, min(left, _BLOCK), offset)
         if not block:
             raise OSError("the file shrank while it was being sent")
         left -= len(block)
+        offset += len(block)
         await send({"type": "http.response.body", "body": block, "more_body": left > 0})
 
 

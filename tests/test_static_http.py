@@ -230,3 +230,28 @@ def test_curl(files: Files) -> None:
     compressed = run("-i", "-H", "Accept-Encoding: gzip", f"{server.url}/static/only-gz.txt")
     head_text, _, body = compressed.partition(b"\r\n\r\n")
     assert b"content-encoding: gzip" in head_text and gzip.decompress(body) == HELLO
+
+
+async def test_without_the_zerocopy_extension_blocks_are_sent(tree: Path) -> None:
+    """A transport without ``http.response.zerocopysend`` gets the file as body messages."""
+    from dualcorn import Config
+    from dualcorn.static import StaticFiles
+
+    files = StaticFiles(str(tree), Config(app="m:app"))
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        raise AssertionError("a GET is answered without reading a body")
+
+    scope = {
+        "type": "http", "method": "GET", "headers": [(b"range", b"bytes=1000-599999")],
+        "raw_path": b"/static/big.bin", "query_string": b"", "extensions": {},
+    }  # fmt: skip
+    assert await files(scope, receive, send, [b"big.bin"])
+    assert sent[0]["status"] == 206
+    body = b"".join(m["body"] for m in sent[1:])  # type: ignore[misc]
+    assert body == BIG[1000:600000]
+    assert len(sent) > 2 and sent[-1]["more_body"] is False
