@@ -72,7 +72,8 @@ class AppSet:
                 continue  # the adapter's pool is closed in shutdown(); it has no lifespan
             if served.prefix == "":
                 served.state = server_state
-            served.lifespan = Lifespan(served.app, config.lifespan, served.state)
+            label = served.label if routed and served.prefix else ""
+            served.lifespan = Lifespan(served.app, config.lifespan, served.state, label)
             try:
                 await served.lifespan.startup()
             except StartupError as exc:

@@ -112,6 +112,7 @@ class StaticFiles:
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
+        validators = list(headers)
         headers.append((b"content-type", content_type(found.name).encode("latin-1")))
         if found.encoding:
             headers.append((b"content-encoding", found.encoding.encode("ascii")))
@@ -121,9 +122,9 @@ class StaticFiles:
         if wanted is not None and scope["method"] == "GET" and _if_range(request, etag, modified):
             span = parse_range(wanted, found.size)
             if span == _UNSATISFIABLE:
-                headers = [h for h in headers if h[0] != b"accept-ranges"]
-                headers.append((b"content-range", b"bytes */%d" % found.size))
-                await _simple(send, 416, b"Range Not Satisfiable\n", headers)
+                # RFC 9110 15.5.17: the 416 names the current length; its body is ours.
+                validators.append((b"content-range", b"bytes */%d" % found.size))
+                await _simple(send, 416, b"Range Not Satisfiable\n", validators)
                 return
             if span is not None:
                 first, last = span

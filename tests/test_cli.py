@@ -18,6 +18,7 @@ import pytest
 
 from dualcorn import __version__
 from dualcorn.cli import build_parser, config_from_args, main
+from dualcorn.mountspec import Mount, StaticDir
 from tests.helpers import REPO_ROOT, child_env, run_dualcorn
 from tests.rawhttp import RawClient, get
 
@@ -94,6 +95,16 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "log_config": ("a.json", "a.json", ["--log-config", "b.yaml"], "b.yaml"),
     "access_log": ("false", False, ["--access-log"], True),
     "use_colors": ("true", True, ["--no-use-colors"], False),
+    "mounts": ("/a=x:app,/b=y:app@wsgi:2", (Mount("/a", "x:app"), Mount("/b", "y:app", "wsgi", 2)),
+               ["--mount", "/c=z:app"], (Mount("/c", "z:app"),)),
+    "static": (f"/s={REPO_ROOT / 'tests'}", (StaticDir("/s", str(REPO_ROOT / "tests")),),
+               ["--static", f"/t={REPO_ROOT / 'tests/apps'}"],
+               (StaticDir("/t", str(REPO_ROOT / "tests/apps")),)),
+    "static_max_age": ("60", 60, ["--static-max-age", "none"], None),
+    "static_index": ("true", True, ["--no-static-index"], False),
+    "static_dotfiles": ("true", True, ["--no-static-dotfiles"], False),
+    "static_follow_symlinks": ("true", True, ["--no-static-follow-symlinks"], False),
+    "static_fallthrough": ("true", True, ["--no-static-fallthrough"], False),
 }  # fmt: skip
 # uvicorn's name for the head limit lands in the same Config field.
 ATTRIBUTE = {"h11_max_incomplete_event_size": "limit_request_head"}

@@ -192,3 +192,24 @@ def test_mount_forms() -> None:
         Config(app="m:app", mounts=("/a=x:app", "/a/=y:app"))
     with pytest.raises(ConfigError, match="not a directory"):
         Config(app="m:app", static=("/s=/nonexistent/dir",))
+
+
+def test_mounts_and_static_from_the_command_line_and_environment(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dualcorn.cli import config_from_args
+    from dualcorn.mountspec import StaticDir
+
+    config = config_from_args(
+        ["m:app", "--mount", "/a=x:app", "--mount", "/b=y:app@wsgi:3",
+         "--static", f"/s={tmp_path}", "--static-max-age", "60", "--static-fallthrough"]
+    )  # fmt: skip
+    assert config.mounts == (Mount("/a", "x:app"), Mount("/b", "y:app", "wsgi", 3))
+    assert config.static == (StaticDir("/s", str(tmp_path)),)
+    assert (config.static_max_age, config.static_fallthrough, config.static_index) == (
+        60, True, False,
+    )  # fmt: skip
+    monkeypatch.setenv("DUALCORN_MOUNT", "/c=z:app,/d=w:app@asgi2")
+    monkeypatch.setenv("DUALCORN_STATIC_INDEX", "true")
+    config = config_from_args(["m:app"])
+    assert [m.path for m in config.mounts] == ["/c", "/d"] and config.static_index

@@ -95,6 +95,7 @@ def test_ranges(files: Files) -> None:
         response = client.get("/static/hello.txt", headers={"range": header})
         assert response.status_code == 416, header
         assert response.headers["content-range"] == "bytes */12"
+        assert response.headers.get_list("content-type") == ["text/plain; charset=utf-8"]
     empty = client.get("/static/empty.txt", headers={"range": "bytes=0-"})
     assert empty.status_code == 416
     # A range on HEAD is ignored (RFC 9110 14.2: only GET).
