@@ -131,6 +131,17 @@ class Config:
     reload_excludes: tuple[str, ...] = ()
     reload_delay: float = 0.25  # uvicorn --reload-delay
 
+    # --- Migration: gunicorn's and uvicorn's habits ---------------------------------------
+    # gunicorn --bind, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, fd://N.  When given, the
+    # server listens on every one of them, and host/port/uds/fd are not used.
+    bind: tuple[str, ...] = ()
+    # uvicorn creates its Unix socket 0666: nginx runs as another user and must connect; the
+    # directory's permissions are the access control.
+    uds_mode: int = 0o666
+    # gunicorn --access-logfile / --error-logfile: "-" is stdout (access) or stderr (error).
+    access_logfile: str | None = None
+    error_logfile: str | None = None
+
     # --- Mounts and static files ----------------------------------------------------------
     # More apps behind one listener, as NGINX Unit's routes and Werkzeug's DispatcherMiddleware
     # did; "PATH=APP[@INTERFACE[:THREADS]]" strings or Mount values (dualcorn.mountspec).
@@ -159,7 +170,7 @@ class Config:
         self._check_ranges()
         self._check_conflicts()
         # Normalise sequences so a frozen Config is hashable and safe to share.
-        for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+        for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "headers", _check_headers(self.headers))
         object.__setattr__(self, "mounts", parse_mounts(self.mounts))
@@ -207,7 +218,22 @@ class Config:
         if self.root_path and not self.root_path.startswith("/"):
             raise ConfigError(f"root_path must start with '/'; got {self.root_path!r}")
 
+    def _check_migration(self) -> None:
+        from dualcorn.addresses import parse_bind
+
+        if isinstance(self.bind, str):
+            raise ConfigError("bind must be a list of addresses, not a single string")
+        for item in self.bind:
+            parse_bind(item)
+        if self.bind and (self.uds is not None or self.fd is not None):
+            raise ConfigError("bind replaces uds and fd: give the addresses in bind only")
+        if not 0 <= self.uds_mode <= 0o777:
+            raise ConfigError(
+                f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
+            )
+
     def _check_conflicts(self) -> None:
+        self._check_migration()
         if self.uds is not None and self.fd is not None:
             raise ConfigError("uds and fd cannot both be given: choose one socket to serve on")
         if self.reload and self.workers > 1:
@@ -227,13 +253,10 @@ class Config:
 
     @property
     def bind_description(self) -> str:
-        """How the log names the address before the socket exists."""
-        if self.uds:
-            return f"unix:{self.uds}"
-        if self.fd is not None:
-            return f"fd://{self.fd}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        """How the log names the addresses before the sockets exist."""
+        from dualcorn.addresses import listen_addresses
+
+        return ", ".join(str(address) for address in listen_addresses(self))
 
 
 def _check_headers(headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

@@ -73,7 +73,11 @@ class AppSet:
             if served.prefix == "":
                 served.state = server_state
             label = served.label if routed and served.prefix else ""
-            served.lifespan = Lifespan(served.app, config.lifespan, served.state, label)
+            # A WSGI app has no lifespan of its own (the adapter answers): nothing to announce.
+            served.lifespan = Lifespan(
+                served.app, config.lifespan, served.state,
+                announce=served.interface != "wsgi", label=label,
+            )  # fmt: skip
             try:
                 await served.lifespan.startup()
             except StartupError as exc:

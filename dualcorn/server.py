@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dualcorn.binding import bind_socket, describe_socket
+from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
@@ -42,6 +42,9 @@ class Server:
         self._force: asyncio.Event | None = None
         self._stop_requested = False
         self._servers: list[asyncio.Server] = []
+        self._bound: list[socket.socket] = []  # sockets this server bound (not inherited)
+        # Supervised servers share sockets their supervisor bound and announced already.
+        self.announce = True
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
@@ -83,6 +86,7 @@ class Server:
             await self._shutdown(state)
         finally:
             self._remove_signal_handlers()
+            close_listeners(self._bound)  # and remove the Unix socket files it created
             await apps.shutdown(config.timeout_graceful_shutdown)
             self.started.clear()
 
@@ -105,7 +109,7 @@ class Server:
         protocol = protocol_class(self.config.http)
         loop = asyncio.get_running_loop()
         if not sockets:
-            sockets = [bind_socket(self.config)]
+            sockets = self._bound = bind_sockets(self.config)
         for sock in sockets:
             server = await loop.create_server(
                 lambda: protocol(state), sock=sock, backlog=self.config.backlog
@@ -113,7 +117,10 @@ class Server:
             self._servers.append(server)
             address = describe_socket(sock)
             self.addresses.append(address)
-            logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+            if self.announce:
+                logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+            else:
+                logger.debug("Serving on %s", address)
 
     async def _main_loop(self) -> None:
         assert self._stop is not None

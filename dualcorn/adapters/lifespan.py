@@ -22,8 +22,11 @@ logger = logging.getLogger("dualcorn.error")
 class Lifespan:
     """Drives one app through the lifespan scope; ``state`` is shared into request scopes."""
 
-    def __init__(self, app: Any, mode: str, state: dict[str, Any], label: str = "") -> None:
+    def __init__(
+        self, app: Any, mode: str, state: dict[str, Any], *, announce: bool = True, label: str = ""
+    ) -> None:
         self.app = app
+        self.announce = announce  # False for WSGI apps: their adapter answers lifespan itself
         # With --mount, each line names its app: "Application startup complete (mount /api)."
         self._of = f" ({label})" if label else ""
         self.mode = mode
@@ -38,19 +41,21 @@ class Lifespan:
     async def startup(self) -> None:
         if not self.supported:
             return
-        logger.info("Waiting for application startup%s.", self._of)
+        if self.announce:
+            logger.info("Waiting for application startup%s.", self._of)
         self._task = asyncio.get_running_loop().create_task(self._run())
         await self._inbox.put({"type": "lifespan.startup"})
         await self._startup_done.wait()
         if self._failure is not None:
             raise StartupError(f"Application startup failed: {self._failure}")
-        if self.supported:
+        if self.supported and self.announce:
             logger.info("Application startup complete%s.", self._of)
 
     async def shutdown(self, grace: float | None) -> None:
         if not self.supported or self._task is None or self._task.done():
             return
-        logger.info("Waiting for application shutdown%s.", self._of)
+        if self.announce:
+            logger.info("Waiting for application shutdown%s.", self._of)
         await self._inbox.put({"type": "lifespan.shutdown"})
         try:
             async with asyncio.timeout(grace):
@@ -63,7 +68,7 @@ class Lifespan:
             return
         if self._failure is not None:
             logger.error("Application shutdown failed%s: %s", self._of, self._failure)
-        else:
+        elif self.announce:
             logger.info("Application shutdown complete%s.", self._of)
 
     async def _run(self) -> None:

@@ -17,6 +17,7 @@ from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
 from dualcorn.protocols.head import HeadFacts, HeadScanner
+from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.wire import error_response
 from dualcorn.protocols.ws_handshake import is_websocket_upgrade
@@ -125,6 +126,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if config.limit_concurrency is not None and len(state.tasks) >= config.limit_concurrency:
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
+            if state.access_log:  # a 503 is a response like any other: it gets its line
+                state.access_logger.info(*refusal_line(self.client, method, target, version, 503))
             return None
         http10 = version == b"1.0"
         # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
@@ -165,8 +168,13 @@ class HTTPConnection(asyncio.Protocol, Connection):
         return cycle
 
     def wants_websocket(self, headers: list[Any]) -> bool:
-        """Whether this request is a WebSocket upgrade that the server will serve as one."""
-        return self.state.websockets and is_websocket_upgrade(headers)
+        """Whether this request is a WebSocket upgrade that the server will serve as one.
+
+        With the websockets package missing it still is, to be refused with 501 rather than
+        passed to the app, whose router would answer a misleading 404.
+        """
+        state = self.state
+        return (state.websockets or state.websockets_missing) and is_websocket_upgrade(headers)
 
     def upgrade_websocket(
         self, method: bytes, target: bytes, version: bytes, headers: list[Any], trailing: bytes
@@ -176,11 +184,21 @@ class HTTPConnection(asyncio.Protocol, Connection):
         A parser calls this instead of :meth:`start_request` once a request that
         :meth:`wants_websocket` is complete, with the bytes it read past the request head.
         """
+        state = self.state
+        if not state.websockets:
+            # RFC 9110 15.6.2: 501, the server lacks what the request needs.
+            state.error_logger.warning(
+                "WebSocket request refused with 501: the websockets package is not installed "
+                "(pip install websockets, or dualcorn[standard])"
+            )
+            self.reject(ProtocolError("WebSocket support is not installed", 501))
+            if state.access_log:
+                state.access_logger.info(*refusal_line(self.client, method, target, version, 501))
+            return
         from dualcorn.protocols.websocket import WebSocketSession
         from dualcorn.protocols.ws_handshake import Handshake, subprotocols
 
         self._stop_timer()
-        state = self.state
         if state.stopping:
             self.reject(ProtocolError("the server is shutting down", 503))
             return

@@ -40,6 +40,11 @@ class ServerState:
         self.interface = interface
         # Upgrade requests become WebSocket sessions (not with --ws none or a WSGI app).
         self.websockets = websocket_support(config, interface)
+        # --ws auto for an ASGI app, but the websockets package is not installed: upgrade
+        # requests are answered 501 (see Connection.upgrade_websocket), not given to the app.
+        self.websockets_missing = (
+            not self.websockets and config.ws != "none" and interface != "wsgi"
+        )
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.total_requests = 0
