@@ -105,12 +105,24 @@ def normalize_mount_path(path: str, option: str) -> str:
     return path
 
 
+def _entry(kind: Any, item: Any, option: str) -> Any:
+    """A string ("PATH=APP"), a mapping of the fields (a config file's table) or the value."""
+    if isinstance(item, str):
+        return kind.parse(item)
+    if isinstance(item, dict):
+        try:
+            return kind(**item)
+        except TypeError as exc:
+            raise ConfigError(f"{option}: {exc}") from None
+    if not isinstance(item, kind):
+        raise ConfigError(f"{option}: expected a 'PATH=...' string or a table; got {item!r}")
+    return item
+
+
 def parse_mounts(items: Any) -> tuple[Mount, ...]:
     mounts = []
     for item in items:
-        mount = Mount.parse(item) if isinstance(item, str) else item
-        if not isinstance(mount, Mount):
-            raise ConfigError(f"mounts entries are 'PATH=APP' strings or Mount; got {item!r}")
+        mount = _entry(Mount, item, "mount")
         mounts.append(mount.checked())
     paths = [m.path for m in mounts]
     for path in paths:
@@ -122,9 +134,7 @@ def parse_mounts(items: Any) -> tuple[Mount, ...]:
 def parse_statics(items: Any) -> tuple[StaticDir, ...]:
     statics = []
     for item in items:
-        static = StaticDir.parse(item) if isinstance(item, str) else item
-        if not isinstance(static, StaticDir):
-            raise ConfigError(f"static entries are 'PATH=DIR' strings or StaticDir; got {item!r}")
+        static = _entry(StaticDir, item, "static")
         statics.append(static.checked())
     paths = [s.path for s in statics]
     for path in paths:

@@ -188,6 +188,10 @@ def test_mount_forms() -> None:
         Mount("/b", "y:app", "wsgi"),
         Mount("/c", "z:app", "wsgi", 8),
     )
+    tables = Config(app="m:app", mounts=({"path": "/t", "app": "t:app", "threads": 2},))
+    assert tables.mounts == (Mount("/t", "t:app", "auto", 2),)
+    with pytest.raises(ConfigError, match="unexpected keyword"):
+        Config(app="m:app", mounts=({"path": "/t", "ap": "t:app"},))
     with pytest.raises(ConfigError, match="twice"):
         Config(app="m:app", mounts=("/a=x:app", "/a/=y:app"))
     with pytest.raises(ConfigError, match="not a directory"):
@@ -213,3 +217,15 @@ def test_mounts_and_static_from_the_command_line_and_environment(
     monkeypatch.setenv("DUALCORN_STATIC_INDEX", "true")
     config = config_from_args(["m:app"])
     assert [m.path for m in config.mounts] == ["/c", "/d"] and config.static_index
+
+
+def test_websocket_to_a_static_directory_is_refused(
+    serve: Callable[..., ServerThread], tmp_path: Any
+) -> None:
+    with serve(scope_app("main"), static=(f"/static={tmp_path}",)) as server:
+        ws_url = server.url.replace("http://", "ws://")
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url + "/static/socket", open_timeout=10)
+        assert refused.value.response.status_code == 403
+        with connect(ws_url + "/elsewhere", open_timeout=10) as ws:  # the app still has its own
+            assert ws.recv(timeout=10) == "main|"
