@@ -256,3 +256,17 @@ async def test_without_the_zerocopy_extension_blocks_are_sent(tree: Path) -> Non
     body = b"".join(m["body"] for m in sent[1:])  # type: ignore[misc]
     assert body == BIG[1000:600000]
     assert len(sent) > 2 and sent[-1]["more_body"] is False
+
+
+def test_blocks_not_in_the_page_cache_are_read_in_a_thread(
+    files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the loop has no sendfile (uvloop), a block RWF_NOWAIT cannot read comes from a
+    thread; here every block is made to miss the cache."""
+    import dualcorn.protocols.cycle as cycle
+
+    monkeypatch.setattr(cycle, "_read_cached", lambda fd, size, offset: None)
+    _, _, client = files
+    assert client.get("/static/big.bin").content == BIG
+    part = client.get("/static/big.bin", headers={"range": "bytes=300000-"})
+    assert part.status_code == 206 and part.content == BIG[300000:]
