@@ -6,7 +6,8 @@ finds and opens the file (:mod:`dualcorn.static_fs`); the body then leaves throu
 TCP and into blocks read off the loop otherwise.  The user's app is never called, except for a
 missing file under ``--static-fallthrough`` (a single-page app's client-side routes).
 
-RFC 9110 rules applied, in its order (13.2.2): ``If-None-Match`` (weak comparison, 13.1.2), else
+RFC 9110 rules applied, in its order (13.2.2): ``If-Match`` (strong comparison), else
+``If-Unmodified-Since``, give 412 when they fail; ``If-None-Match`` (weak comparison, 13.1.2), else
 ``If-Modified-Since`` (GET and HEAD only) give 304 with the validators and ``Vary``
 (15.4.5); then ``Range`` on GET (14.2), unless ``If-Range`` (13.1.5) no longer matches: one
 ``bytes`` range gives 206 with ``Content-Range`` (14.4), a range past the end 416 with
@@ -108,6 +109,9 @@ class StaticFiles:
             headers.append((b"cache-control", self.cache_control))
         if found.varies:
             headers.append((b"vary", b"Accept-Encoding"))
+        if _precondition_failed(request, etag, found.mtime):
+            await _simple(send, 412, b"Precondition Failed\n", headers)
+            return
         if _not_modified(request, etag, found.mtime):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
@@ -169,7 +173,10 @@ async def _simple(
 
 
 def _request_headers(scope: Any) -> dict[bytes, bytes]:
-    wanted = (b"if-none-match", b"if-modified-since", b"range", b"if-range", b"accept-encoding")
+    wanted = (
+        b"if-match", b"if-unmodified-since", b"if-none-match", b"if-modified-since", b"range",
+        b"if-range", b"accept-encoding",
+    )  # fmt: skip
     found: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:
         lowered = name.lower()
@@ -182,6 +189,19 @@ def _request_headers(scope: Any) -> dict[bytes, bytes]:
 def _opaque(tag: bytes) -> bytes:
     tag = tag.strip()
     return tag[2:] if tag.startswith(b"W/") else tag
+
+
+def _precondition_failed(request: dict[bytes, bytes], etag: bytes, mtime: float) -> bool:
+    """RFC 9110 13.2.2 steps 1-2: If-Match (strong comparison), else If-Unmodified-Since."""
+    tags = request.get(b"if-match")
+    if tags is not None:
+        listed = [t.strip() for t in tags.split(b",")]
+        return b"*" not in listed and etag not in listed
+    since = request.get(b"if-unmodified-since")
+    if since is not None:
+        stamp = _http_date(since)
+        return stamp is not None and int(mtime) > stamp
+    return False
 
 
 def _not_modified(request: dict[bytes, bytes], etag: bytes, mtime: float) -> bool:

@@ -73,6 +73,27 @@ def test_validators_and_304(files: Files, tree: Path) -> None:
     assert app.calls == []
 
 
+def test_preconditions_412(files: Files) -> None:
+    _, _, client = files
+    first = client.get("/static/hello.txt")
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    for headers, status in (
+        ({"if-match": etag}, 200),
+        ({"if-match": f'"x", {etag}'}, 200),
+        ({"if-match": "*"}, 200),
+        ({"if-match": '"x"'}, 412),
+        ({"if-match": "W/" + etag}, 412),  # If-Match compares strongly (RFC 9110 13.1.1)
+        ({"if-unmodified-since": modified}, 200),
+        ({"if-unmodified-since": "Sat, 01 Jan 2000 00:00:00 GMT"}, 412),
+        ({"if-unmodified-since": "garbage"}, 200),
+        ({"if-match": etag, "if-unmodified-since": "Sat, 01 Jan 2000 00:00:00 GMT"}, 200),
+    ):
+        response = client.get("/static/hello.txt", headers=headers)
+        assert response.status_code == status, headers
+        if status == 412:
+            assert response.headers["etag"] == etag
+
+
 def test_ranges(files: Files) -> None:
     _, _, client = files
     cases = {
