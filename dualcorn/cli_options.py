@@ -50,6 +50,7 @@ _SPECIAL_DEFAULTS = {
     "access_logfile": "stderr",
     "error_logfile": "stderr",
     "root_path": "none",
+    "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
 }
 
 
@@ -235,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="glob of files to ignore (repeatable)")  # fmt: skip
     g.add_argument("--reload-delay", type=parse_duration, help="seconds to gather a burst of saves")
     _add_migration_group(p)
+    g = p.add_argument_group("proxies")
+    g.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction,
+                   help="use X-Forwarded-* and Forwarded from trusted peers")  # fmt: skip
+    g.add_argument("--forwarded-allow-ips", metavar="LIST",
+                   help="trusted proxies: IPs, CIDRs, * or unix, comma-separated")  # fmt: skip
+    g.add_argument("--forwarded-prefix", action=argparse.BooleanOptionalAction,
+                   help="X-Forwarded-Prefix from a trusted proxy sets root_path")  # fmt: skip
+    g.add_argument("--proxy-protocol", action=argparse.BooleanOptionalAction,
+                   help="expect a PROXY protocol v1/v2 preamble from trusted peers")  # fmt: skip
     _add_mount_group(p)
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")

@@ -54,6 +54,10 @@ def _web_concurrency() -> int:
         raise ConfigError(f"WEB_CONCURRENCY must be a whole number, not {value!r}") from None
 
 
+def _forwarded_allow_ips() -> str:
+    return os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """Everything the server needs to know, checked once, before anything starts."""
@@ -142,6 +146,17 @@ class Config:
     access_logfile: str | None = None
     error_logfile: str | None = None
 
+    # --- Proxies -------------------------------------------------------------------------
+    # uvicorn --proxy-headers: on by default, believed only from --forwarded-allow-ips.
+    proxy_headers: bool = True
+    # uvicorn and gunicorn: $FORWARDED_ALLOW_IPS, else loopback only.  A comma list (or a
+    # sequence) of addresses, CIDR networks, "*" and "unix"; kept as a tuple of its items.
+    forwarded_allow_ips: str | Sequence[str] = field(default_factory=_forwarded_allow_ips)
+    # X-Forwarded-Prefix sets root_path: off unless asked (werkzeug ProxyFix x_prefix=0).
+    forwarded_prefix: bool = False
+    # gunicorn --proxy-protocol: off; the preamble is accepted from --forwarded-allow-ips only.
+    proxy_protocol: bool = False
+
     # --- Mounts and static files ----------------------------------------------------------
     # More apps behind one listener, as NGINX Unit's routes and Werkzeug's DispatcherMiddleware
     # did; "PATH=APP[@INTERFACE[:THREADS]]" strings or Mount values (dualcorn.mountspec).
@@ -173,6 +188,7 @@ class Config:
         for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "headers", _check_headers(self.headers))
+        object.__setattr__(self, "forwarded_allow_ips", _check_allow_ips(self.forwarded_allow_ips))
         object.__setattr__(self, "mounts", parse_mounts(self.mounts))
         object.__setattr__(self, "static", parse_statics(self.static))
         if self.static_max_age is not None and self.static_max_age < 0:
@@ -257,6 +273,18 @@ class Config:
         from dualcorn.addresses import listen_addresses
 
         return ", ".join(str(address) for address in listen_addresses(self))
+
+
+def _check_allow_ips(spec: str | Sequence[str]) -> tuple[str, ...]:
+    from dualcorn.proxies import TrustedProxies
+
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = [item.strip() for item in items if item.strip()]
+    try:
+        TrustedProxies(items)
+    except ValueError as exc:
+        raise ConfigError(f"forwarded_allow_ips: {exc}") from None
+    return tuple(items)
 
 
 def _check_headers(headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

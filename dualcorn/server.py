@@ -20,6 +20,7 @@ from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
+from dualcorn.proxy_protocol import preamble_factory
 from dualcorn.routing import build_apps
 
 __all__ = ["Server"]
@@ -107,13 +108,12 @@ class Server:
         from dualcorn.protocols import protocol_class
 
         protocol = protocol_class(self.config.http)
+        factory = preamble_factory(state, lambda: protocol(state))  # --proxy-protocol
         loop = asyncio.get_running_loop()
         if not sockets:
             sockets = self._bound = bind_sockets(self.config)
         for sock in sockets:
-            server = await loop.create_server(
-                lambda: protocol(state), sock=sock, backlog=self.config.backlog
-            )
+            server = await loop.create_server(factory, sock=sock, backlog=self.config.backlog)
             self._servers.append(server)
             address = describe_socket(sock)
             self.addresses.append(address)

@@ -21,6 +21,7 @@ from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.wire import error_response
 from dualcorn.protocols.ws_handshake import is_websocket_upgrade
+from dualcorn.proxies import ProxyHeaders
 
 __all__ = ["HTTPConnection"]
 
@@ -53,6 +54,10 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.cycle: RequestCycle | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        # Set by a PROXY protocol preamble (dualcorn.proxy_protocol) before connection_made.
+        self.proxied: tuple[tuple[str, int] | None, tuple[str, int] | None] | None = None
+        # The forwarding-header policy when this connection's peer is a trusted proxy.
+        self.forwarding: ProxyHeaders | None = None
         self.requests_served = 0
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
@@ -67,8 +72,14 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.transport = transport = cast(asyncio.Transport, transport)
         self.read_flow = ReadFlow(transport)
         transport.set_write_buffer_limits(high=self.config.write_high_water)
-        self.client = _address(transport.get_extra_info("peername"))
-        self.server = _address(transport.get_extra_info("sockname"))
+        if self.proxied is None:
+            self.client = _address(transport.get_extra_info("peername"))
+            self.server = _address(transport.get_extra_info("sockname"))
+        else:
+            self.client, self.server = self.proxied
+        policy = self.state.proxy_headers
+        if policy is not None and policy.trusted.trusts(self.client[0] if self.client else None):
+            self.forwarding = policy
         self.state.connections.add(self)
         if self.state.stopping:  # accepted just before the listener closed
             self.shutdown()
@@ -153,6 +164,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "state": state.lifespan_state.copy(),
             "extensions": _EXTENSIONS,
         }
+        if self.forwarding is not None:
+            self.forwarding.rewrite(scope)
         cycle = RequestCycle(
             scope,
             self,
@@ -221,6 +234,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "state": state.lifespan_state.copy(),
             "extensions": _WS_EXTENSIONS,
         }
+        if self.forwarding is not None:
+            self.forwarding.rewrite(scope)
         handshake = Handshake(method, target, version, headers, self.config)
         session = WebSocketSession(state, self.transport, scope, handshake, self.write_flow)
         state.connections.discard(self)

@@ -10,6 +10,7 @@ from dualcorn import __version__
 from dualcorn.config import Config
 from dualcorn.protocols.wire import DateHeader
 from dualcorn.protocols.ws_handshake import websocket_support
+from dualcorn.proxies import proxy_headers
 
 __all__ = ["Connection", "ServerState"]
 
@@ -69,6 +70,8 @@ class ServerState:
         self.access_logger = logging.getLogger("dualcorn.access")
         self.error_logger = logging.getLogger("dualcorn.error")
         self.server_software = f"dualcorn/{__version__}"
+        # Forwarding headers, for connections whose peer --forwarded-allow-ips trusts.
+        self.proxy_headers = proxy_headers(config)
         # Called after every completed request (max-requests accounting by supervisors).
         self.on_request_done: list[Any] = []
 
