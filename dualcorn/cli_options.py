@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         (("--timeout-keep-alive", "--keep-alive"), parse_duration,
          "idle time between requests"),
         (("--timeout-request-head",), parse_duration, "time to receive a request head"),
-        (("--timeout-body-read",), parse_duration, "longest gap while reading a body"),
+        (("--timeout-body-read",), parse_duration,
+         "time to receive a body at --timeout-min-rate"),
         (("--timeout-graceful-shutdown", "--graceful-timeout"), parse_optional_duration,
          "wait for requests in flight"),
         (("--timeout-worker-healthcheck", "-t", "--timeout"), parse_duration,
@@ -236,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="glob of files to ignore (repeatable)")  # fmt: skip
     g.add_argument("--reload-delay", type=parse_duration, help="seconds to gather a burst of saves")
     _add_migration_group(p)
+    g = p.add_argument_group("slow clients, connection counts")
+    g.add_argument("--timeout-min-rate", type=parse_size,
+                   help="bytes/s extending head and body timeouts (0: fixed)")  # fmt: skip
+    g.add_argument("--timeout-request-head-max", type=parse_duration,
+                   help="longest a request head may take, whatever its rate")  # fmt: skip
+    g.add_argument("--limit-connections", type=_optional_int,
+                   help="open connections per process; past it new ones close at once")  # fmt: skip
+    g.add_argument("--timeout-lifespan", type=parse_optional_duration,
+                   help="lifespan startup or shutdown that hangs: exit 3")  # fmt: skip
     g = p.add_argument_group("proxies")
     g.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction,
                    help="use X-Forwarded-* and Forwarded from trusted peers")  # fmt: skip

@@ -110,8 +110,10 @@ class Config:
 
     # --- Timeouts (seconds) --------------------------------------------------------------
     timeout_keep_alive: float = 5.0  # uvicorn --timeout-keep-alive default
-    timeout_request_head: float = 60.0  # nginx client_header_timeout
-    timeout_body_read: float = 60.0  # nginx client_body_timeout: between two reads
+    # Apache mod_reqtimeout "header=20-40,MinRate=500" and "body=20,MinRate=500": the time a
+    # client gets before it must keep sending (see "Slow clients" below for the extension).
+    timeout_request_head: float = 20.0
+    timeout_body_read: float = 20.0
     timeout_graceful_shutdown: float | None = 30.0  # gunicorn graceful_timeout
     timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout
     timeout_worker_startup: float = 60.0
@@ -157,6 +159,23 @@ class Config:
     # gunicorn --proxy-protocol: off; the preamble is accepted from --forwarded-allow-ips only.
     proxy_protocol: bool = False
 
+    # --- Slow clients, connection counts ---------------------------------------------------
+    # Apache mod_reqtimeout MinRate=500: each 500 bytes received buys one more second, so a
+    # slow honest client keeps its connection and one trickling bytes does not; 0 turns the
+    # extension off (a fixed head timeout, a body timeout between two reads, as in nginx).
+    timeout_min_rate: int = 500
+    # Apache "header=20-40": no request head takes longer than this, whatever the rate (and
+    # never less than timeout_request_head, so raising that one alone keeps working).
+    timeout_request_head_max: float = 40.0
+    # nginx worker_connections, gunicorn worker_connections: open connections per process
+    # past which a new one is closed at once.  Unset by default, as in uvicorn: the
+    # descriptor limit (ulimit -n) bounds them, and running out of descriptors pauses
+    # accepting instead of failing (dualcorn.listener).
+    limit_connections: int | None = None
+    # hypercorn startup_timeout and shutdown_timeout (60 s): a lifespan startup or shutdown
+    # that hangs stops the server (exit status 3) instead of holding it forever.
+    timeout_lifespan: float | None = 60.0
+
     # --- Mounts and static files ----------------------------------------------------------
     # More apps behind one listener, as NGINX Unit's routes and Werkzeug's DispatcherMiddleware
     # did; "PATH=APP[@INTERFACE[:THREADS]]" strings or Mount values (dualcorn.mountspec).
@@ -183,6 +202,7 @@ class Config:
             if value not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         self._check_ranges()
+        self._check_slow_clients()
         self._check_conflicts()
         # Normalise sequences so a frozen Config is hashable and safe to share.
         for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
@@ -247,6 +267,16 @@ class Config:
             raise ConfigError(
                 f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
             )
+
+    def _check_slow_clients(self) -> None:
+        if self.timeout_min_rate < 0:
+            raise ConfigError("timeout_min_rate must not be negative (0 turns it off)")
+        if self.timeout_request_head_max <= 0:
+            raise ConfigError("timeout_request_head_max must be more than 0 seconds")
+        if self.limit_connections is not None and self.limit_connections < 1:
+            raise ConfigError("limit_connections must be at least 1 (or unset)")
+        if self.timeout_lifespan is not None and self.timeout_lifespan <= 0:
+            raise ConfigError("timeout_lifespan must be more than 0 seconds (or unset)")
 
     def _check_conflicts(self) -> None:
         self._check_migration()

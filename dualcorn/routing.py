@@ -79,23 +79,24 @@ class AppSet:
                 announce=served.interface != "wsgi", label=label,
             )  # fmt: skip
             try:
-                await served.lifespan.startup()
+                await served.lifespan.startup(config.timeout_lifespan)
             except StartupError as exc:
-                await self.shutdown(config.timeout_graceful_shutdown)
+                await self.shutdown(config)
                 if routed:
                     raise StartupError(f"{served.label}: {exc}") from exc
                 raise
             self._started.append(served)
 
-    async def shutdown(self, grace: float | None) -> None:
+    async def shutdown(self, config: Config) -> None:
         """Lifespan shutdown in reverse order, then every WSGI pool (they are dualcorn's)."""
+        grace = _lifespan_grace(config)
         while self._started:
             served = self._started.pop()
             assert served.lifespan is not None
             await served.lifespan.shutdown(grace)
         for served in reversed(self.served):
             if served.interface == "wsgi":
-                await _close_wsgi_pool(served.app, grace)
+                await _close_wsgi_pool(served.app, config.timeout_graceful_shutdown)
 
 
 def build_apps(config: Config) -> AppSet:
@@ -183,6 +184,13 @@ def _starts_with(decoded: list[bytes], prefix: tuple[bytes, ...]) -> bool:
     return len(decoded) >= len(prefix) and all(
         decoded[i] == segment for i, segment in enumerate(prefix)
     )
+
+
+def _lifespan_grace(config: Config) -> float | None:
+    """The lifespan shutdown gets the graceful timeout, and never more than --timeout-lifespan."""
+    limits = (config.timeout_graceful_shutdown, config.timeout_lifespan)
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
 
 
 async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:

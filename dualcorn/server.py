@@ -18,6 +18,7 @@ from typing import Any
 
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.listener import Listening, listen
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
 from dualcorn.proxy_protocol import preamble_factory
@@ -42,7 +43,7 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
         self._stop_requested = False
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listening] = []
         self._bound: list[socket.socket] = []  # sockets this server bound (not inherited)
         # Supervised servers share sockets their supervisor bound and announced already.
         self.announce = True
@@ -88,7 +89,7 @@ class Server:
         finally:
             self._remove_signal_handlers()
             close_listeners(self._bound)  # and remove the Unix socket files it created
-            await apps.shutdown(config.timeout_graceful_shutdown)
+            await apps.shutdown(config)
             self.started.clear()
 
     def stop(self, force: bool = False) -> None:
@@ -113,7 +114,8 @@ class Server:
         if not sockets:
             sockets = self._bound = bind_sockets(self.config)
         for sock in sockets:
-            server = await loop.create_server(factory, sock=sock, backlog=self.config.backlog)
+            # Not loop.create_server: see dualcorn.listener (descriptors running out).
+            server = await listen(loop, sock, factory, backlog=self.config.backlog)
             self._servers.append(server)
             address = describe_socket(sock)
             self.addresses.append(address)

@@ -8,6 +8,7 @@ from typing import Any
 
 from dualcorn import __version__
 from dualcorn.config import Config
+from dualcorn.listener import Throttled
 from dualcorn.protocols.wire import DateHeader
 from dualcorn.protocols.ws_handshake import websocket_support
 from dualcorn.proxies import proxy_headers
@@ -48,6 +49,11 @@ class ServerState:
         )
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        # The apps of open WebSocket sessions: they count toward --limit-concurrency too.
+        self.ws_tasks: set[asyncio.Task[None]] = set()
+        self._refused = Throttled(
+            f"--limit-connections ({config.limit_connections}) reached: closed %d new connection(s)"
+        )
         self.total_requests = 0
         self.stopping = False
         # Set by the lifespan startup: a copy of it goes into every request scope.
@@ -74,6 +80,19 @@ class ServerState:
         self.proxy_headers = proxy_headers(config)
         # Called after every completed request (max-requests accounting by supervisors).
         self.on_request_done: list[Any] = []
+
+    def at_connection_limit(self) -> bool:
+        """Whether a new connection must be closed at once (nginx worker_connections)."""
+        limit = self.config.limit_connections
+        if limit is None or len(self.connections) < limit:
+            return False
+        self._refused()
+        return True
+
+    def at_concurrency_limit(self) -> bool:
+        """Whether a new request or WebSocket must be refused with 503 (--limit-concurrency)."""
+        limit = self.config.limit_concurrency
+        return limit is not None and len(self.tasks) + len(self.ws_tasks) >= limit
 
     @property
     def access_log(self) -> bool:
