@@ -36,6 +36,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 KIB = 1024
 MIB = 1024 * KIB
+_INT_MAX = 2**31 - 1  # the largest value a C int option (listen backlog) takes
 
 
 def _default_threads() -> int:
@@ -188,6 +189,15 @@ class Config:
         for name in timeouts:
             if getattr(self, name) <= 0 and name != "reload_delay":
                 raise ConfigError(f"{name} must be more than 0 seconds")
+        if self.reload_delay < 0:
+            raise ConfigError("reload_delay must not be negative")
+        # listen(2) takes a C int; the kernel caps it at net.core.somaxconn anyway.
+        if self.backlog > _INT_MAX:
+            raise ConfigError(f"backlog must be at most {_INT_MAX}; got {self.backlog}")
+        if self.fd is not None and self.fd < 0:
+            raise ConfigError(f"fd must be a descriptor number (0 or more); got {self.fd}")
+        if self.uds is not None and not self.uds:
+            raise ConfigError("uds needs a path, as in /run/app.sock")
         for name in ("timeout_graceful_shutdown", "ws_ping_interval", "ws_ping_timeout"):
             value = getattr(self, name)
             if value is not None and value < 0:
