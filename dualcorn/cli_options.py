@@ -50,6 +50,7 @@ _SPECIAL_DEFAULTS = {
     "access_logfile": "stderr",
     "error_logfile": "stderr",
     "root_path": "none",
+    "reload_dirs": "the current directory",
 }
 
 
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-delay", type=parse_duration, help="seconds to gather a burst of saves")
     _add_migration_group(p)
     g = p.add_argument_group("logging")
-    g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
+    g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
+                   help="the error log's level")  # fmt: skip
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")
     g.add_argument("--access-log", action=argparse.BooleanOptionalAction,
                    help="one line per response")  # fmt: skip
@@ -271,7 +273,10 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
         (("--worker-tmp-dir",), 1, "workers report their heartbeat over a pipe"),
         (("--preload",), 0, "each worker imports the app itself"),
         (("-n", "--name"), 1, "process names are left as they are"),
-        (("--no-sendfile",), 0, "dualcorn does not use sendfile"),
+        (("--no-sendfile",), 0, "wsgi.file_wrapper files always use sendfile when the "
+         "transport allows"),
+        (("--limit-request-field_size", "--limit-request-field-size"), 1,
+         "--limit-request-head bounds the whole head, every field in it"),
     )  # fmt: skip
     for flags, nargs, why in ignored:
         dest = "_ignored_" + flags[-1].lstrip("-").replace("-", "_")
@@ -283,13 +288,15 @@ def _add_defaults(parser: argparse.ArgumentParser) -> None:
     """End each help line with its default, from Config, unless the line states it already."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for action in parser._actions:
-        if not action.option_strings or action.help is None or "(default:" in action.help:
+        if not action.option_strings or action.help is None:
             continue
         if isinstance(action, _Refused | _Ignored | _AlreadySo):
             continue
         if action.metavar is None and action.nargs != 0 and action.choices is None:
             metavar = _DEST_METAVARS.get(action.dest) or _METAVARS.get(action.type, "TEXT")
             action.metavar = metavar
+        if "(default:" in action.help:
+            continue
         field = fields.get(action.dest)
         if field is None:
             continue
