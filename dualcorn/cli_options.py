@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--timeout-graceful-shutdown", "--graceful-timeout"), parse_optional_duration,
          "wait for requests in flight"),
         (("--timeout-worker-healthcheck", "-t", "--timeout"), parse_duration,
-         "a silent worker is restarted after"),
+         "a silent worker is restarted after; 0 never"),
     )  # fmt: skip
     for flags, kind, text in options:
         g.add_argument(*flags, type=kind, help=text)

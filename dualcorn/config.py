@@ -37,6 +37,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 KIB = 1024
 MIB = 1024 * KIB
 _INT_MAX = 2**31 - 1  # the largest value a C int option (listen backlog) takes
+# gunicorn's "--timeout 0" (Cloud Run's documented command line) means no worker timeout.
+_NO_LIMIT_AT_0 = "timeout_worker_healthcheck"
 
 
 def _default_threads() -> int:
@@ -109,7 +111,7 @@ class Config:
     timeout_request_head: float = 60.0  # nginx client_header_timeout
     timeout_body_read: float = 60.0  # nginx client_body_timeout: between two reads
     timeout_graceful_shutdown: float | None = 30.0  # gunicorn graceful_timeout
-    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout
+    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout; 0 disables it, as there
     timeout_worker_startup: float = 60.0
 
     # --- WSGI ----------------------------------------------------------------------------
@@ -187,10 +189,11 @@ class Config:
             "reload_delay",
         )  # fmt: skip
         for name in timeouts:
-            if getattr(self, name) <= 0 and name != "reload_delay":
+            if getattr(self, name) <= 0 and name not in ("reload_delay", _NO_LIMIT_AT_0):
                 raise ConfigError(f"{name} must be more than 0 seconds")
-        if self.reload_delay < 0:
-            raise ConfigError("reload_delay must not be negative")
+        for name in ("reload_delay", _NO_LIMIT_AT_0):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
         # listen(2) takes a C int; the kernel caps it at net.core.somaxconn anyway.
         if self.backlog > _INT_MAX:
             raise ConfigError(f"backlog must be at most {_INT_MAX}; got {self.backlog}")

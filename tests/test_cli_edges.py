@@ -141,3 +141,40 @@ def test_an_ini_log_config_missing_a_section_names_it(tmp_path: Path) -> None:
     result = run_to_exit("--log-config", str(path), APP)
     assert result.returncode == 3, result.stderr
     assert "no section or key 'formatters'" in one_error_line(result)
+
+
+BLOCKING_APP = """
+import os, time
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    time.sleep(3)  # blocks the event loop: no heartbeat for 3 s
+    body = str(os.getpid()).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def test_gunicorn_timeout_0_never_kills_a_worker(tmp_path: Path) -> None:
+    # Cloud Run's documented line is "gunicorn --workers 1 --threads 8 --timeout 0 main:app":
+    # 0 is gunicorn's "no worker timeout", not "kill at once" and not an error.
+    (tmp_path / "blocking.py").write_text(BLOCKING_APP)
+    args = ("--workers", "1", "--threads", "8", "--timeout", "0", "--port", "0",
+            "--lifespan", "off", "blocking:app")  # fmt: skip
+    with run_dualcorn(*args, cwd=tmp_path) as server:
+        first = httpx.get(server.url, timeout=60)
+        second = httpx.get(server.url, timeout=60)
+        assert first.status_code == second.status_code == 200
+        assert first.text == second.text  # the same worker answered: it was not replaced
+        assert server.stop() == 0
+    assert "sent no heartbeat" not in server.stderr_text()
+
+
+@pytest.mark.parametrize("option", ["--timeout-worker-healthcheck", "--timeout-graceful-shutdown"])
+def test_an_enormous_timeout_is_a_long_wait_not_an_overflow(option: str) -> None:
+    # poll(2) cannot wait 1e300 seconds; the supervisor must not pass that through.
+    with run_dualcorn("--workers", "2", option, "1e300", "--port", "0", APP) as server:
+        assert httpx.get(f"{server.url}/long", timeout=30).text == "GET /long"
+        assert server.stop() == 0
+    assert "Traceback" not in server.stderr_text()
