@@ -178,3 +178,23 @@ def test_an_enormous_timeout_is_a_long_wait_not_an_overflow(option: str) -> None
         assert httpx.get(f"{server.url}/long", timeout=30).text == "GET /long"
         assert server.stop() == 0
     assert "Traceback" not in server.stderr_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        # Django's documented "gunicorn myproject.wsgi": gunicorn's default attribute.
+        ("mysite.wsgi", "gunicorn's bare 'mysite.wsgi' means 'mysite.wsgi:application'"),
+        ("wsgi", "gunicorn's bare 'wsgi' means 'wsgi:application'"),
+        ("main.app", "did you mean 'main:app'?"),
+        ("main.py", "not a file path: did you mean 'main:app'?"),
+    ],
+)
+def test_a_bare_module_names_gunicorns_meaning(text: str, hint: str) -> None:
+    from dualcorn.errors import LoadError
+    from dualcorn.loading import load_app
+
+    with pytest.raises(LoadError) as caught:
+        load_app(text)
+    assert hint in str(caught.value)
+    assert "did you mean 'main:py'" not in str(caught.value)
