@@ -221,7 +221,7 @@ class Config:
             raise ConfigError("bind replaces uds and fd: give the addresses in bind only")
         if not 0 <= self.uds_mode <= 0o777:
             raise ConfigError(
-                f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
+                f"uds_mode must be a permission mode such as 0o660; got {oct(self.uds_mode)}"
             )
 
     def _check_conflicts(self) -> None:

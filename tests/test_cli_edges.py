@@ -48,6 +48,11 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
         (["--fd", "-1"], {}, "fd must be a descriptor number"),
         (["--uds", ""], {}, "uds needs a path"),
         (["--reload-delay", "-1"], {}, "reload_delay must not be negative"),
+        (
+            ["--uds-mode", "1777"],
+            {},
+            "uds_mode must be a permission mode such as 0o660; got 0o1777",
+        ),
         ([], {"DUALCORN_WORKERS": "abc"}, "DUALCORN_WORKERS='abc': expected a whole number"),
         ([], {"DUALCORN_BACKLOG": "1.5"}, "DUALCORN_BACKLOG='1.5': expected a whole number"),
     ],
