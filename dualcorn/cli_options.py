@@ -51,6 +51,7 @@ _SPECIAL_DEFAULTS = {
     "error_logfile": "stderr",
     "root_path": "none",
     "reload_dirs": "the current directory",
+    "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
 }
 
 
@@ -208,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         (("--timeout-keep-alive", "--keep-alive"), parse_duration,
          "idle time between requests"),
         (("--timeout-request-head",), parse_duration, "time to receive a request head"),
-        (("--timeout-body-read",), parse_duration, "longest gap while reading a body"),
+        (("--timeout-body-read",), parse_duration,
+         "time to receive a body at --timeout-min-rate"),
         (("--timeout-graceful-shutdown", "--graceful-timeout"), parse_optional_duration,
          "wait for requests in flight"),
         (("--timeout-worker-healthcheck", "-t", "--timeout"), parse_duration,
@@ -236,6 +238,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="glob of files to ignore (repeatable)")  # fmt: skip
     g.add_argument("--reload-delay", type=parse_duration, help="seconds to gather a burst of saves")
     _add_migration_group(p)
+    g = p.add_argument_group("slow clients, connection counts")
+    g.add_argument("--timeout-min-rate", type=parse_size,
+                   help="bytes/s extending head and body timeouts (0: fixed)")  # fmt: skip
+    g.add_argument("--timeout-request-head-max", type=parse_duration,
+                   help="longest a request head may take, whatever its rate")  # fmt: skip
+    g.add_argument("--limit-connections", type=_optional_int,
+                   help="open connections per process; past it new ones close at once")  # fmt: skip
+    g.add_argument("--timeout-lifespan", type=parse_optional_duration,
+                   help="lifespan startup or shutdown that hangs: exit 3")  # fmt: skip
+    g = p.add_argument_group("proxies")
+    g.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction,
+                   help="use X-Forwarded-* and Forwarded from trusted peers")  # fmt: skip
+    g.add_argument("--forwarded-allow-ips", metavar="LIST",
+                   help="trusted proxies: IPs, CIDRs, * or unix, comma-separated")  # fmt: skip
+    g.add_argument("--forwarded-prefix", action=argparse.BooleanOptionalAction,
+                   help="X-Forwarded-Prefix from a trusted proxy sets root_path")  # fmt: skip
+    g.add_argument("--proxy-protocol", action=argparse.BooleanOptionalAction,
+                   help="expect a PROXY protocol v1/v2 preamble from trusted peers")  # fmt: skip
+    g = p.add_argument_group("process and platform")
+    g.add_argument("--shutdown-delay", type=parse_duration,
+                   help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
                    help="the error log's level")  # fmt: skip

@@ -550,8 +550,7 @@ UVICORN_054 = [
     "--ws-ping-timeout",
 ]
 # Not accepted (yet); each is named in the README with the reason.
-NOT_YET = {"--http2", "--proxy-headers", "--no-proxy-headers", "--forwarded-allow-ips",
-           "--ssl-ca-certs", "--ssl-cert-reqs", "--ssl-certfile", "--ssl-ciphers",
+NOT_YET = {"--http2", "--ssl-ca-certs", "--ssl-cert-reqs", "--ssl-certfile", "--ssl-ciphers",
            "--ssl-keyfile", "--ssl-keyfile-password", "--ssl-version"}  # fmt: skip
 
 

@@ -36,14 +36,25 @@ class Lifespan:
         self._failure: str | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def startup(self) -> None:
+    async def startup(self, limit: float | None = None) -> None:
+        """Run the startup; StartupError if it fails or takes longer than ``limit`` seconds."""
         if not self.supported:
             return
         if self.announce:
             logger.info("Waiting for application startup.")
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = task = asyncio.get_running_loop().create_task(self._run())
         await self._inbox.put({"type": "lifespan.startup"})
-        await self._startup_done.wait()
+        try:
+            # hypercorn startup_timeout: a startup that hangs (a database that never answers)
+            # must stop the server, not hold a process that never listens.
+            async with asyncio.timeout(limit):
+                await self._startup_done.wait()
+        except TimeoutError:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+            raise StartupError(
+                f"Application startup did not complete in {limit:g} s (--timeout-lifespan)"
+            ) from None
         if self._failure is not None:
             raise StartupError(f"Application startup failed: {self._failure}")
         if self.supported and self.announce:
