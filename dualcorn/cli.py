@@ -136,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-include", dest="reload_includes", action="append")
     g.add_argument("--reload-exclude", dest="reload_excludes", action="append")
     g.add_argument("--reload-delay", type=float, help="seconds to gather a burst of saves")
+    g = p.add_argument_group("bounds under attack")
+    options = (
+        ("--ws-max-queue-bytes", int, "unread WebSocket bytes before reading pauses (4 MiB)"),
+        ("--ws-max-fragments", int, "fragments of one WebSocket message before 1008 (4096)"),
+        ("--timeout-send", float, "seconds a response waits for a client that reads nothing (60)"),
+        ("--wsgi-outbuf-overflow", int, "WSGI response bytes in memory, then a temp file (1 MiB)"),
+        ("--wsgi-outbuf-high-watermark", int, "bytes before a WSGI thread waits (16 MiB)"),
+        ("--wsgi-queue", int, "WSGI requests waiting for a thread before 503s (1000)"),
+    )
+    for flag, kind, text in options:
+        g.add_argument(flag, type=kind, help=text)
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="default info")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini")

@@ -9,7 +9,15 @@ frames (and answers pings, checks sizes, inflates permessage-deflate); an
 :class:`~dualcorn.protocols.ws_inbox.Inbox` makes whole, checked messages of the data frames
 for ``receive``; this class sends keepalive pings, carries the app's ``send`` to the wire, and
 runs the closing handshake with a timeout (RFC 6455 7.1).  Every wait is an event: ``receive``
-waits on the inbox, ``send`` on the transport draining.
+waits on the inbox, ``send`` on the transport draining (at most ``--timeout-send``).
+
+What a client can make the session hold is bounded.  Reading stops while the inbox is full
+(``--ws-max-queue`` messages or ``--ws-max-queue-bytes`` decompressed bytes) and while the
+transport's write buffer is above its high-water mark: a client that sends pings and never
+reads its pongs stops being read (RFC 6455 5.5.3 lets the answers wait).  A read is fed to the
+protocol in slices (16 KiB when permessage-deflate may inflate them), and the rest of the read
+is held, not parsed, once a bound is reached: one read cannot inflate into more than a slice's
+worth of messages past the bound.
 
 The session is one of the server's connections with ``long_lived`` set: graceful shutdown
 closes it with 1012 only after the HTTP requests in flight have finished.
@@ -34,16 +42,20 @@ from dualcorn.protocols.flow import ReadFlow, WriteFlow
 from dualcorn.protocols.logline import client_address, printable
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.ws_handshake import AppResponse, Handshake
-from dualcorn.protocols.ws_inbox import Inbox, InvalidText
+from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
 
 __all__ = ["WebSocketSession"]
 
 _CONNECT = {"type": "websocket.connect"}
 _HANDSHAKE, _RESPONDING, _OPEN, _DONE = range(4)  # the ASGI side's phase
-_EARLY = 8  # a ReadFlow reason: bytes arrived before the app accepted
+# ReadFlow reasons: bytes arrived before the app accepted; the inbox is full; the transport's
+# write buffer is above its high-water mark.
+_EARLY, _QUEUE, _WRITE = 8, 16, 32
+# Bytes given to the protocol at a time: a compressed slice may inflate a thousandfold.
+_SLICE_DEFLATE, _SLICE_PLAIN = 16 * 1024, 256 * 1024
 # RFC 6455 7.4.1 / IANA registry: 1006 is never sent, only reported; 1011 internal error;
 # 1012 service restart.
-_ABNORMAL, _INTERNAL_ERROR, _SERVICE_RESTART = 1006, 1011, 1012
+_ABNORMAL, _POLICY_VIOLATION, _INTERNAL_ERROR, _SERVICE_RESTART = 1006, 1008, 1011, 1012
 
 
 class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -81,7 +93,15 @@ class WebSocketSession(asyncio.Protocol, Connection):
         self.start_time = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self._early = bytearray()
-        self.inbox = Inbox(self.read_flow, config.ws_max_queue)
+        self.inbox = Inbox(
+            self._inbox_has_room,
+            config.ws_max_queue,
+            config.ws_max_queue_bytes,
+            config.ws_max_fragments,
+        )
+        self._held = b""  # the unparsed rest of a read, while a bound stops reading
+        self._held_scheduled = False
+        self._slice = _SLICE_DEFLATE if handshake.extensions else _SLICE_PLAIN
         self._connect_sent = False
         self._closed = self.loop.create_future()
         self._response: AppResponse | None = None
@@ -111,11 +131,57 @@ class WebSocketSession(asyncio.Protocol, Connection):
                 self._early += data
                 self.read_flow.pause(_EARLY)
             return
-        ws.receive_data(data)
-        self._process(ws)
+        if self._held:  # cannot happen while paused, but a transport may deliver one more read
+            self._held += data
+            return
+        if len(data) <= self._slice:  # the common case: one slice
+            ws.receive_data(data)
+            self._process(ws)
+            if self.inbox.full or self.write_flow.paused:
+                self._stop_reading()
+            return
+        self._feed(ws, data)
+
+    def _feed(self, ws: ServerProtocol, data: bytes) -> None:
+        """Give ``data`` to the protocol a slice at a time; hold the rest once a bound is hit."""
+        size, step = len(data), self._slice
+        for start in range(0, size, step):
+            if self.inbox.full or self.write_flow.paused:
+                self._held = data[start:]
+                self._stop_reading()
+                return
+            ws.receive_data(data[start : start + step])
+            self._process(ws)
+        if self.inbox.full or self.write_flow.paused:
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        if self.inbox.full:
+            self.read_flow.pause(_QUEUE)
+        if self.write_flow.paused:
+            self.read_flow.pause(_WRITE)
+
+    def _inbox_has_room(self) -> None:
+        self.read_flow.resume(_QUEUE)
+        self._release_held()
+
+    def _release_held(self) -> None:
+        if self._held and not self._held_scheduled:
+            # Not from inside the app's receive() or the transport's callback: on its own turn.
+            self._held_scheduled = True
+            self.loop.call_soon(self._feed_held)
+
+    def _feed_held(self) -> None:
+        self._held_scheduled = False
+        ws, held = self.ws, self._held
+        if ws is None or not held or self.inbox.full or self.write_flow.paused:
+            return
+        self._held = b""
+        self._feed(ws, held)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        self._held = b""
         for timer in (self._ping_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -138,9 +204,15 @@ class WebSocketSession(asyncio.Protocol, Connection):
 
     def pause_writing(self) -> None:
         self.write_flow.pause_writing()
+        if self.ws is not None:
+            # Stop reading too: pongs (and echoes) must not pile up for a client that does not
+            # read them.  RFC 6455 5.5.3 allows a pong to wait.
+            self.read_flow.pause(_WRITE)
 
     def resume_writing(self) -> None:
         self.write_flow.resume_writing()
+        self.read_flow.resume(_WRITE)
+        self._release_held()
 
     # --- Frames from the client ----------------------------------------------------------
 
@@ -157,6 +229,10 @@ class WebSocketSession(asyncio.Protocol, Connection):
                 except InvalidText as exc:
                     # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
                     ws.fail(1007, str(exc))
+                    failed = True
+                except TooManyFragments as exc:
+                    # 7.4.1: 1008 "received a message that violates its policy".
+                    ws.fail(_POLICY_VIOLATION, str(exc))
                     failed = True
             elif opcode is PONG:
                 self._on_pong(event.data)
@@ -260,7 +336,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
                 self._flush(ws)
                 if self.write_flow.paused:
                     # Backpressure: the client is not reading; the app waits here.
-                    await self.write_flow.drain()
+                    await self._drain()
             elif kind == "websocket.close":
                 self._send_close(ws, message.get("code") or 1000, message.get("reason") or "")
             else:
@@ -286,9 +362,15 @@ class WebSocketSession(asyncio.Protocol, Connection):
             if self._response.complete:
                 self._close_transport()
             elif self.write_flow.paused:
-                await self.write_flow.drain()
+                await self._drain()
         else:
             raise ClientDisconnected("the WebSocket is closed")
+
+    async def _drain(self) -> None:
+        # nginx send_timeout: a client that reads nothing for --timeout-send is dropped.
+        if not await self.write_flow.drain(self.config.timeout_send):
+            self.transport.abort()
+            raise ClientDisconnected("the client read nothing in --timeout-send")
 
     def _accept(self, message: dict[str, Any]) -> None:
         response = self.handshake.accept_response(message, self.state)
