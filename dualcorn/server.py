@@ -3,6 +3,10 @@
 Shutdown order (SIGINT, SIGTERM or :meth:`Server.stop` from any thread): stop accepting; close
 idle connections at once; let requests in flight finish within ``timeout_graceful_shutdown``;
 cancel what is left; then lifespan shutdown.  A second signal skips the waiting.
+
+The grace period is one deadline for the whole shutdown: WSGI threads still stuck in the app
+when it passes are named in the log and left behind (they are daemon threads, and nothing here
+waits on them in an executor), so ``--timeout-graceful-shutdown`` is kept however the app hangs.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Server:
         self._force: asyncio.Event | None = None
         self._stop_requested = False
         self._servers: list[asyncio.Server] = []
+        self._deadline: float | None = None  # loop time when the grace period ends
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
@@ -84,9 +89,14 @@ class Server:
             await self._shutdown(state)
         finally:
             self._remove_signal_handlers()
-            await lifespan.shutdown(config.timeout_graceful_shutdown)
+            # A WSGI app's lifespan is the adapter's: waiting for its threads shares the one
+            # grace period with the requests, so stuck threads cannot stretch the shutdown.
+            wsgi = self.interface == "wsgi"
+            await lifespan.shutdown(
+                self._grace_left() if wsgi else config.timeout_graceful_shutdown
+            )
             if self.interface == "wsgi":
-                await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
+                await _close_wsgi_pool(app, self._grace_left())
             self.started.clear()
 
     def stop(self, force: bool = False) -> None:
@@ -140,6 +150,7 @@ class Server:
                 connection.shutdown()
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        self._deadline = deadline
         if state.tasks:
             logger.info("Waiting for %d request(s) in flight to finish.", len(state.tasks))
             await self._wait_unless_forced(state.tasks, deadline)
@@ -183,6 +194,16 @@ class Server:
         await asyncio.wait({waiting, forced}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         forced.cancel()
+
+    def _grace_left(self) -> float | None:
+        """Seconds left of the grace period (all of it if shutdown never began); a moment at
+        least, for threads that are finishing because their requests were just cancelled."""
+        grace = self.config.timeout_graceful_shutdown
+        if self._force is not None and self._force.is_set():
+            return 0.5
+        if self._deadline is None or grace is None:
+            return grace
+        return max(0.5, self._deadline - asyncio.get_running_loop().time())
 
     def _request_stop(self) -> None:
         if self._stop is not None:
@@ -233,10 +254,13 @@ async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
     """Stop the WSGI thread pool, whatever --lifespan said: the pool is dualcorn's, not the app's.
 
     A thread stuck in the app cannot be interrupted; after the grace period it is left behind
-    rather than holding the process forever.
+    rather than holding the process forever, and the log says which requests it was running.
     """
-    try:
-        async with asyncio.timeout(grace):
-            await adapter.shutdown()
-    except TimeoutError:
-        logger.warning("WSGI threads still busy after %s s; exiting without them.", grace)
+    stuck = await adapter.shutdown(grace)
+    if stuck:
+        logger.warning(
+            "%d WSGI thread(s) still in the app when the grace period ended; exiting without "
+            "them. Abandoned: %s",
+            len(stuck),
+            ", ".join(stuck),
+        )

@@ -41,7 +41,15 @@ def prepare_app(config: Config) -> tuple[Any, InterfaceName]:
     if interface == "wsgi":
         from dualcorn.adapters.wsgi import WSGIAdapter
 
-        return WSGIAdapter(app, threads=config.threads, multiprocess=config.workers > 1), interface
+        adapter = WSGIAdapter(
+            app,
+            threads=config.threads,
+            multiprocess=config.workers > 1,
+            queue=config.wsgi_queue,
+            outbuf_overflow=config.wsgi_outbuf_overflow,
+            outbuf_high_watermark=config.wsgi_outbuf_high_watermark,
+        )
+        return adapter, interface
     return app, interface
 
 

@@ -1,19 +1,21 @@
 """Small apps for the attack tests (tests/test_bounds_*.py): no framework, quick to start.
 
 ``asgi``: GET answers "ok"; the WebSocket ``/idle`` accepts and never reads, as the app in a
-deflate-bomb or ping-flood attack.  ``wsgi``: ``/`` answers "ok", ``/big`` streams 32 MiB,
-``/stuck`` blocks its thread for a minute (an app that will not finish in the grace period).
+deflate-bomb or ping-flood attack.  ``wsgi``: ``/`` answers "ok"; ``/big?mib=N`` streams N MiB
+(and counts the ``close()`` calls); ``/stuck?s=N`` blocks its thread N seconds (60 by default:
+an app that will not finish in a grace period); ``/work`` counts how often the app ran it, and
+``/count`` tells (``work N closed M``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
 
 BIG_CHUNK = 64 * 1024
-BIG_CHUNKS = 512  # 32 MiB
 
 
 async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -30,18 +32,37 @@ async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def _big() -> Iterator[bytes]:
-    block = b"x" * BIG_CHUNK
-    for _ in range(BIG_CHUNKS):
-        yield block
+_work = itertools.count()
+_closed = itertools.count()
+
+
+class _Big:
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        block = b"x" * BIG_CHUNK
+        for _ in range(self.chunks):
+            yield block
+
+    def close(self) -> None:
+        next(_closed)
 
 
 def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
-    path = environ["PATH_INFO"]
+    path, query = environ["PATH_INFO"], environ["QUERY_STRING"]
     if path == "/big":
-        start_response("200 OK", [("Content-Length", str(BIG_CHUNK * BIG_CHUNKS))])
-        return _big()
+        mib = int(query.partition("=")[2] or 32)
+        start_response("200 OK", [("Content-Length", str(mib * 1024 * 1024))])
+        return _Big(mib * 16)
     if path == "/stuck":
-        time.sleep(60)  # deliberately longer than any grace period in the tests
+        time.sleep(float(query.partition("=")[2] or 60))
+    elif path == "/work":
+        next(_work)
+    elif path == "/count":
+        # itertools.count's repr is the next value; each next() above counted one call.
+        text = f"work {repr(_work)[6:-1]} closed {repr(_closed)[6:-1]}"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [text.encode()]
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
