@@ -11,13 +11,11 @@ for ``receive``; this class sends keepalive pings, carries the app's ``send`` to
 runs the closing handshake with a timeout (RFC 6455 7.1).  Every wait is an event: ``receive``
 waits on the inbox, ``send`` on the transport draining (at most ``--timeout-send``).
 
-What a client can make the session hold is bounded.  Reading stops while the inbox is full
-(``--ws-max-queue`` messages or ``--ws-max-queue-bytes`` decompressed bytes) and while the
-transport's write buffer is above its high-water mark: a client that sends pings and never
-reads its pongs stops being read (RFC 6455 5.5.3 lets the answers wait).  A read is fed to the
-protocol in slices (16 KiB when permessage-deflate may inflate them), and the rest of the read
-is held, not parsed, once a bound is reached: one read cannot inflate into more than a slice's
-worth of messages past the bound.
+What a client can make the session hold is bounded: a
+:class:`~dualcorn.protocols.ws_reader.BoundedReader` stops reading while the inbox is full
+(``--ws-max-queue`` messages, ``--ws-max-queue-bytes`` decompressed bytes) or the write buffer
+is above its high-water mark (pongs for a client that does not read them), and never inflates
+more than a slice of a read past those bounds.
 
 The session is one of the server's connections with ``long_lived`` set: graceful shutdown
 closes it with 1012 only after the HTTP requests in flight have finished.
@@ -43,16 +41,13 @@ from dualcorn.protocols.logline import client_address, printable
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.ws_handshake import AppResponse, Handshake
 from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
+from dualcorn.protocols.ws_reader import BoundedReader
 
 __all__ = ["WebSocketSession"]
 
 _CONNECT = {"type": "websocket.connect"}
 _HANDSHAKE, _RESPONDING, _OPEN, _DONE = range(4)  # the ASGI side's phase
-# ReadFlow reasons: bytes arrived before the app accepted; the inbox is full; the transport's
-# write buffer is above its high-water mark.
-_EARLY, _QUEUE, _WRITE = 8, 16, 32
-# Bytes given to the protocol at a time: a compressed slice may inflate a thousandfold.
-_SLICE_DEFLATE, _SLICE_PLAIN = 16 * 1024, 256 * 1024
+_EARLY = 8  # a ReadFlow reason: bytes arrived before the app accepted
 # RFC 6455 7.4.1 / IANA registry: 1006 is never sent, only reported; 1011 internal error;
 # 1012 service restart.
 _ABNORMAL, _POLICY_VIOLATION, _INTERNAL_ERROR, _SERVICE_RESTART = 1006, 1008, 1011, 1012
@@ -93,15 +88,15 @@ class WebSocketSession(asyncio.Protocol, Connection):
         self.start_time = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self._early = bytearray()
-        self.inbox = Inbox(
-            self._inbox_has_room,
+        self.reader = BoundedReader(
+            self.read_flow, write_flow, deflate=bool(handshake.extensions), process=self._process
+        )
+        self.inbox = self.reader.inbox = Inbox(
+            self.reader.inbox_has_room,
             config.ws_max_queue,
             config.ws_max_queue_bytes,
             config.ws_max_fragments,
         )
-        self._held = b""  # the unparsed rest of a read, while a bound stops reading
-        self._held_scheduled = False
-        self._slice = _SLICE_DEFLATE if handshake.extensions else _SLICE_PLAIN
         self._connect_sent = False
         self._closed = self.loop.create_future()
         self._response: AppResponse | None = None
@@ -131,57 +126,11 @@ class WebSocketSession(asyncio.Protocol, Connection):
                 self._early += data
                 self.read_flow.pause(_EARLY)
             return
-        if self._held:  # cannot happen while paused, but a transport may deliver one more read
-            self._held += data
-            return
-        if len(data) <= self._slice:  # the common case: one slice
-            ws.receive_data(data)
-            self._process(ws)
-            if self.inbox.full or self.write_flow.paused:
-                self._stop_reading()
-            return
-        self._feed(ws, data)
-
-    def _feed(self, ws: ServerProtocol, data: bytes) -> None:
-        """Give ``data`` to the protocol a slice at a time; hold the rest once a bound is hit."""
-        size, step = len(data), self._slice
-        for start in range(0, size, step):
-            if self.inbox.full or self.write_flow.paused:
-                self._held = data[start:]
-                self._stop_reading()
-                return
-            ws.receive_data(data[start : start + step])
-            self._process(ws)
-        if self.inbox.full or self.write_flow.paused:
-            self._stop_reading()
-
-    def _stop_reading(self) -> None:
-        if self.inbox.full:
-            self.read_flow.pause(_QUEUE)
-        if self.write_flow.paused:
-            self.read_flow.pause(_WRITE)
-
-    def _inbox_has_room(self) -> None:
-        self.read_flow.resume(_QUEUE)
-        self._release_held()
-
-    def _release_held(self) -> None:
-        if self._held and not self._held_scheduled:
-            # Not from inside the app's receive() or the transport's callback: on its own turn.
-            self._held_scheduled = True
-            self.loop.call_soon(self._feed_held)
-
-    def _feed_held(self) -> None:
-        self._held_scheduled = False
-        ws, held = self.ws, self._held
-        if ws is None or not held or self.inbox.full or self.write_flow.paused:
-            return
-        self._held = b""
-        self._feed(ws, held)
+        self.reader.feed(ws, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
-        self._held = b""
+        self.reader.drop()
         for timer in (self._ping_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -204,15 +153,13 @@ class WebSocketSession(asyncio.Protocol, Connection):
 
     def pause_writing(self) -> None:
         self.write_flow.pause_writing()
-        if self.ws is not None:
-            # Stop reading too: pongs (and echoes) must not pile up for a client that does not
-            # read them.  RFC 6455 5.5.3 allows a pong to wait.
-            self.read_flow.pause(_WRITE)
+        # Stop reading too: pongs (and echoes) must not pile up for a client that does not
+        # read them.  RFC 6455 5.5.3 allows a pong to wait.
+        self.reader.write_paused()
 
     def resume_writing(self) -> None:
         self.write_flow.resume_writing()
-        self.read_flow.resume(_WRITE)
-        self._release_held()
+        self.reader.write_resumed()
 
     # --- Frames from the client ----------------------------------------------------------
 
@@ -375,7 +322,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
     def _accept(self, message: dict[str, Any]) -> None:
         response = self.handshake.accept_response(message, self.state)
         # The handshake was read and checked by the HTTP side, so the protocol starts OPEN.
-        ws = self.ws = ServerProtocol(
+        ws = self.ws = self.reader.ws = ServerProtocol(
             state=OPEN, max_size=self.config.ws_max_size, logger=_LIBRARY_LOG
         )
         ws.extensions = self.handshake.extensions
