@@ -270,6 +270,7 @@ class WSGIAdapter:
         self.threads = threads
         self.queue = queue
         self._outbuf = (outbuf_overflow, outbuf_high_watermark)
+        self._busy_logged = float("-inf")
         self._pool: WorkerPool | None = None
         self._environ = EnvironBuilder(
             multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
@@ -339,7 +340,10 @@ class WSGIAdapter:
         if pool.waiting >= self.queue:
             # --wsgi-queue: every thread is busy and enough requests wait already (8 KiB or
             # more each); refuse at once, as --limit-concurrency does, rather than queue more.
-            logger.warning("--wsgi-queue (%d) reached: answering 503", self.queue)
+            now = loop.time()
+            if now - self._busy_logged >= 1.0:  # at most once a second: this is an overload
+                self._busy_logged = now
+                logger.warning("--wsgi-queue (%d) reached: answering 503", self.queue)
             await send(_BUSY_START)
             await send(_BUSY_BODY)
             return
