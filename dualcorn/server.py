@@ -22,10 +22,12 @@ from typing import Any
 
 from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
-from dualcorn.binding import bind_socket, describe_socket
+from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.listener import Listening, listen
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
+from dualcorn.proxy_protocol import preamble_factory
 
 __all__ = ["Server"]
 
@@ -46,7 +48,10 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
         self._stop_requested = False
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listening] = []
+        self._bound: list[socket.socket] = []  # sockets this server bound (not inherited)
+        # Supervised servers share sockets their supervisor bound and announced already.
+        self.announce = True
         self._deadline: float | None = None  # loop time when the grace period ends
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
@@ -76,8 +81,11 @@ class Server:
             self._stop.set()
         app, self.interface = prepare_app(config)
         state = self.state = ServerState(config, app, self.interface)
-        lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
-        await lifespan.startup()
+        # A WSGI app has no lifespan (the adapter answers it): nothing to announce.
+        lifespan = Lifespan(
+            app, config.lifespan, state.lifespan_state, announce=self.interface != "wsgi"
+        )
+        await lifespan.startup(config.timeout_lifespan)
         try:
             await self._listen(state, sockets)
             self._install_signal_handlers()
@@ -89,12 +97,11 @@ class Server:
             await self._shutdown(state)
         finally:
             self._remove_signal_handlers()
+            close_listeners(self._bound)  # and remove the Unix socket files it created
             # A WSGI app's lifespan is the adapter's: waiting for its threads shares the one
             # grace period with the requests, so stuck threads cannot stretch the shutdown.
             wsgi = self.interface == "wsgi"
-            await lifespan.shutdown(
-                self._grace_left() if wsgi else config.timeout_graceful_shutdown
-            )
+            await lifespan.shutdown(self._grace_left() if wsgi else _lifespan_grace(config))
             if self.interface == "wsgi":
                 await _close_wsgi_pool(app, self._grace_left())
             self.started.clear()
@@ -116,17 +123,20 @@ class Server:
         from dualcorn.protocols import protocol_class
 
         protocol = protocol_class(self.config.http)
+        factory = preamble_factory(state, lambda: protocol(state))  # --proxy-protocol
         loop = asyncio.get_running_loop()
         if not sockets:
-            sockets = [bind_socket(self.config)]
+            sockets = self._bound = bind_sockets(self.config)
         for sock in sockets:
-            server = await loop.create_server(
-                lambda: protocol(state), sock=sock, backlog=self.config.backlog
-            )
+            # Not loop.create_server: see dualcorn.listener (descriptors running out).
+            server = await listen(loop, sock, factory, backlog=self.config.backlog)
             self._servers.append(server)
             address = describe_socket(sock)
             self.addresses.append(address)
-            logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+            if self.announce:
+                logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+            else:
+                logger.debug("Serving on %s", address)
 
     async def _main_loop(self) -> None:
         assert self._stop is not None
@@ -248,6 +258,13 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
+
+
+def _lifespan_grace(config: Config) -> float | None:
+    """The lifespan shutdown gets the graceful timeout, and never more than --timeout-lifespan."""
+    limits = (config.timeout_graceful_shutdown, config.timeout_lifespan)
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
 
 
 async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:

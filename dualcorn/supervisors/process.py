@@ -55,13 +55,14 @@ class ServerProcess:
     def __init__(
         self,
         config: Config,
-        listen: socket.socket | None,
+        listen: list[socket.socket] | None,
         *,
         show_pid: bool = True,
         wait_for_go: bool = False,
     ) -> None:
         ours, theirs = socket.socketpair()
-        fds = [theirs.fileno()] + ([listen.fileno()] if listen is not None else [])
+        listen_fds = [sock.fileno() for sock in listen] if listen is not None else None
+        fds = [theirs.fileno(), *(listen_fds or ())]
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _BOOTSTRAP, str(theirs.fileno())],
             pass_fds=fds,
@@ -77,7 +78,7 @@ class ServerProcess:
             Orders(
                 config=config,
                 sys_path=list(sys.path),
-                listen_fd=listen.fileno() if listen is not None else None,
+                listen_fds=listen_fds,
                 show_pid=show_pid,
                 wait_for_go=wait_for_go,
             )

@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-from dualcorn.binding import bind_socket, describe_socket
+from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.errors import StartupError
 from dualcorn.logs import configure_logging
 from dualcorn.supervisors.process import (
     ServerProcess,
@@ -61,6 +62,13 @@ _LONGEST_BURST = 2.0
 
 def run_reloader(config: Config) -> None:
     """Serve ``config`` with a fresh server process after every change; return on SIGINT/TERM."""
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        # Said before anything is bound or started: one line, no traceback (exit status 3).
+        raise StartupError(
+            "--reload needs the watchfiles package: pip install 'dualcorn[standard]'"
+        ) from None
     configure_logging(config, show_pid=True)
     # Signals first: from the moment the address is printed, Ctrl+C must stop us cleanly.
     inbox = SignalInbox((signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP))
@@ -74,13 +82,14 @@ def run_reloader(config: Config) -> None:
 def _supervise(config: Config, inbox: SignalInbox) -> None:
     roots = watched_dirs(config)
     watch_filter = ChangeFilter(roots, config.reload_includes, config.reload_excludes)
-    sock = bind_socket(config)
+    sockets = bind_sockets(config)
     # Said once, here, as uvicorn's reloader does: the address outlives every server process.
-    logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
+    for sock in sockets:
+        logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
     logger.info("Will watch for changes in: %s", ", ".join(repr(str(r)) for r in roots))
     logger.info("Started reloader process using WatchFiles")
     watcher = Watcher(roots, watch_filter)
-    reloader = Reloader(config, sock)
+    reloader = Reloader(config, sockets)
     try:
         watcher.start()
         reloader.start()
@@ -88,13 +97,13 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
     finally:
         watcher.stop()
         reloader.kill_all()
-        sock.close()
+        close_listeners(sockets)
 
 
 class Reloader:
-    def __init__(self, config: Config, sock: socket.socket) -> None:
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
         self.config = config
-        self.sock = sock
+        self.sockets = sockets
         self.current: ServerProcess | None = None
         self.candidate: ServerProcess | None = None
         self.standby: ServerProcess | None = None
@@ -110,7 +119,7 @@ class Reloader:
         return [p for p in found if p is not None]
 
     def _spawn(self, *, wait_for_go: bool) -> ServerProcess:
-        return ServerProcess(self.config, self.sock, wait_for_go=wait_for_go)
+        return ServerProcess(self.config, self.sockets, wait_for_go=wait_for_go)
 
     def start(self) -> None:
         self.changed_at = time.monotonic()

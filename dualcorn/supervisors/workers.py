@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-from dualcorn.binding import _explain, bind_socket, describe_socket
+from dualcorn.addresses import listen_addresses
+from dualcorn.binding import _explain, bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.errors import LoadError, StartupError
 from dualcorn.logs import configure_logging
@@ -65,27 +66,30 @@ def run_workers(config: Config) -> None:
         inbox.close()
         raise
     arbiter = Arbiter(worker_config, listen)
-    logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(held[0]))
+    # Said once, here: the workers share these sockets and do not announce them again.
+    for sock in held:
+        logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
     logger.info("Started parent process; starting %d workers.", config.workers)
     try:
         arbiter.loop(inbox)
     finally:
         inbox.close()
         arbiter.kill_all()
-        for sock in held:
-            sock.close()
+        close_listeners(held)
     logger.info("Stopped parent process")
     if arbiter.halt is not None:
         kind, message = arbiter.halt
         raise (LoadError if kind == "load" else StartupError)(message)
 
 
-def _sockets(config: Config) -> tuple[socket.socket | None, Config, list[socket.socket]]:
-    """The socket to share (or None with --reuse-port), the workers' Config, what to close."""
-    if not config.reuse_port or config.uds is not None or config.fd is not None:
-        sock = bind_socket(config)
-        return sock, config, [sock]
-    infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM,
+def _sockets(config: Config) -> tuple[list[socket.socket] | None, Config, list[socket.socket]]:
+    """The sockets to share (or None with --reuse-port), the workers' Config, what to close."""
+    addresses = listen_addresses(config)
+    if not config.reuse_port or len(addresses) > 1 or addresses[0].kind != "tcp":
+        sockets = bind_sockets(config)
+        return sockets, config, sockets
+    host, port = addresses[0].host, addresses[0].port
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)  # fmt: skip
     family, kind, proto, _, address = infos[0]
     reserved = socket.socket(family, kind, proto)
@@ -97,13 +101,13 @@ def _sockets(config: Config) -> tuple[socket.socket | None, Config, list[socket.
         reserved.bind(address)
     except OSError as exc:
         reserved.close()
-        raise StartupError(_explain(exc, config.host, config.port)) from None
+        raise StartupError(_explain(exc, host, port)) from None
     port = reserved.getsockname()[1]
-    return None, config.replace(port=port), [reserved]
+    return None, config.replace(bind=(), uds=None, fd=None, host=host, port=port), [reserved]
 
 
 class Arbiter:
-    def __init__(self, config: Config, listen: socket.socket | None) -> None:
+    def __init__(self, config: Config, listen: list[socket.socket] | None) -> None:
         self.config = config
         self.listen = listen
         self.target = config.workers
@@ -190,6 +194,9 @@ class Arbiter:
     # --- Reports from the workers --------------------------------------------------------
 
     def _on_event(self, worker: ServerProcess, event: str) -> None:
+        if event == "ready":
+            # One line per worker from here; the address itself was announced once.
+            logger.info("Worker [%d] is serving.", worker.pid)
         if event == "ready" and worker in self.workers and worker not in self.outdated:
             if self.outdated:
                 old = self.outdated[0]
