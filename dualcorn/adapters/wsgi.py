@@ -288,11 +288,6 @@ class WSGIAdapter:
             # ASGI: "Applications should raise an exception for unknown scope types".
             raise ValueError(f"a WSGI application cannot serve {kind!r} scopes")
 
-    def stop(self) -> None:
-        """Let the requests queued now run, then end the threads (does not wait)."""
-        if self._pool is not None:
-            self._pool.stop()
-
     async def shutdown(self, grace: float | None = None) -> list[str]:
         """Stop the thread pool and wait up to ``grace`` seconds for its threads to end.
 
