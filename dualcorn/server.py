@@ -98,12 +98,12 @@ class Server:
         finally:
             self._remove_signal_handlers()
             close_listeners(self._bound)  # and remove the Unix socket files it created
-            # A WSGI app's lifespan is the adapter's: waiting for its threads shares the one
-            # grace period with the requests, so stuck threads cannot stretch the shutdown.
-            wsgi = self.interface == "wsgi"
-            await lifespan.shutdown(self._grace_left() if wsgi else _lifespan_grace(config))
             if self.interface == "wsgi":
+                # The pool first, within what is left of the one grace period: stuck threads
+                # cannot stretch the shutdown.  The adapter's own lifespan (a WSGI app has no
+                # shutdown hook) then finds the pool gone and completes at once.
                 await _close_wsgi_pool(app, self._grace_left())
+            await lifespan.shutdown(_lifespan_grace(config))
             self.started.clear()
 
     def stop(self, force: bool = False) -> None:

@@ -292,7 +292,8 @@ class WSGIAdapter:
         """Stop the thread pool and wait up to ``grace`` seconds for its threads to end.
 
         Returns the requests still running in the app when the time ran out: their daemon
-        threads are left behind (nothing can interrupt a thread), so the process can exit.
+        threads are left behind (nothing can interrupt a thread), so the process can exit, and
+        the adapter forgets the pool (a later shutdown returns at once).
         """
         pool = self._pool
         if pool is None:
@@ -302,8 +303,7 @@ class WSGIAdapter:
         # still need the loop for their last hops, and a loop that is closing must not wait
         # on an executor stuck behind them.
         stuck = await pool.join(grace)
-        if not stuck:
-            self._pool = None
+        self._pool = None
         return stuck
 
     def _ensure_pool(self) -> WorkerPool:
