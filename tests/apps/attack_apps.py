@@ -41,9 +41,8 @@ class _Big:
         self.chunks = chunks
 
     def __iter__(self) -> Iterator[bytes]:
-        block = b"x" * BIG_CHUNK
         for _ in range(self.chunks):
-            yield block
+            yield b"x" * BIG_CHUNK  # a new object each time, as real bodies are
 
     def close(self) -> None:
         next(_closed)
