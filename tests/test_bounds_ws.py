@@ -158,3 +158,31 @@ def _close_code(sock: socket.socket) -> int | None:
                     return int(struct.unpack("!H", data[start : start + 2])[0])
                 data = data[start + size :]
     return None
+
+
+def test_a_burst_of_pings_gets_one_pong_for_the_latest(loop: str) -> None:
+    # RFC 6455 5.5.3: "an endpoint MAY elect to send a Pong frame for only the most recently
+    # processed Ping frame".  Ten pings in one write arrive in one read on loopback.
+    burst = b"".join(frame(_PING, b"ping %d" % n) for n in range(10))
+    with _serve(loop) as server, ws_connect(server.port) as sock:
+        sock.sendall(burst + frame(_CLOSE, struct.pack("!H", 1000)))
+        sock.settimeout(10)
+        pongs = _pongs_until_close(sock)
+    assert pongs and pongs[-1] == b"ping 9"
+    assert len(pongs) < 10, pongs
+
+
+def _pongs_until_close(sock: socket.socket) -> list[bytes]:
+    data, pongs = b"", []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return pongs
+        data += chunk
+        while len(data) >= 2 and len(data) >= 2 + (data[1] & 0x7F):
+            size = data[1] & 0x7F  # the server's control frames are short and unmasked
+            opcode, payload, data = data[0] & 0x0F, data[2 : 2 + size], data[2 + size :]
+            if opcode == 0xA:
+                pongs.append(payload)
+            elif opcode == _CLOSE:
+                return pongs

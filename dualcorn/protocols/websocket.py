@@ -30,7 +30,7 @@ import time
 from typing import Any, cast
 
 from websockets.exceptions import InvalidState, ProtocolError
-from websockets.frames import BINARY, CONT, PONG, TEXT, Frame
+from websockets.frames import BINARY, CONT, PING, PONG, TEXT, Frame
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
@@ -48,6 +48,7 @@ __all__ = ["WebSocketSession"]
 _CONNECT = {"type": "websocket.connect"}
 _HANDSHAKE, _RESPONDING, _OPEN, _DONE = range(4)  # the ASGI side's phase
 _EARLY = 8  # a ReadFlow reason: bytes arrived before the app accepted
+_PONG_BYTE = b"\x8a"  # FIN and opcode 0xA: a server's pong frame starts so (RFC 6455 5.2)
 # RFC 6455 7.4.1 / IANA registry: 1006 is never sent, only reported; 1011 internal error;
 # 1012 service restart.
 _ABNORMAL, _POLICY_VIOLATION, _INTERNAL_ERROR, _SERVICE_RESTART = 1006, 1008, 1011, 1012
@@ -165,6 +166,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
 
     def _process(self, ws: ServerProtocol) -> None:
         failed = False
+        pings = 0
         # Once OPEN, the protocol yields only frames (its other events are handshake messages).
         for event in cast(list[Frame], ws.events_received()):
             opcode = event.opcode
@@ -183,15 +185,23 @@ class WebSocketSession(asyncio.Protocol, Connection):
                     failed = True
             elif opcode is PONG:
                 self._on_pong(event.data)
+            elif opcode is PING:
+                pings += 1
             # PING: the protocol queued the pong (RFC 6455 5.5.2).  CLOSE: it echoed the close
             # (5.5.1) and asked for the TCP close, which _flush performs.
-        self._flush(ws)
+        self._flush(ws, pings - 1)
 
     # --- Writing and closing -------------------------------------------------------------
 
-    def _flush(self, ws: ServerProtocol) -> None:
+    def _flush(self, ws: ServerProtocol, stale_pongs: int = 0) -> None:
+        """Write what the protocol queued; ``stale_pongs``: skip that many pongs first, as
+        RFC 6455 5.5.3 allows ("may elect to send a Pong frame for only the most recently
+        processed Ping frame"), so a burst of pings in one read costs one answer."""
         transport = self.transport
         for data in ws.data_to_send():
+            if stale_pongs > 0 and data[:1] == _PONG_BYTE:
+                stale_pongs -= 1  # the protocol serialises one frame per chunk
+                continue
             if data:
                 if not transport.is_closing():
                     transport.write(data)
