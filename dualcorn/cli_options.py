@@ -39,7 +39,8 @@ is DUALCORN_TIMEOUT_KEEP_ALIVE=10 (lists comma-separated); the command line wins
 binary units (512K, 10M, 1G) or plain bytes; durations are seconds (0.5 is fine).
 """
 
-_SIZES = {"limit_request_body", "limit_request_head", "limit_request_line", "ws_max_size"}
+_SIZES = {"limit_request_body", "limit_request_head", "limit_request_line", "ws_max_size",
+          "ws_max_queue_bytes", "wsgi_outbuf_overflow", "wsgi_outbuf_high_watermark"}  # fmt: skip
 _SPECIAL_DEFAULTS = {
     "threads": "min(32, CPUs + 4)",
     "workers": "$WEB_CONCURRENCY or 1",
@@ -256,6 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="X-Forwarded-Prefix from a trusted proxy sets root_path")  # fmt: skip
     g.add_argument("--proxy-protocol", action=argparse.BooleanOptionalAction,
                    help="expect a PROXY protocol v1/v2 preamble from trusted peers")  # fmt: skip
+    g = p.add_argument_group("bounds under attack")
+    g.add_argument("--ws-max-queue-bytes", type=parse_size,
+                   help="unread WebSocket bytes (decompressed) before reading pauses")  # fmt: skip
+    g.add_argument("--ws-max-fragments", type=int,
+                   help="fragments of one WebSocket message before closing with 1008")  # fmt: skip
+    g.add_argument("--timeout-send", type=parse_duration,
+                   help="seconds a response waits for a client that reads nothing")  # fmt: skip
+    g.add_argument("--wsgi-outbuf-overflow", type=parse_size,
+                   help="WSGI response bytes kept in memory, then in a temporary file")  # fmt: skip
+    g.add_argument("--wsgi-outbuf-high-watermark", type=parse_size,
+                   help="WSGI response bytes buffered before the app thread waits")  # fmt: skip
+    g.add_argument("--wsgi-queue", type=int,
+                   help="WSGI requests waiting for a thread before 503s")  # fmt: skip
     g = p.add_argument_group("process and platform")
     g.add_argument("--shutdown-delay", type=parse_duration,
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip

@@ -179,6 +179,21 @@ class Config:
     # that hangs stops the server (exit status 3) instead of holding it forever.
     timeout_lifespan: float | None = 60.0
 
+    # --- Bounds under attack (what a client can make the server hold) --------------------
+    # Unread WebSocket message bytes (decompressed) before reading pauses: uvicorn's bound is
+    # 128 MiB; 4 MiB keeps a deflate bomb small.
+    ws_max_queue_bytes: int = 4 * MIB
+    # Fragments of one WebSocket message before 1008: 16 MiB in 4 KiB frames; browsers send one.
+    ws_max_fragments: int = 4096
+    # nginx send_timeout (60 s): the longest a response waits for a client that reads nothing.
+    timeout_send: float = 60.0
+    # waitress outbuf_overflow (1 MiB): WSGI response bytes held in memory before spilling to a
+    # temporary file; outbuf_high_watermark (16 MiB): in all, before the app thread waits.
+    wsgi_outbuf_overflow: int = 1 * MIB
+    wsgi_outbuf_high_watermark: int = 16 * MIB
+    # WSGI requests waiting for a thread before 503s; gunicorn's gthread worker_connections.
+    wsgi_queue: int = 1000
+
     # --- Process and platform (systemd, Kubernetes) ---------------------------------------
     # After SIGTERM, keep accepting and serving this long (each response "Connection: close")
     # before the graceful shutdown: Traefik's requestAcceptGraceTimeout, ingress-nginx's
@@ -231,7 +246,8 @@ class Config:
         positive = (
             "backlog", "limit_request_head", "limit_request_fields", "limit_request_line",
             "read_high_water", "write_high_water", "threads", "ws_max_size", "ws_max_queue",
-            "workers",
+            "workers", "ws_max_queue_bytes", "ws_max_fragments", "wsgi_outbuf_overflow",
+            "wsgi_outbuf_high_watermark", "wsgi_queue",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
@@ -249,7 +265,7 @@ class Config:
         timeouts = (
             "timeout_keep_alive", "timeout_request_head", "timeout_body_read",
             "timeout_worker_healthcheck", "timeout_worker_startup", "ws_close_timeout",
-            "reload_delay",
+            "reload_delay", "timeout_send",
         )  # fmt: skip
         for name in timeouts:
             if getattr(self, name) <= 0 and name not in ("reload_delay", _NO_LIMIT_AT_0):
@@ -300,6 +316,8 @@ class Config:
             raise ConfigError("timeout_lifespan must be more than 0 seconds (or unset)")
 
     def _check_conflicts(self) -> None:
+        if self.wsgi_outbuf_overflow > self.wsgi_outbuf_high_watermark:
+            raise ConfigError("wsgi_outbuf_overflow must not exceed wsgi_outbuf_high_watermark")
         self._check_migration()
         if self.uds is not None and self.fd is not None:
             raise ConfigError("uds and fd cannot both be given: choose one socket to serve on")
