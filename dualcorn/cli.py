@@ -136,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-include", dest="reload_includes", action="append")
     g.add_argument("--reload-exclude", dest="reload_excludes", action="append")
     g.add_argument("--reload-delay", type=float, help="seconds to gather a burst of saves")
+    g = p.add_argument_group("TLS (uvicorn's option names)")
+    g.add_argument("--ssl-certfile", help="certificate chain file (PEM); turns on TLS (none)")
+    g.add_argument(
+        "--ssl-keyfile", help="private key file (PEM) (none: the key is in the certfile)"
+    )
+    g.add_argument("--ssl-keyfile-password", help="password of an encrypted key (none)")
+    g.add_argument("--ssl-version", type=int, help="17: TLS 1.2 and 1.3 (default); 5: TLS 1.2 only")
+    g.add_argument(
+        "--ssl-cert-reqs",
+        type=int,
+        help="client certificates: 0 none (default), 1 optional, 2 required",
+    )
+    g.add_argument("--ssl-ca-certs", help="CA file that client certificates must chain to (none)")
+    g.add_argument("--ssl-ciphers", help="OpenSSL cipher list for TLS 1.2 (Python's defaults)")
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="default info")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini")

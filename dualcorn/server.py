@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
@@ -22,6 +22,9 @@ from dualcorn.binding import bind_socket, describe_socket
 from dualcorn.config import Config
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
+
+if TYPE_CHECKING:
+    from dualcorn.tls import ServerTLS
 
 __all__ = ["Server"]
 
@@ -69,12 +72,19 @@ class Server:
         self._force = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
+        # Read the certificate files before the app: this process serves what is on disk now
+        # (a renewed certificate after HUP or --reload), or fails before importing anything.
+        tls = None
+        if config.tls:
+            from dualcorn.tls import load_tls
+
+            tls = load_tls(config)
         app, self.interface = prepare_app(config)
         state = self.state = ServerState(config, app, self.interface)
         lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
         await lifespan.startup()
         try:
-            await self._listen(state, sockets)
+            await self._listen(state, sockets, tls)
             self._install_signal_handlers()
             self._count_requests(state)
             for callback in self.on_started:
@@ -102,19 +112,24 @@ class Server:
 
     # --- Internals -----------------------------------------------------------------------
 
-    async def _listen(self, state: ServerState, sockets: list[socket.socket] | None) -> None:
+    async def _listen(
+        self, state: ServerState, sockets: list[socket.socket] | None, tls: ServerTLS | None
+    ) -> None:
         from dualcorn.protocols import protocol_class
 
         protocol = protocol_class(self.config.http)
+        factory: Callable[[], asyncio.Protocol] = lambda: protocol(state)  # noqa: E731
+        if tls is not None:
+            from dualcorn.tls import TLSHandshake
+
+            factory = lambda: TLSHandshake(state, protocol, tls)  # noqa: E731
         loop = asyncio.get_running_loop()
         if not sockets:
             sockets = [bind_socket(self.config)]
         for sock in sockets:
-            server = await loop.create_server(
-                lambda: protocol(state), sock=sock, backlog=self.config.backlog
-            )
+            server = await loop.create_server(factory, sock=sock, backlog=self.config.backlog)
             self._servers.append(server)
-            address = describe_socket(sock)
+            address = describe_socket(sock, tls=tls is not None)
             self.addresses.append(address)
             logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
 

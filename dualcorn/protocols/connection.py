@@ -43,6 +43,11 @@ class HTTPConnection(asyncio.Protocol, Connection):
     transport: asyncio.Transport
     read_flow: ReadFlow
     scanner: HeadScanner  # set by the parser subclass
+    # Plain TCP's; a TLS connection gets its own values once, at its hand-over (dualcorn.tls).
+    scheme = "http"
+    ws_scheme = "ws"
+    extensions = _EXTENSIONS
+    ws_extensions = _WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -140,7 +145,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "http_version": "1.0" if http10 else "1.1",
             "server": self.server,
             "client": self.client,
-            "scheme": "http",
+            "scheme": self.scheme,
             "method": method.decode("ascii"),
             "root_path": root_path,
             "path": root_path + path,
@@ -148,7 +153,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "query_string": query,
             "headers": headers,
             "state": state.lifespan_state.copy(),
-            "extensions": _EXTENSIONS,
+            "extensions": self.extensions,
         }
         cycle = RequestCycle(
             scope,
@@ -191,7 +196,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "type": "websocket",
             "asgi": _ASGI,
             "http_version": version.decode("ascii", "replace"),
-            "scheme": "ws",
+            "scheme": self.ws_scheme,
             "server": self.server,
             "client": self.client,
             "root_path": root_path,
@@ -201,7 +206,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "headers": headers,
             "subprotocols": subprotocols(headers),
             "state": state.lifespan_state.copy(),
-            "extensions": _WS_EXTENSIONS,
+            "extensions": self.ws_extensions,
         }
         handshake = Handshake(method, target, version, headers, self.config)
         session = WebSocketSession(state, self.transport, scope, handshake, self.write_flow)
@@ -264,6 +269,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
     async def _drain(self) -> None:
         """Close once idle for IDLE_DRAIN, or after the request that arrives meanwhile."""
         try:
@@ -290,6 +298,11 @@ class HTTPConnection(asyncio.Protocol, Connection):
             if timer is not None:
                 timer.cancel()
             self._timer = self.loop.call_at(deadline, self._expired)
+
+    def shorten_head_timeout(self, seconds: float) -> None:
+        """Give the first request head only ``seconds``: a TLS handshake spent the rest."""
+        if self.cycle is None and self._deadline is not None:
+            self._arm(_HEAD, max(seconds, 0.0))
 
     def _disarm(self) -> None:
         self._deadline = None

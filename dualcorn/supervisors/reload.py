@@ -76,7 +76,9 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
     watch_filter = ChangeFilter(roots, config.reload_includes, config.reload_excludes)
     sock = bind_socket(config)
     # Said once, here, as uvicorn's reloader does: the address outlives every server process.
-    logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
+    logger.info(
+        "dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock, tls=config.tls)
+    )
     logger.info("Will watch for changes in: %s", ", ".join(repr(str(r)) for r in roots))
     logger.info("Started reloader process using WatchFiles")
     watcher = Watcher(roots, watch_filter)

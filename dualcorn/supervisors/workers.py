@@ -65,7 +65,9 @@ def run_workers(config: Config) -> None:
         inbox.close()
         raise
     arbiter = Arbiter(worker_config, listen)
-    logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(held[0]))
+    logger.info(
+        "dualcorn running on %s (Press CTRL+C to quit)", describe_socket(held[0], tls=config.tls)
+    )
     logger.info("Started parent process; starting %d workers.", config.workers)
     try:
         arbiter.loop(inbox)
