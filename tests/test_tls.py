@@ -219,6 +219,39 @@ def test_tls_1_1_is_refused(serve: Serve, pki: PKI, errors: pytest.LogCaptureFix
     assert len(refusals) == 1 and refusals[0].levelno == logging.DEBUG
 
 
+def test_alpn_selects_http_1_1(serve: Serve, pki: PKI) -> None:
+    # ALPN (RFC 7301): a client offering h2 first still gets HTTP/1.1, the protocol served.
+    context = pki.client_context()
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with serve(echo_scope, **pki.options()) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.selected_alpn_protocol() == "http/1.1"
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert tls.recv(12) == b"HTTP/1.1 200"
+
+
+def test_handshake_in_progress_at_shutdown_is_served(serve: Serve, pki: PKI) -> None:
+    """A client accepted just before a graceful stop finishes its handshake and its request
+    (a rolling restart must not reset it), answered with "connection: close"."""
+    server = serve(echo_scope, **pki.options()).__enter__()
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+    state = server.server.state
+    assert state is not None
+    deadline = time.monotonic() + 10
+    while not state.connections and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the server has accepted it (state of another thread)
+    assert state.connections, "the connection was not accepted"
+    server.server.stop()
+    with pki.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = b""
+        while chunk := tls.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert b"connection: close" in response.lower()
+
+
 # --- Client certificates (mTLS) -----------------------------------------------------------
 
 
