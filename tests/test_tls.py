@@ -413,3 +413,17 @@ def test_rfc4514_names() -> None:
     subject = ((("countryName", "US"),), (("organizationName", "A, B"),),
                (("commonName", " #lead"), ("userId", "x+y")))  # fmt: skip
     assert _rfc4514(subject) == "CN=\\ #lead+UID=x\\+y,O=A\\, B,C=US"
+
+
+def test_connect_and_close_leaves_nothing_behind(serve: Serve, pki: PKI) -> None:
+    with serve(echo_scope, **pki.options()) as server:
+        for _ in range(5):
+            socket.create_connection(("127.0.0.1", server.port), timeout=10).close()
+        assert httpx.get(server.url, verify=pki.client_context()).status_code == 200
+        state = server.server.state
+        assert state is not None
+        deadline = time.monotonic() + 10
+        while state.connections and time.monotonic() < deadline:
+            time.sleep(0.01)  # the server notices the closes (state of another thread)
+        # Well within the 60 s head timeout: nothing waits on a dead socket.
+        assert not state.connections

@@ -89,6 +89,11 @@ class TLSHandshake(asyncio.Protocol, Connection):
         state = self.state
         config = state.config
         loop = asyncio.get_running_loop()
+        if self._lost or self.transport.is_closing():
+            # Gone before the task ran (a client that connects and closes): start_tls would
+            # wait out the whole handshake timeout on a dead socket.
+            state.connections.discard(self)
+            return
         if self._raw:
             # Runs before the TLS layer's connection_made and resume_reading, which start_tls
             # schedules below: the bytes reach it first and in order.
