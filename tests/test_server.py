@@ -104,11 +104,9 @@ def test_sigterm_lets_the_request_in_flight_finish(loop: str) -> None:
 def test_idle_keep_alive_connection_does_not_delay_exit() -> None:
     with run_dualcorn(APP, "--port", "0", "--timeout-keep-alive", "30") as server:
         idle = idle_keep_alive_connection(server.port or 0)
-        started = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
-        # Generous bound, far below the 30 s keep-alive an idle connection would hold it for.
+        # A wait bound, far below the 30 s keep-alive an idle connection would hold it for.
         assert exit_code(server, timeout=15) == 0, server.stderr_text()
-        assert time.monotonic() - started < 15
         assert idle.is_closed_by_server(timeout=2)
         idle.close()
         assert "lifespan shutdown" in server.stdout_text()
