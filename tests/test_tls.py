@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import ssl
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -268,6 +269,19 @@ def test_optional_client_certificate(serve: Serve, pki: PKI) -> None:
     name = alice["tls"]["client_cert_name"]
     assert name.startswith("CN=alice,") and "O=trustme" in name
     assert alice["tls"]["client_cert_error"] is None
+
+
+def test_client_certificate_signed_by_an_intermediate(serve: Serve, pki: PKI) -> None:
+    intermediate = pki.ca.create_child_ca()
+    bob = intermediate.issue_cert("bob@example.com", common_name="bob")
+    context = pki.client_context()
+    bob.configure_cert(context)  # sends bob's certificate and the intermediate's
+    with serve(echo_scope, **pki.options(ssl_cert_reqs=2, ssl_ca_certs=pki.ca_file)) as server:
+        chain = httpx.get(server.url, verify=context).json()["tls"]["client_cert_chain"]
+    # ASGI TLS extension: "The first certificate is the client certificate."
+    assert same_certificate(chain[0], bob.cert_chain_pems[0].bytes())
+    if sys.version_info >= (3, 13):  # the rest of the chain is readable from 3.13 on
+        assert len(chain) == 2 and same_certificate(chain[1], intermediate.cert_pem.bytes())
 
 
 def test_required_client_certificate(

@@ -195,15 +195,13 @@ def tls_extension(ssl_object: ssl.SSLObject | None, tls: ServerTLS) -> dict[str,
         return {"server_cert": tls.server_cert, "client_cert_chain": [], "client_cert_name": None,
                 "client_cert_error": None, "tls_version": None, "cipher_suite": None}  # fmt: skip
     chain: list[str] = []
-    # Python 3.13 gives the whole chain the client sent; before it, only its own certificate.
-    unverified = getattr(ssl_object, "get_unverified_chain", None)
-    certificates = unverified() if unverified is not None else None
-    if certificates:
-        chain = [_pem(cert) for cert in certificates]
-    else:
-        der = ssl_object.getpeercert(binary_form=True)
-        if der:
-            chain = [ssl.DER_cert_to_PEM_cert(der)]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    if leaf:
+        # Python 3.13 also gives what else the client sent; on the server side OpenSSL leaves
+        # the client's own certificate out of that list, so it goes first from getpeercert.
+        unverified = getattr(ssl_object, "get_unverified_chain", None)
+        others = [_der(c) for c in unverified() or ()] if unverified is not None else []
+        chain = [ssl.DER_cert_to_PEM_cert(d) for d in [leaf, *(d for d in others if d != leaf)]]
     name = None
     if chain:
         peer = ssl_object.getpeercert()
@@ -221,11 +219,11 @@ def tls_extension(ssl_object: ssl.SSLObject | None, tls: ServerTLS) -> dict[str,
     }
 
 
-def _pem(cert: Any) -> str:
+def _der(cert: Any) -> bytes:
     if isinstance(cert, bytes):
-        return ssl.DER_cert_to_PEM_cert(cert)
-    # Python 3.13's _ssl.Certificate; ENCODING_PEM is 1 in _ssl (named there from 3.13 only).
-    return str(cert.public_bytes(1))
+        return cert
+    # An _ssl.Certificate (Python 3.13's internals); ENCODING_DER is 2 in _ssl.
+    return bytes(cert.public_bytes(2))
 
 
 def _rfc4514(subject: Any) -> str:
