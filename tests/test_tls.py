@@ -25,6 +25,7 @@ import pytest
 
 from dualcorn import Config
 from dualcorn.errors import ConfigError
+from dualcorn.tls import load_tls
 from dualcorn.tls.handshake import _rfc4514
 from tests.support import ServerThread
 
@@ -156,6 +157,29 @@ def test_tls_1_2_only_with_ssl_version_5(serve: Serve, pki: PKI) -> None:
     assert seen["tls"]["cipher_suite"] is not None
 
 
+def test_ssl_ciphers_chooses_the_tls_1_2_suite(serve: Serve, pki: PKI) -> None:
+    # trustme's keys are ECDSA; TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 is {0xC0,0x2B} (RFC 5289).
+    options = pki.options(ssl_version=5, ssl_ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
+    with serve(echo_scope, **options) as server:
+        seen = httpx.get(server.url, verify=pki.client_context()).json()
+    assert seen["tls"]["tls_version"] == 0x0303
+    assert seen["tls"]["cipher_suite"] == 0xC02B
+
+
+def test_secure_defaults(pki: PKI) -> None:
+    tls = load_tls(Config(app="main:app", **pki.options()))
+    assert tls is not None
+    context = tls.context
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert context.options & ssl.OP_NO_COMPRESSION
+    assert context.options & ssl.OP_NO_RENEGOTIATION
+    assert context.verify_mode == ssl.CERT_NONE
+    # No public CA is trusted for client certificates unless --ssl-ca-certs names one.
+    assert context.cert_store_stats()["x509_ca"] == 0
+    names = {c["name"] for c in context.get_ciphers()}
+    assert not {n for n in names if "RC4" in n or "3DES" in n or "NULL" in n or "MD5" in n}
+
+
 def test_keep_alive_requests_share_one_handshake(serve: Serve, pki: PKI) -> None:
     with (
         serve(echo_scope, **pki.options()) as server,
@@ -269,6 +293,11 @@ def test_optional_client_certificate(serve: Serve, pki: PKI) -> None:
     name = alice["tls"]["client_cert_name"]
     assert name.startswith("CN=alice,") and "O=trustme" in name
     assert alice["tls"]["client_cert_error"] is None
+    # Optional is not "anything goes": a certificate the CA did not sign fails the handshake.
+    stranger = pki.client_context()
+    trustme.CA().issue_cert("mallory@example.com").configure_cert(stranger)
+    with serve(echo_scope, **options) as server, pytest.raises(httpx.TransportError):
+        httpx.get(server.url, verify=stranger)
 
 
 def test_client_certificate_signed_by_an_intermediate(serve: Serve, pki: PKI) -> None:
