@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -169,6 +170,34 @@ def s_client(port: int, pki: PKI, *extra: str) -> subprocess.CompletedProcess[by
         capture_output=True,
         timeout=30,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_bad_clients_leave_no_traceback_in_the_log(loop: str, pki: PKI, app_dir: Path) -> None:
+    pytest.importorskip(loop)
+    args = (*BASE, *tls_args(pki), "--loop", loop, "--timeout-request-head", "1",
+            "--log-level", "debug")  # fmt: skip
+    with run_dualcorn(*args, cwd=app_dir) as server:
+        assert server.port
+        address = ("127.0.0.1", server.port)
+        with socket.create_connection(address, timeout=20) as raw:  # plain HTTP
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert raw.recv(10) == b""
+        with socket.create_connection(address, timeout=20) as raw:  # garbage, then a stall
+            raw.sendall(b"\x16\x03\x01\x00\x05hello")
+            assert raw.recv(10) == b""
+        with socket.create_connection(address, timeout=20) as raw:  # nothing at all
+            assert raw.recv(10) == b""
+        raw = socket.create_connection(address, timeout=20)  # a reset
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01" + b"\x00" * 7)
+        raw.close()
+        assert httpx.get(
+            f"https://127.0.0.1:{server.port}/", verify=pki.client_context()
+        ).is_success
+        assert server.stop() == 0
+    log = server.stderr_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
+    assert log.count("TLS handshake with 127.0.0.1") >= 3
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
