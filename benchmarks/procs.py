@@ -195,6 +195,11 @@ class ServerProcess:
         text = self._log.read().decode(errors="replace").strip().splitlines()
         return " | ".join(line.strip() for line in text[-lines:])
 
+    def log_text(self) -> str:
+        """Everything the server has written to stdout and stderr so far."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
     def check_alive(self) -> None:
         assert self.proc is not None
         code = self.proc.poll()

@@ -15,7 +15,9 @@ connection from its first byte:
   with ``create_server(ssl=...)`` the server would not hear of them at all;
 * a graceful shutdown sees connections still in their handshake and lets them finish, so a
   rolling restart does not reset a client that connected a moment before;
-* a preamble that comes before the handshake (the PROXY protocol) has a place to be read.
+* a preamble that comes before the handshake (the PROXY protocol, read by
+  :mod:`dualcorn.proxy_protocol`, which then hands the socket to this protocol) has a place
+  to be read; its addresses pass on to the HTTP connection.
 
 Once the handshake is done, the HTTP connection class (h11 or httptools) takes the transport,
 told its scheme (``https``/``wss``) and the ASGI ``tls`` extension once per connection, so the
@@ -58,6 +60,9 @@ class TLSHandshake(asyncio.Protocol, Connection):
         self.connection_class = connection_class
         self.tls = tls
         self.peer: Any = None
+        # Set by a PROXY protocol preamble (dualcorn.proxy_protocol) before connection_made;
+        # passed on to the HTTP connection.
+        self.proxied: Any = None
         self.accepted_at = 0.0
         self.task: asyncio.Task[None] | None = None
         # Decrypted bytes (and an end of file) that the TLS layer delivers between the end of
@@ -75,8 +80,13 @@ class TLSHandshake(asyncio.Protocol, Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
+        if self.proxied is not None and self.proxied[0] is not None:
+            self.peer = self.proxied[0]  # the client the load balancer speaks for
         if self.state.stopping:  # accepted just before the listener closed
             transport.close()
+            return
+        if self.state.at_connection_limit():
+            transport.abort()  # --limit-connections counts handshakes too
             return
         # start_tls reads from here on; nothing may reach this protocol in plain text first.
         transport.pause_reading()
@@ -118,8 +128,7 @@ class TLSHandshake(asyncio.Protocol, Connection):
             return  # the peer went away as the handshake ended
         connection = self._hand_over(tls_transport)
         # The handshake took part of the head timeout: the first request gets the rest.
-        spent = loop.time() - self.accepted_at
-        connection.shorten_head_timeout(config.timeout_request_head - spent)
+        connection.count_handshake(self.accepted_at)
         for data in self._early:
             connection.data_received(data)
         self._early.clear()
@@ -132,6 +141,7 @@ class TLSHandshake(asyncio.Protocol, Connection):
 
     def _hand_over(self, tls_transport: asyncio.Transport) -> Any:
         connection = self.connection_class(self.state)
+        connection.proxied = self.proxied
         extension = tls_extension(tls_transport.get_extra_info("ssl_object"), self.tls)
         connection.scheme = "https"
         connection.ws_scheme = "wss"
