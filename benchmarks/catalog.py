@@ -14,9 +14,12 @@ that each send one request and then sit idle, and reports what they cost the ser
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 __all__ = [
@@ -29,7 +32,10 @@ __all__ = [
     "wsgi_threads",
 ]
 
-Interface = Literal["asgi", "wsgi"]
+# "static": files served by the server itself (dualcorn --static, granian's static route,
+# nginx), with a hello ASGI app behind them that the requests never reach.
+Interface = Literal["asgi", "wsgi", "static"]
+STATIC_FILES = {"1kib.bin": 1024, "1mib.bin": 1024 * 1024}
 
 
 def wsgi_threads() -> int:
@@ -40,6 +46,21 @@ def wsgi_threads() -> int:
 CommandBuilder = Callable[[str, Interface, int], list[str]]
 # (certificate file, key file) -> the server's own flags for TLS.
 TLSFlags = Callable[[str, str], list[str]]
+
+
+def static_root() -> str:
+    """The directory the static scenarios serve, created (deterministic bytes) on first use."""
+    root = Path(tempfile.gettempdir(), "dualcorn-bench-static")
+    root.mkdir(exist_ok=True)
+    for name, size in STATIC_FILES.items():
+        path = root / name
+        if not path.is_file() or path.stat().st_size != size:
+            path.write_bytes(bytes(range(256)) * (size // 256))
+    return str(root)
+
+
+# granian sends "Cache-Control: max-age=86400" by default; dualcorn gets the same header.
+STATIC_MAX_AGE = 86400
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,9 @@ def _dualcorn(http: str) -> CommandBuilder:
         argv += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
         if http != "auto":
             argv += ["--http", http]
+        if interface == "static":
+            argv += ["--static", f"/static={static_root()}"]
+            argv += ["--static-max-age", str(STATIC_MAX_AGE)]
         return argv
 
     return build
@@ -120,11 +144,16 @@ def _hypercorn(target: str, interface: Interface, port: int) -> list[str]:
 
 
 def _granian(target: str, interface: Interface, port: int) -> list[str]:
+    static: list[str] = []
+    if interface == "static":
+        interface = "asgi"
+        static = ["--static-path-route", "/static", "--static-path-mount", static_root()]
     return [
         sys.executable,
         "-m",
         "granian",
         target,
+        *static,
         "--interface",
         interface,
         "--host",
@@ -170,20 +199,57 @@ def _gunicorn(target: str, interface: Interface, port: int) -> list[str]:
     ]
 
 
+_NGINX_CONF = """
+worker_processes 1;
+pid {home}/nginx.pid;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    client_body_temp_path {home}/body;
+    proxy_temp_path {home}/proxy;
+    fastcgi_temp_path {home}/fastcgi;
+    uwsgi_temp_path {home}/uwsgi;
+    scgi_temp_path {home}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location /static/ {{ alias {root}/; expires {max_age}s; }}
+    }}
+}}
+"""
+
+
+def _nginx(target: str, interface: Interface, port: int) -> list[str]:
+    """nginx (Debian package) serving the same files: one worker process, sendfile on."""
+    home = Path(tempfile.gettempdir(), f"dualcorn-bench-nginx-{port}")
+    home.mkdir(exist_ok=True)
+    conf = home / "nginx.conf"
+    conf.write_text(
+        _NGINX_CONF.format(home=home, port=port, root=static_root(), max_age=STATIC_MAX_AGE)
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return [nginx, "-e", "stderr", "-p", str(home), "-c", str(conf), "-g", "daemon off;"]
+
+
 BOTH: tuple[Interface, ...] = ("asgi", "wsgi")
+WITH_STATIC: tuple[Interface, ...] = ("asgi", "wsgi", "static")
 
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
         ServerSpec(
             "dualcorn",
-            BOTH,
+            WITH_STATIC,
             _dualcorn("auto"),
             "dualcorn",
             "default: httptools when installed, uvloop, --interface auto",
             _ssl_flags,
         ),
-        ServerSpec("dualcorn-h11", BOTH, _dualcorn("h11"), "dualcorn", "--http h11", _ssl_flags),
+        ServerSpec(
+            "dualcorn-h11", WITH_STATIC, _dualcorn("h11"), "dualcorn", "--http h11", _ssl_flags
+        ),
         ServerSpec(
             "uvicorn",
             BOTH,
@@ -197,7 +263,12 @@ SERVERS: dict[str, ServerSpec] = {
             "hypercorn", BOTH, _hypercorn, "hypercorn", "asyncio worker, 1 worker", _certfile_flags
         ),
         ServerSpec(
-            "granian", BOTH, _granian, "granian", "--interface asgi|wsgi, 1 worker", _granian_tls
+            "granian",
+            WITH_STATIC,
+            _granian,
+            "granian",
+            "--interface asgi|wsgi, 1 worker; static: --static-path-route/--static-path-mount",
+            _granian_tls,
         ),
         ServerSpec(
             "waitress",
@@ -213,6 +284,13 @@ SERVERS: dict[str, ServerSpec] = {
             "gunicorn",
             f"gthread, 1 worker, {wsgi_threads()} threads",
             _certfile_flags,
+        ),
+        ServerSpec(
+            "nginx",
+            ("static",),
+            _nginx,
+            "nginx",
+            "static files only: worker_processes 1, sendfile on, location /static/ alias",
         ),
     )
 }
@@ -235,6 +313,7 @@ class Scenario:
     body_size: int = 0
     expect_body_size: int | None = None  # checked once before measuring, when set
     tls: bool = False  # served over TLS with benchmarks/certs.py's certificate (https)
+    path: str = "/"
 
     @property
     def app(self) -> str:
@@ -307,6 +386,22 @@ SCENARIOS: dict[str, Scenario] = {
             "POST 1 MiB, WSGI app reads wsgi.input in 64 KiB blocks, replies its length",
             method="POST",
             body_size=UPLOAD_SIZE,
+        ),
+        Scenario(
+            "static_1kib",
+            "asgi_hello:app",
+            "static",
+            "a 1 KiB file from /static, served by the server (never the app)",
+            expect_body_size=1024,
+            path="/static/1kib.bin",
+        ),
+        Scenario(
+            "static_1mib",
+            "asgi_hello:app",
+            "static",
+            "a 1 MiB file from /static (sendfile where the server uses it)",
+            expect_body_size=1024 * 1024,
+            path="/static/1mib.bin",
         ),
         Scenario(
             "idle_keepalive",

@@ -158,7 +158,7 @@ def _probe(port: int, scenario: Scenario) -> None:
     )
     try:
         body = b"x" * scenario.body_size if scenario.method == "POST" else None
-        conn.request(scenario.method, "/", body=body)
+        conn.request(scenario.method, scenario.path, body=body)
         response = conn.getresponse()
         data = response.read()
     except (OSError, http.client.HTTPException) as exc:
@@ -186,7 +186,7 @@ def _loadgen(args: list[str], timeout: float) -> str:
 def _load(port: int, scenario: Scenario, settings: Settings, duration: float) -> LoadResult:
     if settings.use_wrk and wrk_available():
         return run_wrk(
-            f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}/",
+            f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}{scenario.path}",
             duration=duration,
             connections=settings.connections,
             method=scenario.method,
@@ -205,6 +205,8 @@ def _load(port: int, scenario: Scenario, settings: Settings, duration: float) ->
         "--body-size",
         str(scenario.body_size),
         *(["--tls"] if scenario.tls else []),
+        "--path",
+        scenario.path,
     ]
     return LoadResult(**json.loads(_loadgen(args, duration + 60)))
 
