@@ -162,11 +162,13 @@ def _explain(exc: OSError, host: str, port: int) -> str:
     return f"cannot bind to {where}: {exc.strerror or exc}"
 
 
-def describe_socket(sock: socket.socket) -> str:
-    """How the log names a listening socket: ``http://127.0.0.1:8000`` or ``unix:/path``."""
+def describe_socket(sock: socket.socket, *, tls: bool = False) -> str:
+    """How the log names a listening socket: ``http://127.0.0.1:8000`` or ``unix:/path``.
+
+    With ``tls`` the scheme is ``https``: the address a person can paste into a browser."""
     if sock.family == socket.AF_UNIX:
         return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"

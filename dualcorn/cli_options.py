@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("process and platform")
     g.add_argument("--shutdown-delay", type=parse_duration,
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
+    _add_tls_group(p)
+
     _add_mount_group(p)
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
@@ -284,6 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour the level names")  # fmt: skip
     _add_defaults(p)
     return p
+
+
+def _add_tls_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("TLS (uvicorn's option names)")
+    g.add_argument("--ssl-certfile", metavar="FILE",
+                   help="certificate chain (PEM); turns on TLS")  # fmt: skip
+    g.add_argument("--ssl-keyfile", metavar="FILE",
+                   help="private key (PEM); none: the key is in the certfile")  # fmt: skip
+    g.add_argument("--ssl-keyfile-password", metavar="TEXT",
+                   help="password of an encrypted key (better: the environment)")  # fmt: skip
+    g.add_argument("--ssl-version", type=int,
+                   help="17: TLS 1.2 and 1.3; 5: TLS 1.2 only")  # fmt: skip
+    g.add_argument("--ssl-cert-reqs", type=int,
+                   help="client certificates: 0 none, 1 optional, 2 required")  # fmt: skip
+    g.add_argument("--ssl-ca-certs", metavar="FILE",
+                   help="CA file that client certificates must chain to")  # fmt: skip
+    g.add_argument("--ssl-ciphers", metavar="LIST",
+                   help="OpenSSL cipher list for TLS 1.2; none: Python's")  # fmt: skip
 
 
 def _add_mount_group(p: argparse.ArgumentParser) -> None:

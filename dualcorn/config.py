@@ -35,6 +35,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
 }
 
+# ssl.PROTOCOL_* numbers that --ssl-version accepts (uvicorn passes the number to
+# ssl.SSLContext).  The numbers are spelled out so that a Config does not import ssl.
+SSL_PROTOCOL_TLS_SERVER = 17
+SSL_VERSIONS = (17, 2, 5)  # PROTOCOL_TLS_SERVER, PROTOCOL_TLS, PROTOCOL_TLSv1_2
+
 KIB = 1024
 MIB = 1024 * KIB
 _INT_MAX = 2**31 - 1  # the largest value a C int option (listen backlog) takes
@@ -140,6 +145,18 @@ class Config:
     reload_excludes: tuple[str, ...] = ()
     reload_delay: float = 0.25  # uvicorn --reload-delay
 
+    # --- TLS ---------------------------------------------------------------------------
+    # uvicorn's option names and meanings (its config.py); TLS is on when ssl_certfile is set.
+    # The files are read when a server process starts (dualcorn.tls), not here: a Config stays
+    # plain data, and every new worker or reloaded process reads renewed certificates afresh.
+    ssl_keyfile: str | None = None  # None: the private key is in ssl_certfile (ssl module rule)
+    ssl_certfile: str | None = None
+    ssl_keyfile_password: str | None = field(default=None, repr=False)  # never logged
+    ssl_version: int = SSL_PROTOCOL_TLS_SERVER  # uvicorn: ssl.PROTOCOL_TLS_SERVER (17)
+    ssl_cert_reqs: int = 0  # uvicorn: ssl.CERT_NONE, no client certificate asked for
+    ssl_ca_certs: str | None = None
+    ssl_ciphers: str | None = None  # uvicorn 0.54: None, OpenSSL's (and Python's) defaults
+
     # --- Migration: gunicorn's and uvicorn's habits ---------------------------------------
     # gunicorn --bind, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, fd://N.  When given, the
     # server listens on every one of them, and host/port/uds/fd are not used.
@@ -228,6 +245,7 @@ class Config:
         self._check_ranges()
         self._check_slow_clients()
         self._check_conflicts()
+        self._check_tls()
         # Normalise sequences so a frozen Config is hashable and safe to share.
         for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -331,6 +349,35 @@ class Config:
             )
         if self.factory and self.interface != "auto" and not isinstance(self.app, str):
             raise ConfigError("factory needs the app as an import string")
+
+    def _check_tls(self) -> None:
+        if self.ssl_certfile is None:
+            for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"{name} needs ssl_certfile: TLS is on only with a certificate"
+                    )
+        if self.ssl_version not in SSL_VERSIONS:
+            raise ConfigError(
+                f"ssl_version {self.ssl_version} is not supported: use 17 "
+                "(ssl.PROTOCOL_TLS_SERVER, TLS 1.2 and 1.3), 2 (ssl.PROTOCOL_TLS, the same) or 5 "
+                "(TLS 1.2 only); TLS 1.0 and 1.1 are deprecated by RFC 8996"
+            )
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ConfigError(
+                f"ssl_cert_reqs must be 0 (none), 1 (optional) or 2 (required); "
+                f"got {self.ssl_cert_reqs!r}"
+            )
+        if self.ssl_cert_reqs and self.ssl_ca_certs is None:
+            raise ConfigError(
+                "ssl_cert_reqs 1 or 2 asks for client certificates, which are checked against "
+                "ssl_ca_certs: give the CA file"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS (https and wss)."""
+        return self.ssl_certfile is not None
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some options changed, validated again."""

@@ -22,6 +22,12 @@ def run(app: Any, **options: Any) -> None:
 
 def serve_config(config: Config) -> None:
     """Run one server, or the supervisor that ``reload`` or ``workers`` ask for."""
+    if config.tls and (config.reload or config.workers > 1):
+        from dualcorn.tls import load_tls
+
+        # Each server process reads the certificate files itself; reading them here first
+        # stops a broken file with one clear error before any process starts.
+        load_tls(config)
     if config.reload:
         from dualcorn.supervisors.reload import run_reloader
 

@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
@@ -29,6 +29,9 @@ from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
 from dualcorn.proxy_protocol import preamble_factory
 from dualcorn.routing import build_apps
+
+if TYPE_CHECKING:
+    from dualcorn.tls import ServerTLS
 
 __all__ = ["Server"]
 
@@ -82,6 +85,13 @@ class Server:
         self._force = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
+        # Read the certificate files before the app: this process serves what is on disk now
+        # (a renewed certificate after HUP or --reload), or fails before importing anything.
+        tls = None
+        if config.tls:
+            from dualcorn.tls import load_tls
+
+            tls = load_tls(config)
         apps = build_apps(config)  # the app, or a router in front of --mount and --static
         self.interface = apps.interface
         state = self.state = ServerState(config, apps.app, apps.interface)
@@ -90,7 +100,7 @@ class Server:
             # Handlers first: once the log says "running on", a signal never meets the default
             # action (a SIGHUP or SIGTERM would otherwise end the process on the spot).
             self._install_signal_handlers()
-            await self._listen(state, sockets)
+            await self._listen(state, sockets, tls)
             self._count_requests(state)
             for callback in self.on_started:
                 callback()
@@ -123,11 +133,19 @@ class Server:
 
     # --- Internals -----------------------------------------------------------------------
 
-    async def _listen(self, state: ServerState, sockets: list[socket.socket] | None) -> None:
+    async def _listen(
+        self, state: ServerState, sockets: list[socket.socket] | None, tls: ServerTLS | None
+    ) -> None:
         from dualcorn.protocols import protocol_class
 
         protocol = protocol_class(self.config.http)
-        factory = preamble_factory(state, lambda: protocol(state))  # --proxy-protocol
+        make: Callable[[], asyncio.BaseProtocol] = lambda: protocol(state)  # noqa: E731
+        if tls is not None:
+            from dualcorn.tls import TLSHandshake
+
+            make = lambda: TLSHandshake(state, protocol, tls)  # noqa: E731
+        # --proxy-protocol: the preamble is read first, before any TLS handshake.
+        factory = preamble_factory(state, make)
         loop = asyncio.get_running_loop()
         if not sockets:
             sockets = self._bound = bind_sockets(self.config)
@@ -135,7 +153,7 @@ class Server:
             # Not loop.create_server: see dualcorn.listener (descriptors running out).
             server = await listen(loop, sock, factory, backlog=self.config.backlog)
             self._servers.append(server)
-            address = describe_socket(sock)
+            address = describe_socket(sock, tls=tls is not None)
             self.addresses.append(address)
             if self.announce:
                 logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)

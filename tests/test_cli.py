@@ -102,6 +102,14 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "reload_includes": ("*.py", ("*.py",), ["--reload-include", "*.toml"], ("*.toml",)),
     "reload_excludes": ("*.tmp", ("*.tmp",), ["--reload-exclude", "*.log"], ("*.log",)),
     "reload_delay": ("0.5", 0.5, ["--reload-delay", "1"], 1.0),
+    "ssl_certfile": ("a.pem", "a.pem", ["--ssl-certfile", "b.pem"], "b.pem"),
+    "ssl_keyfile": ("a.key", "a.key", ["--ssl-keyfile", "b.key"], "b.key"),
+    "ssl_keyfile_password": ("pw1", "pw1", ["--ssl-keyfile-password", "pw2"], "pw2"),
+    "ssl_version": ("5", 5, ["--ssl-version", "17"], 17),
+    "ssl_cert_reqs": ("1", 1, ["--ssl-cert-reqs", "2"], 2),
+    "ssl_ca_certs": ("ca1.pem", "ca1.pem", ["--ssl-ca-certs", "ca2.pem"], "ca2.pem"),
+    "ssl_ciphers": ("ECDHE+AESGCM", "ECDHE+AESGCM", ["--ssl-ciphers", "ECDHE"], "ECDHE"),
+
     "proxy_headers": ("false", False, ["--proxy-headers"], True),
     "forwarded_allow_ips": ("10.0.0.1,10.0.0.2", ("10.0.0.1", "10.0.0.2"),
                             ["--forwarded-allow-ips", "*"], ("*",)),
@@ -130,6 +138,13 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
 }  # fmt: skip
 # uvicorn's name for the head limit lands in the same Config field.
 ATTRIBUTE = {"h11_max_incomplete_event_size": "limit_request_head"}
+# Options that are valid only beside another: the other comes from the environment too.
+COMPANIONS = {
+    name: {"DUALCORN_SSL_CERTFILE": "cert.pem", "DUALCORN_SSL_CA_CERTS": "ca.pem"}
+    for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_version", "ssl_cert_reqs",
+                 "ssl_ciphers")
+}  # fmt: skip
+COMPANIONS["ssl_ca_certs"] = {"DUALCORN_SSL_CERTFILE": "cert.pem"}
 
 
 def env_name(dest: str) -> str:
@@ -162,6 +177,8 @@ def test_option_from_environment_and_cli_wins(clean_env: pytest.MonkeyPatch, des
     raw, from_env, cli_args, from_cli = OPTIONS[dest]
     attribute = ATTRIBUTE.get(dest, dest)
     clean_env.setenv(env_name(dest), raw)
+    for name, value in COMPANIONS.get(dest, {}).items():
+        clean_env.setenv(name, value)
     assert getattr(config_from_args(["main:app"]), attribute) == from_env
     assert getattr(config_from_args(["main:app", *cli_args]), attribute) == from_cli
 

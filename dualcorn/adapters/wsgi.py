@@ -214,6 +214,10 @@ class EnvironBuilder:
         environ["PATH_INFO"] = _path_info(scope, root, script_name)
         environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
         environ["wsgi.url_scheme"] = scheme
+        if scheme == "https":
+            # The CGI variable (RFC 3875 4.1.18's "protocol-specific" ones; mod_ssl, gunicorn)
+            # that some frameworks and middleware read instead of wsgi.url_scheme.
+            environ["HTTPS"] = "on"
         version = scope.get("http_version", "1.1")
         if version != "1.1":
             environ["SERVER_PROTOCOL"] = _SERVER_PROTOCOLS.get(version, "HTTP/" + version)

@@ -45,6 +45,11 @@ class HTTPConnection(asyncio.Protocol, Connection):
     transport: asyncio.Transport
     read_flow: ReadFlow
     scanner: HeadScanner  # set by the parser subclass
+    # Plain TCP's; a TLS connection gets its own values once, at its hand-over (dualcorn.tls).
+    scheme = "http"
+    ws_scheme = "ws"
+    extensions = _EXTENSIONS
+    ws_extensions = _WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -161,7 +166,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "http_version": "1.0" if http10 else "1.1",
             "server": self.server,
             "client": self.client,
-            "scheme": "http",
+            "scheme": self.scheme,
             "method": method.decode("ascii"),
             "root_path": root_path,
             "path": root_path + path,
@@ -169,7 +174,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "query_string": query,
             "headers": headers,
             "state": state.lifespan_state.copy(),
-            "extensions": _EXTENSIONS,
+            "extensions": self.extensions,
         }
         if self.forwarding is not None:
             self.forwarding.rewrite(scope)
@@ -233,7 +238,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "type": "websocket",
             "asgi": _ASGI,
             "http_version": version.decode("ascii", "replace"),
-            "scheme": "ws",
+            "scheme": self.ws_scheme,
             "server": self.server,
             "client": self.client,
             "root_path": root_path,
@@ -243,7 +248,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "headers": headers,
             "subprotocols": subprotocols(headers),
             "state": state.lifespan_state.copy(),
-            "extensions": _WS_EXTENSIONS,
+            "extensions": self.ws_extensions,
         }
         if self.forwarding is not None:
             self.forwarding.rewrite(scope)
@@ -311,6 +316,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
     async def _drain(self) -> None:
         """Close once idle for IDLE_DRAIN, or after the request that arrives meanwhile."""
         try:
@@ -337,6 +345,13 @@ class HTTPConnection(asyncio.Protocol, Connection):
             if timer is not None:
                 timer.cancel()
             self._timer = self.loop.call_at(deadline, self._expired)
+
+    def count_handshake(self, accepted_at: float) -> None:
+        """The first head's timeout began at the accept: a TLS handshake spent part of it."""
+        if self.cycle is None and self._deadline is not None:
+            self._head_start = accepted_at
+            left = accepted_at + self.config.timeout_request_head - self.loop.time()
+            self._arm(_HEAD, max(left, 0.0))
 
     def _arm_head(self) -> None:
         self._head_start = self.loop.time()

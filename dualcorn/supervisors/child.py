@@ -90,6 +90,8 @@ def _warm_up(config: Config) -> None:
 
     loop_factory(config.loop)
     protocol_class(config.http)
+    if config.tls:
+        importlib.import_module("dualcorn.tls")  # the ssl module is a noticeable import
     if config.interface in ("auto", "wsgi"):
         # The WSGI adapter is imported lazily for the first WSGI app; a standby pays it ahead.
         with contextlib.suppress(ImportError):

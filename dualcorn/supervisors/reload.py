@@ -87,7 +87,9 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
     sockets = bind_sockets(config)
     # Said once, here, as uvicorn's reloader does: the address outlives every server process.
     for sock in sockets:
-        logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
+        logger.info(
+            "dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock, tls=config.tls)
+        )
     logger.info("Will watch for changes in: %s", ", ".join(repr(str(r)) for r in roots))
     logger.info("Started reloader process using WatchFiles")
     watcher = Watcher(roots, watch_filter)
@@ -265,7 +267,7 @@ class Reloader:
         return min(self.last_change_at + delay, self.first_change_at + max(_LONGEST_BURST, delay))
 
     def _notify(self) -> None:
-        where = ", ".join(describe_socket(s) for s in self.sockets)
+        where = ", ".join(describe_socket(s, tls=self.config.tls) for s in self.sockets)
         if self.stopping:
             status = "Shutting down"
         elif self.candidate is not None and self.current is not None:

@@ -69,7 +69,9 @@ def run_workers(config: Config) -> None:
     arbiter = Arbiter(worker_config, listen)
     # Said once, here: the workers share these sockets and do not announce them again.
     for sock in held:
-        logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
+        logger.info(
+            "dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock, tls=config.tls)
+        )
     logger.info("Started parent process; starting %d workers.", config.workers)
     try:
         arbiter.loop(inbox)
@@ -262,7 +264,8 @@ class Arbiter:
     def _notify(self) -> None:
         ready = sum(1 for w in self.workers if w.ready)
         where = (
-            ", ".join(describe_socket(s) for s in self.listen or ()) or self.config.bind_description
+            ", ".join(describe_socket(s, tls=self.config.tls) for s in self.listen or ())
+            or self.config.bind_description
         )
         status = f"{ready} of {self.target} workers serving on {where}"
         if self.outdated:
