@@ -20,6 +20,7 @@ from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.config_file import announce_config_file
 from dualcorn.listener import Listening, listen
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
@@ -74,6 +75,8 @@ class Server:
         self._force = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
+        if self.announce:
+            announce_config_file(config)
         app, self.interface = prepare_app(config)
         state = self.state = ServerState(config, app, self.interface)
         # A WSGI app has no lifespan (the adapter answers it): nothing to announce.

@@ -108,6 +108,11 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "uds_mode": ("660", 0o660, ["--uds-mode", "600"], 0o600),
     "access_logfile": ("-", "-", ["--access-logfile", "a.log"], "a.log"),
     "error_logfile": ("e.log", "e.log", ["--log-file", "-"], "-"),
+    "access_log_format": ("%(h)s %(s)s", "%(h)s %(s)s", ["--access-logformat", "%(r)s"],
+                          "%(r)s"),
+    "log_format": ("json", "json", ["--log-format", "text"], "text"),
+    "request_id_header": ("X-Request-ID", "X-Request-ID", ["--request-id-header", "X-Trace"],
+                          "X-Trace"),
 }  # fmt: skip
 # uvicorn's name for the head limit lands in the same Config field.
 ATTRIBUTE = {"h11_max_incomplete_event_size": "limit_request_head"}

@@ -79,6 +79,7 @@ class RequestCycle:
         "http10",
         "keep_alive",
         "owner",
+        "response_headers",
         "scope",
         "start_time",
         "started",
@@ -119,6 +120,7 @@ class RequestCycle:
         self._head_written = self._chunked = False
         self._declared_length: int | None = None
         self.bytes_sent = 0
+        self.response_headers: Any = ()  # the app's, for the access log's %({name}o)s
 
     # --- Fed by the protocol ------------------------------------------------------------
 
@@ -300,6 +302,9 @@ class RequestCycle:
                 for line in state.default_head.split(b"\r\n")
                 if line and line.split(b":", 1)[0].lower() not in seen_default
             )
+        if state.request_ids is not None:  # --request-id-header echoes the request's id
+            lines.append(state.request_ids.echo_line(self.scope, message.get("headers", ())))
+        self.response_headers = message.get("headers", ())
         date = b""
         if state.date is not None and not date_given:
             date = b"date: %s\r\n" % state.date.value()

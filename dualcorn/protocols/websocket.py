@@ -28,10 +28,11 @@ from websockets.frames import BINARY, CONT, PONG, TEXT, Frame
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
+from dualcorn.access_format import WEBSOCKET, AccessEntry
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.cycle import ClientDisconnected
 from dualcorn.protocols.flow import ReadFlow, WriteFlow
-from dualcorn.protocols.logline import client_address, printable
+from dualcorn.protocols.logline import client_address
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.ws_handshake import AppResponse, Handshake
 from dualcorn.protocols.ws_inbox import Inbox, InvalidText
@@ -383,15 +384,13 @@ class WebSocketSession(asyncio.Protocol, Connection):
         return client_address(self.scope)
 
     def _log(self, code: int) -> None:
-        scope = self.scope
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        elapsed = (time.monotonic() - self.start_time) * 1000.0
-        log = self.state.access_logger.info
-        if self.status == 101:
-            log('%s - "WebSocket %s" 101 close %d %.1fms', self.client, printable(target), code,
-                elapsed)  # fmt: skip
-        else:
-            log('%s - "WebSocket %s" %d %.1fms', self.client, printable(target), self.status,
-                elapsed)  # fmt: skip
+        entry = AccessEntry(
+            self.state.access_format,
+            self.scope,
+            self.status,
+            0,
+            time.monotonic() - self.start_time,
+            kind=WEBSOCKET,
+            close_code=code if self.status == 101 else None,
+        )
+        self.state.access_logger.info("%s", entry)
