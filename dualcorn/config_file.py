@@ -17,7 +17,7 @@ dataclass itself, so a new field needs no code here: ``int``, ``float``, ``str``
 and dataclasses (a TOML table, or an array of tables ``[[name]]``, built field by field with the
 same checks).  A string given for an option whose command-line form converts text (sizes such as
 ``"10M"``, ``"none"`` for no limit, ``"name: value"`` headers) goes through that same
-conversion.  An unknown key or a wrong type is a :class:`ConfigFileError` naming the key and the
+conversion; a string where a plain number is wanted (``port = "8000"``) is an error.  An unknown key or a wrong type is a :class:`ConfigFileError` naming the key and the
 file; the CLI prints it on one line and exits 2.
 
 gunicorn's ``gunicorn.conf.py`` is Python, which dualcorn does not execute (its hooks would be
@@ -83,6 +83,7 @@ def find_config_file(
 
 
 def _table(path: str, *, pyproject: bool) -> dict[str, Any]:
+    path = os.path.normpath(path)  # "dualcorn.toml", not "./dualcorn.toml", in messages
     try:
         with open(path, "rb") as file:
             data = tomllib.load(file)
@@ -155,7 +156,8 @@ def _from_text(value: Any, action: argparse.Action | None, where: str) -> Any:
     if appends and isinstance(value, str):
         value = [value]
     kind = action.type
-    if kind is None or kind is str or isinstance(action, argparse.BooleanOptionalAction):
+    # Plain int and str: TOML has the type itself, so "8000" for a port is a mistake to report.
+    if kind in (None, int, float, str) or isinstance(action, argparse.BooleanOptionalAction):
         return value
     try:
         if appends and isinstance(value, list):
@@ -178,6 +180,8 @@ def convert(value: Any, hint: Any, where: str) -> Any:
             return value
         raise ConfigFileError(f"{where} must be one of {', '.join(map(str, args))}; got {value!r}")
     if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None  # "none" given as text and converted by the option's own parser
         for arm in args:
             if arm is type(None):
                 continue
