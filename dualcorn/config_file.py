@@ -17,8 +17,9 @@ dataclass itself, so a new field needs no code here: ``int``, ``float``, ``str``
 and dataclasses (a TOML table, or an array of tables ``[[name]]``, built field by field with the
 same checks).  A string given for an option whose command-line form converts text (sizes such as
 ``"10M"``, ``"none"`` for no limit, ``"name: value"`` headers) goes through that same
-conversion; a string where a plain number is wanted (``port = "8000"``) is an error.  An unknown key or a wrong type is a :class:`ConfigFileError` naming the key and the
-file; the CLI prints it on one line and exits 2.
+conversion; a string where a plain number is wanted (``port = "8000"``) is an error.  An
+unknown key or a wrong type is a :class:`ConfigFileError` naming the key and the file; the CLI
+prints it on one line and exits 2.
 
 gunicorn's ``gunicorn.conf.py`` is Python, which dualcorn does not execute (its hooks would be
 silently ignored): given one, :func:`gunicorn_equivalent` reads its literal module-level
