@@ -203,7 +203,7 @@ def _user(entry: AccessEntry) -> str:
         if len(parts) == 2:
             try:
                 user = base64.b64decode(parts[1].strip().encode()).split(b":", 1)[0]
-                return printable(user.decode("utf-8"))
+                return printable(user.decode("utf-8")) or "-"
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 pass
     return "-"

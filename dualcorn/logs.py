@@ -135,7 +135,7 @@ def configure_logging(config: Config, *, show_pid: bool = False) -> None:
                     logger.removeHandler(handler)
                     handler.close()
             handler = _handler(name, target)
-            handler.setFormatter(_formatter(config, handler, target, show_pid))
+            handler.setFormatter(_formatter(config, handler, name, target, show_pid))
             handler._dualcorn = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
             logger.propagate = False
@@ -150,12 +150,15 @@ def configure_logging(config: Config, *, show_pid: bool = False) -> None:
 
 
 def _formatter(
-    config: Config, handler: logging.Handler, target: str | None, show_pid: bool
+    config: Config, handler: logging.Handler, name: str, target: str | None, show_pid: bool
 ) -> logging.Formatter:
     if config.log_format == "json":
         from dualcorn.json_logs import JSONFormatter
 
         return JSONFormatter()
+    if name == "dualcorn.access" and config.access_log_format is not None:
+        # gunicorn prints its access format bare: no level prefix, so the line is the same.
+        return logging.Formatter("%(message)s")
     stream = getattr(handler, "stream", None) if target is None or target == "-" else None
     formatter = ColourFormatter(
         use_colors=config.use_colors if stream is not None else False, stream=stream
