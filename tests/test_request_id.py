@@ -145,3 +145,84 @@ def test_in_the_access_line() -> None:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     assert [r.getMessage() for r in records] == ['127.0.0.1 "GET / HTTP/1.1" r-77']
+
+
+# --- Behind a real nginx: its $request_id is the id everyone logs ---------------------------
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+user nobody nogroup;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    log_format ids '$request_id $status';
+    access_log {dir}/access.log ids;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header X-Request-ID $request_id;
+        }}
+    }}
+}}
+"""
+
+APP_SOURCE = """
+import json
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = json.dumps(scope["extensions"]["dualcorn.request_id"]).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def test_behind_nginx_its_request_id_is_kept_everywhere() -> None:
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests.helpers import run_dualcorn
+    from tests.test_proxy_e2e import free_port, running
+
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        pytest.skip("nginx is not installed (Debian package nginx)")
+    if os.geteuid() != 0:
+        pytest.skip("nginx with 'user nobody' needs root")
+    workdir = Path(tempfile.mkdtemp(prefix="dualcorn-rid-"))
+    try:
+        workdir.chmod(0o755)
+        (workdir / "ridapp.py").write_text(APP_SOURCE)
+        args = ("--port", "0", "--log-format", "json", "--request-id-header", "X-Request-ID",
+                "ridapp:app")  # fmt: skip
+        with run_dualcorn(*args, cwd=workdir) as server:
+            port = free_port()
+            conf = workdir / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(dir=workdir, port=port, upstream=server.port))
+            with running([binary, "-p", str(workdir), "-c", str(conf)], port,
+                         workdir / "error.log"):  # fmt: skip
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/x", headers={"x-request-id": "forged"}, timeout=20
+                )
+            assert server.stop() == 0
+        request_id = response.json()["id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # nginx's, not the client's
+        assert response.headers["x-request-id"] == request_id
+        assert (workdir / "access.log").read_text().split() == [request_id, "200"]
+        records = [json.loads(line) for line in server.stderr_text().splitlines()]
+        (access,) = [r for r in records if r["logger"] == "dualcorn.access"]
+        assert access["request_id"] == request_id
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
