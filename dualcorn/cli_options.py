@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--request-id-header", metavar="NAME",
                    help="echo the request id in this response header "
                         "(e.g. X-Request-ID)")  # fmt: skip
+    g = p.add_argument_group("process and platform")
+    g.add_argument("--shutdown-delay", type=parse_duration,
+                   help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")
