@@ -70,7 +70,7 @@ class AccessEntry:
     """One response, as the access log sees it; ``str()`` renders it in the chosen format."""
 
     __slots__ = ("close_code", "duration", "format", "kind", "response_headers", "scope",
-                 "sent", "status", "time")  # fmt: skip
+                 "sent", "status")  # fmt: skip
 
     def __init__(
         self,
@@ -89,7 +89,6 @@ class AccessEntry:
         self.status = status
         self.sent = sent
         self.duration = duration  # seconds
-        self.time = time.time()
         self.kind = kind
         self.response_headers = response_headers
         self.close_code = close_code
@@ -227,7 +226,8 @@ _ATOMS: dict[str, Atom] = {
     "h": lambda e: (e.scope.get("client") or ("-",))[0],
     "l": lambda e: "-",
     "u": _user,
-    "t": lambda e: time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(e.time)),
+    # "at logging time", as gunicorn's: a handler renders the entry as it is logged.
+    "t": lambda e: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
     "r": lambda e: f"{printable(e.method)} {printable(e.target)} HTTP/"
                    f"{printable(e.scope.get('http_version', '1.1'))}",
     "s": lambda e: str(e.status),
