@@ -39,6 +39,7 @@ __all__ = [
     "client_address",
     "compile_format",
     "printable",
+    "request_extra",
 ]
 
 HTTP, WEBSOCKET, REFUSAL = "http", "websocket", "refusal"
@@ -64,6 +65,14 @@ def client_address(scope: dict[str, Any]) -> str:
         return "-"
     host, port = client[0], client[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def request_extra(scope: dict[str, Any]) -> dict[str, str] | None:
+    """``extra=`` for an error logged about a request: its id, when it has one (JSON shows it)."""
+    extensions = scope.get("extensions")
+    if extensions and REQUEST_ID_KEY in extensions:
+        return {"request_id": extensions[REQUEST_ID_KEY]["id"]}
+    return None
 
 
 class AccessEntry:

@@ -1,7 +1,8 @@
 """``--log-format json``: one JSON object per line, for Loki, Elasticsearch or CloudWatch.
 
 Every record has ``time`` (RFC 3339, UTC, milliseconds), ``level``, ``logger``, ``pid`` and
-``message``; a record with a traceback adds ``exc_info`` (the formatted traceback, newlines
+``message``; an app's exception adds the request's ``request_id``; a record with a traceback
+adds ``exc_info`` (the formatted traceback, newlines
 escaped inside the one JSON string, so a traceback never breaks the one-object-per-line rule)
 and ``stack_info`` when asked.  An access record adds ``type`` (``http``, ``websocket`` or
 ``refusal``: a 503/501 the server answered in the app's place), ``client``, ``client_port``,
@@ -69,6 +70,9 @@ class JSONFormatter(logging.Formatter):
         args = record.args
         if isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], AccessEntry):
             data.update(access_fields(args[0]))
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:  # an error about one request (see access_format.request_extra)
+            data["request_id"] = request_id
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -282,6 +282,7 @@ def test_json_lines_from_a_real_server(tmp_path: Path) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", first["request_id"])
     (error,) = [r for r in records if r["level"] == "ERROR"]
     assert error["message"] == "Exception in ASGI application"
+    assert error["request_id"] == access[1]["request_id"]  # the 500's line and its error
     assert "Traceback" in error["exc_info"] and "RuntimeError: boom" in error["exc_info"]
     (warning,) = [r for r in records if r["logger"] == "myapp"]
     assert warning["message"] == "an app's own warning" and warning["level"] == "WARNING"

@@ -226,3 +226,31 @@ def test_behind_nginx_its_request_id_is_kept_everywhere() -> None:
         assert access["request_id"] == request_id
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def failing_wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(("app", "interface"), [(asgi_app, "asgi3"), (failing_wsgi_app, "wsgi")])
+def test_an_app_error_carries_the_request_id(app: Any, interface: str) -> None:
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("dualcorn.error")
+    handler = Keep(logging.ERROR)
+    logger.addHandler(handler)
+    try:
+        options = {"interface": interface, "request_id_header": "X-Request-ID"}
+        with ServerThread(app, **options) as server:
+            response = httpx.get(f"{server.url}/boom", timeout=10)
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 500
+    (error,) = [r for r in records if "Exception in" in r.getMessage()]
+    assert error.request_id == response.headers["x-request-id"]  # type: ignore[attr-defined]

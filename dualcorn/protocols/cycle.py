@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any, Protocol
 
+from dualcorn.access_format import request_extra
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.flow import BODY, ReadFlow, WriteFlow
 from dualcorn.protocols.logline import access_line
@@ -426,7 +427,8 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
         if cycle.disconnected and isinstance(exc, OSError):
             logger.debug("the client went away during the response: %r", exc)
         else:
-            logger.error("Exception in ASGI application", exc_info=exc)
+            extra = request_extra(cycle.scope)
+            logger.error("Exception in ASGI application", exc_info=exc, extra=extra)
         _fail(cycle)
     else:
         if cycle.disconnected and not cycle.complete:

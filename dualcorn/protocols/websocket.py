@@ -28,7 +28,7 @@ from websockets.frames import BINARY, CONT, PONG, TEXT, Frame
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
-from dualcorn.access_format import WEBSOCKET, AccessEntry
+from dualcorn.access_format import WEBSOCKET, AccessEntry, request_extra
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.cycle import ClientDisconnected
 from dualcorn.protocols.flow import ReadFlow, WriteFlow
@@ -337,7 +337,8 @@ class WebSocketSession(asyncio.Protocol, Connection):
             if self.phase == _DONE and isinstance(exc, OSError):
                 logger.debug("the WebSocket client went away: %r", exc)
             else:
-                logger.error("Exception in ASGI application", exc_info=exc)
+                extra = request_extra(self.scope)
+                logger.error("Exception in ASGI application", exc_info=exc, extra=extra)
             self._end(_INTERNAL_ERROR)
         else:
             if self.phase == _HANDSHAKE:
