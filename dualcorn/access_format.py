@@ -56,6 +56,11 @@ _ESCAPES[ord('"')] = '\\"'
 
 def printable(text: str) -> str:
     """``text`` with every character that could inject terminal sequences escaped."""
+    # Nearly every path is printable already: three scans in C instead of a per-character
+    # translate (1.8 us to 0.14 us for a 45-character target).  isprintable() is False for
+    # every character _ESCAPES maps except the two checked after it.
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
     return text.translate(_ESCAPES)
 
 
@@ -154,8 +159,8 @@ class AccessFormat:
                 code = entry.close_code or 0
                 return f'{client} - "WebSocket {target}" 101 close {code} {ms:.1f}ms'
             return f'{client} - "WebSocket {target}" {entry.status} {ms:.1f}ms'
-        method, version = printable(entry.method), printable(entry.scope["http_version"])
-        request = f"{method} {target} HTTP/{version}"
+        # The method and version passed the parser's grammar (a refusal escapes its own).
+        request = f"{entry.method} {target} HTTP/{entry.scope['http_version']}"
         return f'{client} - "{request}" {entry.status} {entry.sent} {ms:.1f}ms'
 
 

@@ -49,11 +49,11 @@ def refusal_line(
     """
     path, _, query = target.partition(b"?")
     scope: dict[str, Any] = {
-        "method": method.decode("latin-1"),
+        "method": printable(method.decode("latin-1")),
         "raw_path": path,
         "path": path.decode("latin-1"),
         "query_string": query,
-        "http_version": version.decode("latin-1"),
+        "http_version": printable(version.decode("latin-1")),
         "client": client,
         "headers": [],
     }
