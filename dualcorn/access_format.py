@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from dualcorn.errors import ConfigError
 
@@ -223,9 +224,11 @@ def _user(entry: AccessEntry) -> str:
 
 
 def _path_info(entry: AccessEntry) -> str:
+    """PEP 3333 ``PATH_INFO``, as gunicorn logs it: the path unquoted, bytes as latin-1."""
     scope = entry.scope
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
+    raw: bytes = scope.get("raw_path") or scope.get("path", "").encode("utf-8")
+    path = unquote_to_bytes(raw).decode("latin-1")
+    root = scope.get("root_path", "").encode("utf-8").decode("latin-1")
     if root and path.startswith(root):
         path = path[len(root) :]  # PATH_INFO is below SCRIPT_NAME
     return printable(path)

@@ -120,6 +120,7 @@ REQUESTS: list[tuple[str, str, dict[str, str], str]] = [
     ("GET", "/a/b%20c?x=1&y=%22", {"Referer": "http://example.com/", "User-Agent": 'ua "q"',
                                    "X-Custom": "c1", "Authorization": BOB}, "1.1"),
     ("GET", "/empty", {"User-Agent": "client/1"}, "1.1"),
+    ("GET", "/caf%C3%A9/%C3%BC?q=%C3%A9", {}, "1.1"),  # PATH_INFO is latin-1, as in PEP 3333
     ("HEAD", "/head?q", {}, "1.1"),
     ("POST", "/missing", {"Content-Length": "3"}, "1.1"),
     ("GET", "/ten", {}, "1.0"),
