@@ -47,6 +47,8 @@ HTTP, WEBSOCKET, REFUSAL = "http", "websocket", "refusal"
 # The key of the request id in the environ of a WSGI app (PEP 3333: server-specific keys are
 # prefixed with the server's name) and in the ASGI scope's "extensions".
 REQUEST_ID_KEY = "dualcorn.request_id"
+# Which --mount or --static answered (dualcorn.routing sets it in the server's scope).
+MOUNT_KEY = "dualcorn.mount"
 
 # Control characters (C0, DEL, C1) in a logged path could drive the reader's terminal; escape
 # them the way repr() would, keep everything else readable.
@@ -158,11 +160,17 @@ class AccessFormat:
         if entry.kind == WEBSOCKET:
             if entry.status == 101:
                 code = entry.close_code or 0
-                return f'{client} - "WebSocket {target}" 101 close {code} {ms:.1f}ms'
-            return f'{client} - "WebSocket {target}" {entry.status} {ms:.1f}ms'
-        # The method and version passed the parser's grammar (a refusal escapes its own).
-        request = f"{entry.method} {target} HTTP/{entry.scope['http_version']}"
-        return f'{client} - "{request}" {entry.status} {entry.sent} {ms:.1f}ms'
+                line = f'{client} - "WebSocket {target}" 101 close {code} {ms:.1f}ms'
+            else:
+                line = f'{client} - "WebSocket {target}" {entry.status} {ms:.1f}ms'
+        else:
+            # The method and version passed the parser's grammar (a refusal escapes its own).
+            request = f"{entry.method} {target} HTTP/{entry.scope['http_version']}"
+            line = f'{client} - "{request}" {entry.status} {entry.sent} {ms:.1f}ms'
+        mount = entry.scope.get(MOUNT_KEY)
+        if mount is not None:  # --mount/--static: which app or directory answered
+            line += f" mount={printable(mount)}"
+        return line
 
 
 Atom = Callable[[AccessEntry], Any]
@@ -301,6 +309,7 @@ def _environ_value(entry: AccessEntry, variable: str) -> str:
         "content_length": lambda: entry.request_header(b"content-length"),
         "wsgi.url_scheme": lambda: scope.get("scheme"),
         REQUEST_ID_KEY: lambda: entry.request_id,
+        MOUNT_KEY: lambda: scope.get(MOUNT_KEY),
     }
     get = values.get(variable)
     value = get() if get is not None else None

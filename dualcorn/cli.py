@@ -26,7 +26,9 @@ from dualcorn.errors import ConfigError, LoadError, StartupError
 __all__ = ["build_parser", "config_from_args", "main"]
 
 STARTUP_FAILED = 3  # gunicorn's and uvicorn's exit status when the app cannot start
-_LIST_OPTIONS = {"reload_dirs", "reload_includes", "reload_excludes", "headers", "bind"}
+_LIST_OPTIONS = {
+    "reload_dirs", "reload_includes", "reload_excludes", "headers", "bind", "mounts", "static",
+}  # fmt: skip
 
 
 def _from_environment(parser: argparse.ArgumentParser, given: dict[str, Any]) -> None:
@@ -49,8 +51,11 @@ def _from_environment(parser: argparse.ArgumentParser, given: dict[str, Any]) ->
                 value = action.type(raw)  # type: ignore[operator]
             else:
                 value = raw
-        except (ValueError, argparse.ArgumentTypeError) as exc:
+        except argparse.ArgumentTypeError as exc:
             parser.error(f"{variable}={raw!r}: {exc}")
+        except ValueError:
+            # int() says "invalid literal for int() with base 10"; say it as argparse would.
+            parser.error(f"{variable}={raw!r}: expected a whole number")
         if action.choices is not None and value not in action.choices:
             parser.error(f"{variable} must be one of {', '.join(map(str, action.choices))}")
         given[dest] = value

@@ -51,6 +51,7 @@ _SPECIAL_DEFAULTS = {
     "access_logfile": "stderr",
     "error_logfile": "stderr",
     "root_path": "none",
+    "reload_dirs": "the current directory",
     "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
     "access_log_format": "dualcorn's own line",
 }
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--timeout-graceful-shutdown", "--graceful-timeout"), parse_optional_duration,
          "wait for requests in flight"),
         (("--timeout-worker-healthcheck", "-t", "--timeout"), parse_duration,
-         "a silent worker is restarted after"),
+         "a silent worker is restarted after; 0 never"),
     )  # fmt: skip
     for flags, kind, text in options:
         g.add_argument(*flags, type=kind, help=text)
@@ -247,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes/s extending head and body timeouts (0: fixed)")  # fmt: skip
     g.add_argument("--timeout-request-head-max", type=parse_duration,
                    help="longest a request head may take, whatever its rate")  # fmt: skip
-    g.add_argument("--limit-connections", type=_optional_int,
+    g.add_argument("--limit-connections", "--worker-connections", type=_optional_int,
                    help="open connections per process; past it new ones close at once")  # fmt: skip
     g.add_argument("--timeout-lifespan", type=parse_optional_duration,
                    help="lifespan startup or shutdown that hangs: exit 3")  # fmt: skip
@@ -276,8 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("process and platform")
     g.add_argument("--shutdown-delay", type=parse_duration,
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
+    _add_mount_group(p)
     g = p.add_argument_group("logging")
-    g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
+    g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
+                   help="the error log's level")  # fmt: skip
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")
     g.add_argument("--access-log", action=argparse.BooleanOptionalAction,
                    help="one line per response")  # fmt: skip
@@ -285,6 +288,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour the level names")  # fmt: skip
     _add_defaults(p)
     return p
+
+
+def _add_mount_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("mounts and static files")
+    g.add_argument("--mount", dest="mounts", action="append",
+                   metavar="PATH=APP[@INTERFACE[:THREADS]]",
+                   help="serve another app below PATH, e.g. /legacy=old:app@wsgi:8 "
+                        "(repeatable)")  # fmt: skip
+    g.add_argument("--static", action="append", metavar="PATH=DIR",
+                   help="serve the files of DIR below PATH, never through the app "
+                        "(repeatable)")  # fmt: skip
+    g.add_argument("--static-max-age", type=_optional_int,
+                   help="Cache-Control max-age of static files, in seconds")  # fmt: skip
+    flags = (
+        ("--static-index", "index.html for a directory URL"),
+        ("--static-dotfiles", "serve file names starting with a dot"),
+        ("--static-follow-symlinks", "serve symlinks that lead out of DIR"),
+        ("--static-fallthrough", "a missing static file goes to the app (single-page apps)"),
+    )
+    for flag, text in flags:
+        g.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
 
 
 def _add_migration_group(p: argparse.ArgumentParser) -> None:
@@ -302,11 +326,12 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
                           "which holds nothing lifespan set")  # fmt: skip
     ignored: tuple[tuple[tuple[str, ...], int, str], ...] = (
         (("-k", "--worker-class"), 1, "dualcorn serves ASGI and WSGI apps itself"),
-        (("--worker-connections",), 1, "--limit-concurrency caps requests in flight"),
         (("--worker-tmp-dir",), 1, "workers report their heartbeat over a pipe"),
         (("--preload",), 0, "each worker imports the app itself"),
         (("-n", "--name"), 1, "process names are left as they are"),
-        (("--no-sendfile",), 0, "dualcorn does not use sendfile"),
+        (("--no-sendfile",), 0, "sendfile is used only where the loop and socket allow it"),
+        (("--limit-request-field_size", "--limit-request-field-size"), 1,
+         "--limit-request-head bounds the whole head, every field in it"),
     )  # fmt: skip
     for flags, nargs, why in ignored:
         dest = "_ignored_" + flags[-1].lstrip("-").replace("-", "_")
@@ -318,13 +343,15 @@ def _add_defaults(parser: argparse.ArgumentParser) -> None:
     """End each help line with its default, from Config, unless the line states it already."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for action in parser._actions:
-        if not action.option_strings or action.help is None or "(default:" in action.help:
+        if not action.option_strings or action.help is None:
             continue
         if isinstance(action, _Refused | _Ignored | _AlreadySo):
             continue
         if action.metavar is None and action.nargs != 0 and action.choices is None:
             metavar = _DEST_METAVARS.get(action.dest) or _METAVARS.get(action.type, "TEXT")
             action.metavar = metavar
+        if "(default:" in action.help:
+            continue
         field = fields.get(action.dest)
         if field is None:
             continue

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dualcorn.errors import ConfigError
+from dualcorn.mountspec import Mount, StaticDir, parse_mounts, parse_statics
 
 __all__ = ["Config", "HTTPName", "Interface", "LifespanMode", "LoopName", "WSName"]
 
@@ -39,6 +40,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 KIB = 1024
 _NOT_TOKEN = ' \t\r\n\0:"(),/;<=>?@[\\]{}'
 MIB = 1024 * KIB
+_INT_MAX = 2**31 - 1  # the largest value a C int option (listen backlog) takes
+# gunicorn's "--timeout 0" (Cloud Run's documented command line) means no worker timeout.
+_NO_LIMIT_AT_0 = "timeout_worker_healthcheck"
 
 
 def _default_threads() -> int:
@@ -117,7 +121,7 @@ class Config:
     timeout_request_head: float = 20.0
     timeout_body_read: float = 20.0
     timeout_graceful_shutdown: float | None = 30.0  # gunicorn graceful_timeout
-    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout
+    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout; 0 disables it, as there
     timeout_worker_startup: float = 60.0
 
     # --- WSGI ----------------------------------------------------------------------------
@@ -198,6 +202,18 @@ class Config:
     # --shutdown-grace-period.  0, as both: stop accepting at once.
     shutdown_delay: float = 0.0
 
+    # --- Mounts and static files ----------------------------------------------------------
+    # More apps behind one listener, as NGINX Unit's routes and Werkzeug's DispatcherMiddleware
+    # did; "PATH=APP[@INTERFACE[:THREADS]]" strings or Mount values (dualcorn.mountspec).
+    mounts: tuple[Mount, ...] = ()
+    # Directories served by the server itself, as nginx "location /static/ { alias DIR; }".
+    static: tuple[StaticDir, ...] = ()
+    static_max_age: int | None = None  # nginx sends no Cache-Control unless "expires" is set
+    static_index: bool = False  # index.html for a directory, only when asked (nginx "index")
+    static_dotfiles: bool = False  # off: a stray .env or .git/ is never published (nginx would)
+    static_follow_symlinks: bool = False  # nginx "disable_symlinks": links leaving DIR refused
+    static_fallthrough: bool = False  # a missing file goes to the app (try_files $uri /index)
+
     # --- Logging -------------------------------------------------------------------------
     log_level: LogLevel | None = None  # None: leave logging as the host program set it
     log_config: str | dict[str, Any] | None = None
@@ -220,6 +236,14 @@ class Config:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "headers", _check_headers(self.headers))
         object.__setattr__(self, "forwarded_allow_ips", _check_allow_ips(self.forwarded_allow_ips))
+        object.__setattr__(self, "mounts", parse_mounts(self.mounts))
+        object.__setattr__(self, "static", parse_statics(self.static))
+        if self.static_max_age is not None and self.static_max_age < 0:
+            raise ConfigError("static_max_age must not be negative")
+        if (self.reload or self.workers > 1) and any(
+            not isinstance(m.app, str) for m in self.mounts
+        ):
+            raise ConfigError("reload and workers need every mounted app as an import string")
 
     def _check_ranges(self) -> None:
         positive = (
@@ -246,8 +270,18 @@ class Config:
             "reload_delay",
         )  # fmt: skip
         for name in timeouts:
-            if getattr(self, name) <= 0 and name != "reload_delay":
+            if getattr(self, name) <= 0 and name not in ("reload_delay", _NO_LIMIT_AT_0):
                 raise ConfigError(f"{name} must be more than 0 seconds")
+        for name in ("reload_delay", _NO_LIMIT_AT_0):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        # listen(2) takes a C int; the kernel caps it at net.core.somaxconn anyway.
+        if self.backlog > _INT_MAX:
+            raise ConfigError(f"backlog must be at most {_INT_MAX}; got {self.backlog}")
+        if self.fd is not None and self.fd < 0:
+            raise ConfigError(f"fd must be a descriptor number (0 or more); got {self.fd}")
+        if self.uds is not None and not self.uds:
+            raise ConfigError("uds needs a path, as in /run/app.sock")
         for name in ("timeout_graceful_shutdown", "ws_ping_interval", "ws_ping_timeout"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -270,7 +304,7 @@ class Config:
             raise ConfigError("bind replaces uds and fd: give the addresses in bind only")
         if not 0 <= self.uds_mode <= 0o777:
             raise ConfigError(
-                f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
+                f"uds_mode must be a permission mode such as 0o660; got {oct(self.uds_mode)}"
             )
 
     def _check_slow_clients(self) -> None:

@@ -14,12 +14,13 @@ Config's defaults fill the rest (precedence: command line, environment, file, de
 Values are checked against :class:`~dualcorn.config.Config`'s field types, read from the
 dataclass itself, so a new field needs no code here: ``int``, ``float``, ``str``, ``bool``,
 ``Literal`` choices, ``X | None``, tuples and sequences (TOML arrays), ``dict`` (TOML tables),
-and dataclasses (a TOML table, or an array of tables ``[[name]]``, built field by field with the
-same checks).  A string given for an option whose command-line form converts text (sizes such as
-``"10M"``, ``"none"`` for no limit, ``"name: value"`` headers) goes through that same
-conversion; a string where a plain number is wanted (``port = "8000"``) is an error.  An
-unknown key or a wrong type is a :class:`ConfigFileError` naming the key and the file; the CLI
-prints it on one line and exits 2.
+and dataclasses (a TOML table, or an array of tables ``[[mount]]``, built field by field with
+the same checks; or the text the command line takes, through the dataclass's ``parse``).  A
+string given for an option whose command-line form converts text (sizes such as ``"10M"``,
+``"none"`` for no limit, ``"name: value"`` headers) goes through that same conversion; a
+string where a plain number is wanted (``port = "8000"``) is an error.  An unknown key or a
+wrong type is a :class:`ConfigFileError` naming the key and the file; the CLI prints it on one
+line and exits 2.
 
 gunicorn's ``gunicorn.conf.py`` is Python, which dualcorn does not execute (its hooks would be
 silently ignored): given one, :func:`gunicorn_equivalent` reads its literal module-level
@@ -212,8 +213,16 @@ def convert(value: Any, hint: Any, where: str) -> Any:
     elif origin is dict or hint is dict:
         if isinstance(value, dict):
             return value
-    elif dataclasses.is_dataclass(hint) and isinstance(hint, type) and isinstance(value, dict):
-        return _dataclass(value, hint, where)
+    elif dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, dict):
+            return _dataclass(value, hint, where)
+        parse = getattr(hint, "parse", None)
+        if isinstance(value, str) and parse is not None:
+            # The command line's text form (Mount.parse: "PATH=APP@wsgi"), as the option takes.
+            try:
+                return parse(value)
+            except ConfigError as exc:
+                raise ConfigFileError(f"{where}: {exc}") from None
     raise _wrong(value, hint, where)
 
 
@@ -270,6 +279,8 @@ def describe(hint: Any) -> str:
         return f"a list of {len(args)} values"
     if origin in (list, Sequence):
         return f"a list of {_plural(describe(args[0]))}" if args else "a list"
+    if dataclasses.is_dataclass(hint) and hasattr(hint, "parse"):
+        return "a table or its command-line text"
     if origin is dict or hint is dict or dataclasses.is_dataclass(hint):
         return "a table"
     return str(hint)

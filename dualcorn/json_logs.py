@@ -7,7 +7,8 @@ escaped inside the one JSON string, so a traceback never breaks the one-object-p
 and ``stack_info`` when asked.  An access record adds ``type`` (``http``, ``websocket`` or
 ``refusal``: a 503/501 the server answered in the app's place), ``client``, ``client_port``,
 ``method``, ``path``, ``query``, ``status``, ``bytes``, ``duration_ms``, ``protocol``,
-``user_agent``, ``referer``, ``request_id``, and for a WebSocket its ``close_code``; its
+``user_agent``, ``referer``, ``request_id``, ``mount`` (which ``--mount``/``--static``
+answered, or null), and for a WebSocket its ``close_code``; its
 ``message`` is the text line (``--access-log-format`` applies there).
 
 :class:`JSONFormatter` is an ordinary :class:`logging.Formatter`, so a ``--log-config`` file can
@@ -21,7 +22,7 @@ import logging
 import time
 from typing import Any
 
-from dualcorn.access_format import WEBSOCKET, AccessEntry
+from dualcorn.access_format import MOUNT_KEY, WEBSOCKET, AccessEntry
 
 __all__ = ["JSONFormatter", "access_fields"]
 
@@ -50,6 +51,7 @@ def access_fields(entry: AccessEntry) -> dict[str, Any]:
         "user_agent": entry.request_header(b"user-agent"),
         "referer": entry.request_header(b"referer"),
         "request_id": entry.request_id,
+        "mount": scope.get(MOUNT_KEY),  # which --mount or --static answered, if any
     }
     if entry.kind == WEBSOCKET:
         fields["close_code"] = entry.close_code

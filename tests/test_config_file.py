@@ -289,3 +289,62 @@ def test_arrays_of_tables_become_dataclasses() -> None:
 def test_repo_root_has_no_config_file_that_would_change_other_tests() -> None:
     assert not (REPO_ROOT / "dualcorn.toml").exists()
     assert "[tool.dualcorn]" not in (REPO_ROOT / "pyproject.toml").read_text()
+
+
+# --- [[mount]] tables and static entries, with two workers -----------------------------------
+
+LEGACY_SOURCE = """
+def app(environ, start_response):
+    body = (environ["SCRIPT_NAME"] + "|" + environ["PATH_INFO"]).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"""
+
+MOUNTS_TOML = """
+app = "webapp:app"
+workers = 2
+log-format = "json"
+static = ["/static=public"]
+
+[[mount]]
+path = "/legacy"
+app = "legacy:app"
+interface = "wsgi"
+threads = 2
+
+[[mount]]
+path = "/other"
+app = "webapp:app"
+"""
+
+
+def test_mounts_and_static_from_the_file_with_two_workers(tmp_path: Path) -> None:
+    import json
+
+    write(tmp_path / "webapp.py", APP_SOURCE)
+    write(tmp_path / "legacy.py", LEGACY_SOURCE)
+    (tmp_path / "public").mkdir()
+    write(tmp_path / "public" / "site.css", "body { color: red }\n")
+    write(tmp_path / "dualcorn.toml", MOUNTS_TOML)
+    with run_dualcorn("--port", "0", cwd=tmp_path) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/x").text == "GET /x"
+            assert client.get("/legacy/page").text == "/legacy|/page"
+            assert client.get("/other/y").text == "GET /other/y"
+            css = client.get("/static/site.css")
+            assert css.status_code == 200 and css.text == "body { color: red }\n"
+        assert server.stop(timeout=30) == 0
+    records = [json.loads(line) for line in server.stderr_text().splitlines()]
+    mounts = {r["path"]: r["mount"] for r in records if r["logger"] == "dualcorn.access"}
+    assert mounts == {"/x": "/", "/legacy/page": "/legacy", "/other/y": "/other",
+                      "/static/site.css": "static:/static"}  # fmt: skip
+    assert any(r["message"] == "Options read from dualcorn.toml" for r in records)
+
+
+def test_a_mount_with_a_wrong_type_names_the_key(workdir: Path) -> None:
+    write(workdir / "dualcorn.toml", '[[mount]]\npath = "/a"\napp = "x:y"\nthreads = "2"\n')
+    with pytest.raises(ConfigFileError, match=r"dualcorn.toml: mount\[0\]\.threads must be"):
+        config_from_args(["main:app"])
+    write(workdir / "dualcorn.toml", 'mount = ["/a=x:y@wsgi:2", "nonsense"]\n')
+    with pytest.raises(ConfigFileError, match=r"dualcorn.toml: mount\[1\]: mount: expected"):
+        config_from_args(["main:app"])
