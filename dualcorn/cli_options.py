@@ -35,7 +35,8 @@ examples:
   dualcorn -w 4 -b unix:/run/app.sock --access-logfile - wsgi:app   # gunicorn's habits
 
 Every option can also be set in the environment as DUALCORN_<OPTION>: --timeout-keep-alive 10
-is DUALCORN_TIMEOUT_KEEP_ALIVE=10 (lists comma-separated); the command line wins.  Sizes take
+is DUALCORN_TIMEOUT_KEEP_ALIVE=10 (lists comma-separated), or in dualcorn.toml as
+timeout-keep-alive = 10; the command line wins, then the environment, then the file.  Sizes take
 binary units (512K, 10M, 1G) or plain bytes; durations are seconds (0.5 is fine).
 """
 
@@ -53,6 +54,7 @@ _SPECIAL_DEFAULTS = {
     "root_path": "none",
     "reload_dirs": "the current directory",
     "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
+    "access_log_format": "dualcorn's own line",
 }
 
 
@@ -155,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "app", metavar="APP", help="import string such as 'main:app' or 'pkg.mod:make()'"
+        "app",
+        metavar="APP",
+        nargs="?",
+        help="import string such as 'main:app' or 'pkg.mod:make()' (or app in the config file)",
     )
     p.add_argument("--version", action="store_true", help="print versions and exit")
     g = p.add_argument_group("binding")
@@ -270,6 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WSGI response bytes buffered before the app thread waits")  # fmt: skip
     g.add_argument("--wsgi-queue", type=int,
                    help="WSGI requests waiting for a thread before 503s")  # fmt: skip
+    g = p.add_argument_group("config file and log formats")
+    g.add_argument("-c", "--config", dest="_config", metavar="FILE",
+                   help="read options from this TOML file, as gunicorn's -c does from "
+                        "Python (default: ./dualcorn.toml, else [tool.dualcorn] in "
+                        "./pyproject.toml)")  # fmt: skip
+    g.add_argument("--access-log-format", "--access-logformat", metavar="FORMAT",
+                   help="the access line in gunicorn's atoms: "
+                        "'%%(h)s \"%%(r)s\" %%(s)s'...")  # fmt: skip
+    g.add_argument("--log-format", choices=_CHOICES["log_format"],
+                   help="text, or json: one JSON object per line")  # fmt: skip
+    g.add_argument("--request-id-header", metavar="NAME",
+                   help="echo the request id in this response header "
+                        "(e.g. X-Request-ID)")  # fmt: skip
     g = p.add_argument_group("process and platform")
     g.add_argument("--shutdown-delay", type=parse_duration,
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
@@ -337,12 +355,6 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
                    help="write access lines to FILE; '-' is stdout")  # fmt: skip
     g.add_argument("--error-logfile", "--log-file", metavar="FILE",
                    help="write the error log to FILE; '-' is stderr")  # fmt: skip
-    later = "comes with the config and log-format work (issue #14)"
-    g.add_argument("--access-logformat", action=_Refused, dest="_refused_access_logformat",
-                   metavar="FORMAT", reason=f"the log format {later}")  # fmt: skip
-    g.add_argument("-c", "--config", action=_Refused, dest="_refused_config", metavar="FILE",
-                   reason=f"a config file {later}; use options or DUALCORN_* variables "
-                          "meanwhile")  # fmt: skip
     g.add_argument("--reset-contextvars", action=_AlreadySo, dest="_already_reset_contextvars",
                    reason="each request runs in its own copy of the server's context, "
                           "which holds nothing lifespan set")  # fmt: skip

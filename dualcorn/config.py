@@ -25,6 +25,7 @@ LoopName = Literal["auto", "asyncio", "uvloop"]
 HTTPName = Literal["auto", "h11", "httptools"]
 WSName = Literal["auto", "websockets", "wsproto", "none"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "interface": ("auto", "asgi3", "asgi2", "wsgi"),
@@ -33,6 +34,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "http": ("auto", "h11", "httptools"),
     "ws": ("auto", "websockets", "wsproto", "none"),
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
+    "log_format": ("text", "json"),
 }
 
 # ssl.PROTOCOL_* numbers that --ssl-version accepts (uvicorn passes the number to
@@ -41,6 +43,7 @@ SSL_PROTOCOL_TLS_SERVER = 17
 SSL_VERSIONS = (17, 2, 5)  # PROTOCOL_TLS_SERVER, PROTOCOL_TLS, PROTOCOL_TLSv1_2
 
 KIB = 1024
+_NOT_TOKEN = ' \t\r\n\0:"(),/;<=>?@[\\]{}'
 MIB = 1024 * KIB
 _INT_MAX = 2**31 - 1  # the largest value a C int option (listen backlog) takes
 # gunicorn's "--timeout 0" (Cloud Run's documented command line) means no worker timeout.
@@ -211,6 +214,20 @@ class Config:
     # WSGI requests waiting for a thread before 503s; gunicorn's gthread worker_connections.
     wsgi_queue: int = 1000
 
+    # --- Config file and log formats (issue #14) -------------------------------------------
+    # The file the CLI read options from (dualcorn.toml, pyproject.toml, --config); only for
+    # the start-up log: a Config built in Python reads no file.
+    config_file: str | None = None
+    # gunicorn --access-log-format: its atoms (%(h)s %(r)s %(s)s %({name}i)s...); None keeps
+    # dualcorn's own line (uvicorn's fields: client - "request line" status bytes time).
+    access_log_format: str | None = None
+    # "json": one JSON object per line for every error and access record (Loki, Elasticsearch,
+    # CloudWatch); "text" is the default, as in uvicorn and gunicorn.
+    log_format: LogFormat = "text"
+    # Heroku router, nginx $request_id: the response header echoing the request id (e.g.
+    # X-Request-ID).  The same request header from a --forwarded-allow-ips peer is kept.
+    request_id_header: str | None = None
+
     # --- Process and platform (systemd, Kubernetes) ---------------------------------------
     # After SIGTERM, keep accepting and serving this long (each response "Connection: close")
     # before the graceful shutdown: Traefik's requestAcceptGraceTimeout, ingress-nginx's
@@ -244,6 +261,7 @@ class Config:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         self._check_ranges()
         self._check_slow_clients()
+        self._check_log_formats()
         self._check_conflicts()
         self._check_tls()
         # Normalise sequences so a frozen Config is hashable and safe to share.
@@ -332,6 +350,21 @@ class Config:
             raise ConfigError("limit_connections must be at least 1 (or unset)")
         if self.timeout_lifespan is not None and self.timeout_lifespan <= 0:
             raise ConfigError("timeout_lifespan must be more than 0 seconds (or unset)")
+
+    def _check_log_formats(self) -> None:
+        if self.access_log_format is not None:
+            from dualcorn.access_format import compile_format
+
+            compile_format(self.access_log_format)  # a malformed format fails here, once
+        if self.log_format == "json" and self.log_config is not None:
+            raise ConfigError(
+                "log_format json and log_config cannot be combined: use the formatter "
+                "dualcorn.json_logs.JSONFormatter in the log config instead"
+            )
+        name = self.request_id_header
+        # RFC 9110 5.1: a field name is a token.
+        if name is not None and (not name or any(c in name for c in _NOT_TOKEN)):
+            raise ConfigError(f"request_id_header: {name!r} is not a valid header name")
 
     def _check_conflicts(self) -> None:
         if self.wsgi_outbuf_overflow > self.wsgi_outbuf_high_watermark:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.config_file import announce_config_file
 from dualcorn.listener import Listening, listen
 from dualcorn.logs import reopen_log_files
 from dualcorn.loops import loop_factory
@@ -85,6 +86,8 @@ class Server:
         self._force = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
+        if self.announce:
+            announce_config_file(config)
         # Read the certificate files before the app: this process serves what is on disk now
         # (a renewed certificate after HUP or --reload), or fails before importing anything.
         tls = None

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
 
+from dualcorn.access_format import REQUEST_ID_KEY
 from dualcorn.adapters.wsgi_input import (
     ClientDisconnected,
     LoopBridge,
@@ -247,6 +248,9 @@ class EnvironBuilder:
         if client is not None:
             environ["REMOTE_ADDR"] = client[0]
             environ["REMOTE_PORT"] = str(client[1])
+        extensions = scope.get("extensions")
+        if extensions and REQUEST_ID_KEY in extensions:  # PEP 3333: server keys carry its name
+            environ[REQUEST_ID_KEY] = extensions[REQUEST_ID_KEY]["id"]
         return environ
 
 

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from wsgiref.types import WSGIApplication
 
+from dualcorn.access_format import REQUEST_ID_KEY
 from dualcorn.adapters.wsgi_input import ClientDisconnected, Message, WSGIInput
 from dualcorn.adapters.wsgi_threads import Outbox
 from dualcorn.errors import AppContractError
@@ -258,7 +259,9 @@ class Responder:
                     error = AppContractError(f"the WSGI application raised {exc!r}")
                     error.__cause__ = exc
             else:
-                logger.error("Exception in WSGI application", exc_info=exc)
+                request_id = self._environ.get(REQUEST_ID_KEY)
+                extra = {"request_id": request_id} if request_id else None
+                logger.error("Exception in WSGI application", exc_info=exc, extra=extra)
                 self._send_server_error()
         finally:
             try:

@@ -149,7 +149,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
             if state.access_log:  # a 503 is a response like any other: it gets its line
-                state.access_logger.info(*refusal_line(self.client, method, target, version, 503))
+                line = refusal_line(self.client, method, target, version, 503, state.access_format)
+                state.access_logger.info(*line)
             return None
         http10 = version == b"1.0"
         # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
@@ -176,6 +177,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "state": state.lifespan_state.copy(),
             "extensions": self.extensions,
         }
+        if state.request_ids is not None:
+            state.request_ids.assign(scope, self.client)
         if self.forwarding is not None:
             self.forwarding.rewrite(scope)
         cycle = RequestCycle(
@@ -218,7 +221,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             )
             self.reject(ProtocolError("WebSocket support is not installed", 501))
             if state.access_log:
-                state.access_logger.info(*refusal_line(self.client, method, target, version, 501))
+                line = refusal_line(self.client, method, target, version, 501, state.access_format)
+                state.access_logger.info(*line)
             return
         from dualcorn.protocols.websocket import WebSocketSession
         from dualcorn.protocols.ws_handshake import Handshake, subprotocols
@@ -250,6 +254,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "state": state.lifespan_state.copy(),
             "extensions": self.ws_extensions,
         }
+        if state.request_ids is not None:
+            state.request_ids.assign(scope, self.client)
         if self.forwarding is not None:
             self.forwarding.rewrite(scope)
         handshake = Handshake(method, target, version, headers, self.config)

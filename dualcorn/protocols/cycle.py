@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any, Protocol
 
+from dualcorn.access_format import request_extra
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.flow import BODY, ReadFlow, WriteFlow
 from dualcorn.protocols.logline import access_line
@@ -94,6 +95,7 @@ class RequestCycle:
         "http10",
         "keep_alive",
         "owner",
+        "response_headers",
         "scope",
         "start_time",
         "started",
@@ -134,6 +136,7 @@ class RequestCycle:
         self._head_written = self._chunked = False
         self._declared_length: int | None = None
         self.bytes_sent = 0
+        self.response_headers: Any = ()  # the app's, for the access log's %({name}o)s
 
     # --- Fed by the protocol ------------------------------------------------------------
 
@@ -313,6 +316,9 @@ class RequestCycle:
                 for line in state.default_head.split(b"\r\n")
                 if line and line.split(b":", 1)[0].lower() not in seen_default
             )
+        if state.request_ids is not None:  # --request-id-header echoes the request's id
+            lines.append(state.request_ids.echo_line(self.scope, message.get("headers", ())))
+        self.response_headers = message.get("headers", ())
         date = b""
         if state.date is not None and not date_given:
             date = b"date: %s\r\n" % state.date.value()
@@ -450,7 +456,8 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
         if cycle.disconnected and isinstance(exc, OSError):
             logger.debug("the client went away during the response: %r", exc)
         else:
-            logger.error("Exception in ASGI application", exc_info=exc)
+            extra = request_extra(cycle.scope)
+            logger.error("Exception in ASGI application", exc_info=exc, extra=extra)
         _fail(cycle)
     else:
         if cycle.disconnected and not cycle.complete:

@@ -34,10 +34,11 @@ from websockets.frames import BINARY, CONT, PING, PONG, TEXT, Frame
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
+from dualcorn.access_format import WEBSOCKET, AccessEntry, request_extra
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.cycle import ClientDisconnected
 from dualcorn.protocols.flow import ReadFlow, WriteFlow
-from dualcorn.protocols.logline import client_address, printable
+from dualcorn.protocols.logline import client_address
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.ws_handshake import AppResponse, Handshake
 from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
@@ -375,7 +376,8 @@ class WebSocketSession(asyncio.Protocol, Connection):
             if self.phase == _DONE and isinstance(exc, OSError):
                 logger.debug("the WebSocket client went away: %r", exc)
             else:
-                logger.error("Exception in ASGI application", exc_info=exc)
+                extra = request_extra(self.scope)
+                logger.error("Exception in ASGI application", exc_info=exc, extra=extra)
             self._end(_INTERNAL_ERROR)
         else:
             if self.phase == _HANDSHAKE:
@@ -422,18 +424,13 @@ class WebSocketSession(asyncio.Protocol, Connection):
         return client_address(self.scope)
 
     def _log(self, code: int) -> None:
-        scope = self.scope
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        elapsed = (time.monotonic() - self.start_time) * 1000.0
-        log = self.state.access_logger.info
-        args: tuple[object, ...]
-        if self.status == 101:
-            fmt, args = '%s - "WebSocket %s" 101 close %d %.1fms', (code, elapsed)
-        else:
-            fmt, args = '%s - "WebSocket %s" %d %.1fms', (self.status, elapsed)
-        mount = scope.get("dualcorn.mount")
-        if mount is not None:  # --mount: which app answered (other lines keep their arguments)
-            fmt, args = fmt + " mount=%s", (*args, printable(mount))
-        log(fmt, self.client, printable(target), *args)
+        entry = AccessEntry(
+            self.state.access_format,
+            self.scope,
+            self.status,
+            0,
+            time.monotonic() - self.start_time,
+            kind=WEBSOCKET,
+            close_code=code if self.status == 101 else None,
+        )
+        self.state.access_logger.info("%s", entry)

@@ -33,6 +33,7 @@ from typing import Any
 
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.config_file import announce_config_file
 from dualcorn.errors import StartupError
 from dualcorn.logs import configure_logging, reopen_log_files
 from dualcorn.supervisors.process import (
@@ -86,6 +87,7 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
     watch_filter = ChangeFilter(roots, config.reload_includes, config.reload_excludes)
     sockets = bind_sockets(config)
     # Said once, here, as uvicorn's reloader does: the address outlives every server process.
+    announce_config_file(config)
     for sock in sockets:
         logger.info(
             "dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock, tls=config.tls)

@@ -34,6 +34,7 @@ from typing import Any
 from dualcorn.addresses import listen_addresses
 from dualcorn.binding import _explain, bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.config_file import announce_config_file
 from dualcorn.errors import LoadError, StartupError
 from dualcorn.logs import configure_logging, reopen_log_files
 from dualcorn.supervisors.process import (
@@ -68,6 +69,7 @@ def run_workers(config: Config) -> None:
         raise
     arbiter = Arbiter(worker_config, listen)
     # Said once, here: the workers share these sockets and do not announce them again.
+    announce_config_file(config)
     for sock in held:
         logger.info(
             "dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock, tls=config.tls)
