@@ -51,6 +51,7 @@ _SPECIAL_DEFAULTS = {
     "error_logfile": "stderr",
     "root_path": "none",
     "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
+    "metrics_port": "off",
 }
 
 
@@ -255,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="X-Forwarded-Prefix from a trusted proxy sets root_path")  # fmt: skip
     g.add_argument("--proxy-protocol", action=argparse.BooleanOptionalAction,
                    help="expect a PROXY protocol v1/v2 preamble from trusted peers")  # fmt: skip
+    g = p.add_argument_group("metrics (pip install 'dualcorn[metrics]')")
+    g.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics on this port, never the app's")  # fmt: skip
+    g.add_argument("--metrics-host", metavar="HOST",
+                   help="address of the /metrics listener")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")

@@ -175,6 +175,13 @@ class Config:
     # that hangs stops the server (exit status 3) instead of holding it forever.
     timeout_lifespan: float | None = 60.0
 
+    # --- Metrics -------------------------------------------------------------------------
+    # Prometheus exporters (node_exporter, nginx's stub_status) listen apart from what they
+    # measure: off unless a port is given, on a listener of its own, loopback unless asked
+    # (uvicorn's and gunicorn's --host default).  Needs the dualcorn[metrics] extra.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
     # --- Logging -------------------------------------------------------------------------
     log_level: LogLevel | None = None  # None: leave logging as the host program set it
     log_config: str | dict[str, Any] | None = None
@@ -190,6 +197,7 @@ class Config:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         self._check_ranges()
         self._check_slow_clients()
+        self._check_metrics()
         self._check_conflicts()
         # Normalise sequences so a frozen Config is hashable and safe to share.
         for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
@@ -256,6 +264,19 @@ class Config:
             raise ConfigError("limit_connections must be at least 1 (or unset)")
         if self.timeout_lifespan is not None and self.timeout_lifespan <= 0:
             raise ConfigError("timeout_lifespan must be more than 0 seconds (or unset)")
+
+    def _check_metrics(self) -> None:
+        port = self.metrics_port
+        if port is None:
+            return
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"metrics_port must be between 0 and 65535; got {port}")
+        if not self.metrics_host:
+            raise ConfigError("metrics_host must not be empty")
+        serves_tcp_port = not self.bind and self.uds is None and self.fd is None
+        if port != 0 and serves_tcp_port and port == self.port:
+            # Its own listener, never the app's: metrics must not be public by accident.
+            raise ConfigError(f"metrics_port must differ from port (both are {port})")
 
     def _check_conflicts(self) -> None:
         self._check_migration()

@@ -22,6 +22,10 @@ def run(app: Any, **options: Any) -> None:
 
 def serve_config(config: Config) -> None:
     """Run one server, or the supervisor that ``reload`` or ``workers`` ask for."""
+    if config.metrics_port is not None:
+        from dualcorn.metrics import require_prometheus
+
+        require_prometheus()  # one line naming the extra, before anything starts
     if config.reload:
         from dualcorn.supervisors.reload import run_reloader
 

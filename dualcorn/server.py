@@ -51,6 +51,8 @@ class Server:
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
+        # --metrics-port: False in a supervised process (its supervisor serves the total).
+        self.serve_metrics = True
 
     # --- Entry points --------------------------------------------------------------------
 
@@ -81,7 +83,15 @@ class Server:
             app, config.lifespan, state.lifespan_state, announce=self.interface != "wsgi"
         )
         await lifespan.startup(config.timeout_lifespan)
+        metrics = None
         try:
+            if config.metrics_port is not None:
+                from dualcorn.metrics.serving import start_process_metrics
+
+                metrics = await start_process_metrics(
+                    state, app, self.interface, listen=self.serve_metrics
+                )
+                self.on_tick.append(metrics.tick)
             await self._listen(state, sockets)
             self._install_signal_handlers()
             self._count_requests(state)
@@ -93,6 +103,8 @@ class Server:
         finally:
             self._remove_signal_handlers()
             close_listeners(self._bound)  # and remove the Unix socket files it created
+            if metrics is not None:
+                await metrics.close()
             await lifespan.shutdown(_lifespan_grace(config))
             if self.interface == "wsgi":
                 await _close_wsgi_pool(app, config.timeout_graceful_shutdown)

@@ -238,6 +238,8 @@ class WSGIAdapter:
         self.app = app
         self.threads = threads
         self._pool: WorkerPool | None = None
+        # --metrics-port: counts busy threads and waiting requests (dualcorn.metrics.recorder).
+        self.pool_tracker: Any = None
         self._environ = EnvironBuilder(
             multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
         )
@@ -291,7 +293,10 @@ class WSGIAdapter:
         responder = Responder(
             self.app, environ, outbox, wsgi_input, zerocopy=ZEROCOPY_EXTENSION in extensions
         )
-        self._ensure_pool().submit(responder.run)
+        job = responder.run
+        if self.pool_tracker is not None:
+            job = self.pool_tracker.wrap(job)
+        self._ensure_pool().submit(job)
         try:
             await outbox.deliver(send)
         except asyncio.CancelledError:
