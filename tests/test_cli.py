@@ -108,6 +108,8 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "uds_mode": ("660", 0o660, ["--uds-mode", "600"], 0o600),
     "access_logfile": ("-", "-", ["--access-logfile", "a.log"], "a.log"),
     "error_logfile": ("e.log", "e.log", ["--log-file", "-"], "-"),
+    "metrics_port": ("9100", 9100, ["--metrics-port", "9200"], 9200),
+    "metrics_host": ("0.0.0.0", "0.0.0.0", ["--metrics-host", "::1"], "::1"),
 }  # fmt: skip
 # uvicorn's name for the head limit lands in the same Config field.
 ATTRIBUTE = {"h11_max_incomplete_event_size": "limit_request_head"}
