@@ -340,3 +340,38 @@ def run_cli(cwd: Path, *args: str, prelude: str = "") -> subprocess.CompletedPro
     code = prelude + "from dualcorn.cli import main; main()"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=30)  # fmt: skip
+
+
+RELOAD_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"VERSION"})
+"""
+
+
+def test_reload_supervisor_keeps_counting_across_reloads(tmp_path: Path) -> None:
+    pytest.importorskip("watchfiles")
+    (tmp_path / "app.py").write_text(RELOAD_APP.replace("VERSION", "v1"))
+    args = ("app:app", "--reload", "--port", "0", "--metrics-port", "0", "--no-access-log")
+    with start_dualcorn(*args, cwd=tmp_path) as server:
+        url = metrics_url(server)
+        sent = 0
+        with httpx.Client(base_url=server.url, headers=CLOSE, timeout=10.0) as client:
+
+            def get() -> str:
+                nonlocal sent
+                response = client.get("/")
+                sent += 1
+                assert response.status_code == 200
+                return response.text
+
+            assert [get() for _ in range(3)] == ["v1"] * 3
+            (tmp_path / "app.py").write_text(RELOAD_APP.replace("VERSION", "v2"))
+            wait_for(lambda: get() == "v2", 30.0, "the reloaded code")
+        # The requests the old process served are in the total, whether it has exited or not.
+        samples = settled(url, dualcorn_connections_open=0, dualcorn_http_requests_in_flight=0)
+        assert total(samples, "dualcorn_http_requests_total") == sent
+        assert value(samples, "dualcorn_http_requests_total", method="GET", status="200",
+                     mount="") == sent  # fmt: skip
