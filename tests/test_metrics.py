@@ -375,3 +375,33 @@ def test_reload_supervisor_keeps_counting_across_reloads(tmp_path: Path) -> None
         assert total(samples, "dualcorn_http_requests_total") == sent
         assert value(samples, "dualcorn_http_requests_total", method="GET", status="200",
                      mount="") == sent  # fmt: skip
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` to the metrics port; everything it answers until it closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=15.0) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_metrics_listener_refuses_bad_requests_cleanly(app_dir: Path) -> None:
+    with start_dualcorn(*BASE, cwd=app_dir) as server:
+        port = int(metrics_url(server).split(":")[2].split("/")[0])
+        assert exchange(port, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        huge = b"GET /metrics HTTP/1.1\r\nx-big: " + b"a" * 20_000 + b"\r\n\r\n"
+        assert exchange(port, huge).startswith(b"HTTP/1.1 431 ")
+        # A head cut short by the client: 400, and the connection closes.
+        assert exchange(port, b"GET /metrics HTTP/1.1\r\n").startswith(b"HTTP/1.1 400 ")
+        assert exchange(port, b"") == b""
+        answer = exchange(port, b"GET /metrics?x=1 HTTP/1.1\r\nhost: x\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"connection: close" in head
+        assert b"# TYPE dualcorn_http_requests_total counter" in body
+        assert server.proc.poll() is None
+        assert "Traceback" not in server.stderr_text()

@@ -30,6 +30,8 @@ logger = logging.getLogger("dualcorn.error")
 _HEAD_LIMIT = 16 * 1024  # a scrape's head is a few hundred bytes
 _HEAD_TIMEOUT = 10.0  # seconds for the whole request head (nginx client_header_timeout: 60)
 _WRITE_TIMEOUT = 30.0
+# Scrapes served at once; more connections are closed at once (a scraper needs one or two).
+_MAX_CONNECTIONS = 32
 
 
 def bind_metrics_socket(host: str, port: int) -> socket.socket:
@@ -86,9 +88,14 @@ class MetricsListener:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._handlers) >= _MAX_CONNECTIONS:
+            writer.transport.abort()
+            return
         self._handlers.add(task)
         try:
             response = await self._respond(reader)
+            if not response:
+                return
             writer.write(response)
             async with asyncio.timeout(_WRITE_TIMEOUT):
                 await writer.drain()
@@ -104,8 +111,11 @@ class MetricsListener:
                 head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             return _response(431, b"request head too large\n")  # RFC 6585 5
-        except (asyncio.IncompleteReadError, TimeoutError):
-            return _response(408, b"")
+        except asyncio.IncompleteReadError as exc:
+            # The client stopped sending: a head cut short is malformed (RFC 9112 2.2).
+            return _response(400, b"bad request\n") if exc.partial else b""
+        except TimeoutError:
+            return _response(408, b"")  # RFC 9110 15.5.9
         line = head.split(b"\r\n", 1)[0].split(b" ")
         if len(line) != 3 or not line[2].startswith(b"HTTP/1."):
             return _response(400, b"bad request\n")
