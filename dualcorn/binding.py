@@ -30,10 +30,21 @@ _OWNED_FILES: weakref.WeakKeyDictionary[socket.socket, tuple[str, int, int]] = (
 
 
 def bind_sockets(config: Config) -> list[socket.socket]:
-    """A listening, non-blocking socket for every address ``config`` names (``--bind``...)."""
+    """A listening, non-blocking socket for every address ``config`` names (``--bind``...).
+
+    Sockets passed by systemd (socket activation, see :mod:`dualcorn.systemd`) win over
+    host/port/uds/--bind addresses, as in gunicorn; an explicit fd (--fd, fd://N) is honoured.
+    """
+    addresses = listen_addresses(config)
+    if all(address.kind != "fd" for address in addresses):
+        from dualcorn.systemd import listen_sockets
+
+        passed = listen_sockets()
+        if passed:
+            return passed
     sockets: list[socket.socket] = []
     try:
-        for address in listen_addresses(config):
+        for address in addresses:
             sockets.append(_bind_one(address, config))
     except BaseException:
         close_listeners(sockets)

@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Prometheus /metrics on this port, never the app's")  # fmt: skip
     g.add_argument("--metrics-host", metavar="HOST",
                    help="address of the /metrics listener")  # fmt: skip
+    g = p.add_argument_group("process and platform")
+    g.add_argument("--shutdown-delay", type=parse_duration,
+                   help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")

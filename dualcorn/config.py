@@ -182,6 +182,12 @@ class Config:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 
+    # --- Process and platform (systemd, Kubernetes) ---------------------------------------
+    # After SIGTERM, keep accepting and serving this long (each response "Connection: close")
+    # before the graceful shutdown: Traefik's requestAcceptGraceTimeout, ingress-nginx's
+    # --shutdown-grace-period.  0, as both: stop accepting at once.
+    shutdown_delay: float = 0.0
+
     # --- Logging -------------------------------------------------------------------------
     log_level: LogLevel | None = None  # None: leave logging as the host program set it
     log_config: str | dict[str, Any] | None = None
@@ -236,6 +242,8 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.shutdown_delay < 0:
+            raise ConfigError(f"shutdown_delay must not be negative; got {self.shutdown_delay!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535; got {self.port}")
         if self.root_path and not self.root_path.startswith("/"):

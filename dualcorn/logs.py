@@ -10,15 +10,23 @@ fileConfig, uvicorn's included (:mod:`dualcorn.log_config`).
 from __future__ import annotations
 
 import http
+import io
 import logging
 import os
 import sys
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 from dualcorn.config import Config
 from dualcorn.errors import ConfigError
 
-__all__ = ["TRACE", "AccessFormatter", "ColourFormatter", "DefaultFormatter", "configure_logging"]
+__all__ = [
+    "TRACE",
+    "AccessFormatter",
+    "ColourFormatter",
+    "DefaultFormatter",
+    "configure_logging",
+    "reopen_log_files",
+]
 
 TRACE = 5  # below DEBUG: every event on the wire, for `--log-level trace`
 logging.addLevelName(TRACE, "TRACE")
@@ -164,3 +172,44 @@ def _handler(name: str, target: str | None) -> logging.Handler:
         return logging.FileHandler(target, mode="a", encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{option}: cannot open {target!r}: {exc.strerror or exc}") from None
+
+
+def reopen_log_files() -> None:
+    """Close and reopen every log file dualcorn's loggers and the root logger write to.
+
+    gunicorn's SIGUSR1: logrotate renames the file, then signals; lines go to a new file of the
+    old name from then on.  A file opened for writing ("w") is reopened for appending, so a
+    reopen without a rotation never truncates the log.  Safe from any thread: each handler's
+    own lock is held while its stream is swapped.
+    """
+    loggers = [logging.getLogger(), logging.getLogger("dualcorn")]
+    for name, item in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("dualcorn.") and isinstance(item, logging.Logger):
+            loggers.append(item)
+    seen: set[int] = set()
+    reopened = 0
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler) or id(handler) in seen:
+                continue
+            seen.add(id(handler))
+            mode = "a" if handler.mode == "w" else handler.mode
+            try:
+                stream = open(  # noqa: SIM115 - the handler owns and closes it
+                    handler.baseFilename, mode, encoding=handler.encoding, errors=handler.errors
+                )
+            except OSError as exc:
+                logging.getLogger("dualcorn.error").error(
+                    "Cannot reopen log file %r: %s", handler.baseFilename, exc
+                )
+                continue
+            handler.acquire()
+            try:
+                # The mode is the handler's own, a text mode, so this is a TextIOWrapper.
+                old = handler.setStream(cast(io.TextIOWrapper, stream))  # flushes the old one
+            finally:
+                handler.release()
+            if old is not None:
+                old.close()
+            reopened += 1
+    logging.getLogger("dualcorn.error").info("Reopened %d log file(s).", reopened)

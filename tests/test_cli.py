@@ -99,6 +99,7 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
                             ["--forwarded-allow-ips", "*"], ("*",)),
     "forwarded_prefix": ("on", True, ["--no-forwarded-prefix"], False),
     "proxy_protocol": ("yes", True, ["--no-proxy-protocol"], False),
+    "shutdown_delay": ("5", 5.0, ["--shutdown-delay", "2.5"], 2.5),
     "log_level": ("debug", "debug", ["--log-level", "warning"], "warning"),
     "log_config": ("a.json", "a.json", ["--log-config", "b.yaml"], "b.yaml"),
     "access_log": ("false", False, ["--access-log"], True),

@@ -150,7 +150,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
         # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
         keep_alive = facts.keep_alive_token if http10 else not facts.close
         cap = config.limit_keepalive_requests
-        if (cap is not None and self.requests_served + 1 >= cap) or state.stopping:
+        if (cap is not None and self.requests_served + 1 >= cap) or state.stopping \
+                or state.draining:  # fmt: skip
             keep_alive = False
         path, raw_path, query = _split_target(target)
         root_path = config.root_path

@@ -56,6 +56,8 @@ class ServerState:
         )
         self.total_requests = 0
         self.stopping = False
+        # --shutdown-delay: still accepting and serving, but no connection is kept alive.
+        self.draining = False
         # Set by the lifespan startup: a copy of it goes into every request scope.
         self.lifespan_state: dict[str, Any] = {}
         self.date = DateHeader() if config.date_header else None

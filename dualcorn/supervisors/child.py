@@ -69,6 +69,8 @@ def main(fd: int) -> None:
     if orders.wait_for_go:
         try:
             order = conn.recv()
+            while order == "reopen":  # SIGUSR1 to the supervisor: a standby has no log files
+                order = conn.recv()
         except EOFError:
             return
         if order != "go":
@@ -157,5 +159,11 @@ def _obey(conn: Connection, server: Any) -> None:
             return
         if order == "stop":
             server.stop()
+        elif order == "drain":  # SIGTERM to the supervisor: --shutdown-delay applies
+            server.stop(drain=True)
         elif order == "force":
             server.stop(force=True)
+        elif order == "reopen":  # SIGUSR1 to the supervisor
+            from dualcorn.logs import reopen_log_files
+
+            reopen_log_files()

@@ -93,6 +93,7 @@ class ServerProcess:
         self.stop_sent_at: float | None = None
         self.returncode: int | None = None
         self.killed = False
+        self.shutdown_delay = config.shutdown_delay
 
     def __repr__(self) -> str:
         return f"<ServerProcess pid={self.pid} ready={self.ready} rc={self.returncode}>"
@@ -106,11 +107,20 @@ class ServerProcess:
             self.going_at = time.monotonic()
             self._send("go")
 
-    def stop(self, force: bool = False) -> None:
-        """Ask for a graceful stop (or an immediate one); the first request starts the clock."""
+    def stop(self, force: bool = False, drain: bool = False) -> None:
+        """Ask for a graceful stop (or an immediate one); the first request starts the clock.
+
+        ``drain`` (SIGTERM to the supervisor) serves ``--shutdown-delay`` more seconds first,
+        so the graceful clock starts that much later.
+        """
+        drain = drain and not force and self.shutdown_delay > 0
         if self.stop_sent_at is None:
-            self.stop_sent_at = time.monotonic()
-        self._send("force" if force else "stop")
+            self.stop_sent_at = time.monotonic() + (self.shutdown_delay if drain else 0.0)
+        self._send("force" if force else "drain" if drain else "stop")
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen log files (an order on the pipe, safe at any stage of start-up)."""
+        self._send("reopen")
 
     def kill(self, signum: int = signal.SIGKILL) -> None:
         self.killed = True

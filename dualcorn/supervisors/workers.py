@@ -35,7 +35,7 @@ from dualcorn.addresses import listen_addresses
 from dualcorn.binding import _explain, bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.errors import LoadError, StartupError
-from dualcorn.logs import configure_logging
+from dualcorn.logs import configure_logging, reopen_log_files
 from dualcorn.metrics.serving import SupervisorMetrics, supervisor_metrics
 from dualcorn.supervisors.process import (
     BOOT_FAILED,
@@ -45,13 +45,14 @@ from dualcorn.supervisors.process import (
     kill_all,
     seconds_until,
 )
+from dualcorn.systemd import listen_sockets, notifier
 
 __all__ = ["run_workers"]
 
 logger = logging.getLogger("dualcorn.error")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-            signal.SIGTTOU)  # fmt: skip
+            signal.SIGTTOU, signal.SIGUSR1)  # fmt: skip
 _KILL_MARGIN = 3.0  # after the graceful timeout, time for lifespan shutdown before SIGKILL
 _ABORT_GRACE = 2.0  # after SIGABRT, time to print the stacks before SIGKILL
 
@@ -96,6 +97,8 @@ def run_workers(config: Config) -> None:
 def _sockets(config: Config) -> tuple[list[socket.socket] | None, Config, list[socket.socket]]:
     """The sockets to share (or None with --reuse-port), the workers' Config, what to close."""
     addresses = listen_addresses(config)
+    if all(a.kind != "fd" for a in addresses) and (passed := listen_sockets()):
+        return passed, config, passed  # systemd socket activation: its sockets win
     if not config.reuse_port or len(addresses) > 1 or addresses[0].kind != "tcp":
         sockets = bind_sockets(config)
         return sockets, config, sockets
@@ -121,6 +124,7 @@ class Arbiter:
     def __init__(self, config: Config, listen: list[socket.socket] | None) -> None:
         self.config = config
         self.listen = listen
+        self.notify = notifier()  # sd_notify: this process is the one systemd watches
         self.target = config.workers
         self.workers: list[ServerProcess] = []  # serving or starting, oldest first
         self.retiring: list[ServerProcess] = []  # told to stop
@@ -149,6 +153,7 @@ class Arbiter:
                     self._on_event(process, event)
             self._enforce_deadlines()
             self._manage()
+            self._notify()
 
     # --- Keeping the count ---------------------------------------------------------------
 
@@ -157,8 +162,8 @@ class Arbiter:
         self.workers.append(worker)
         logger.info("Starting worker [%d]", worker.pid)
 
-    def _retire(self, worker: ServerProcess, force: bool = False) -> None:
-        worker.stop(force=force)
+    def _retire(self, worker: ServerProcess, force: bool = False, drain: bool = False) -> None:
+        worker.stop(force=force, drain=drain)
         if worker in self.workers:
             self.workers.remove(worker)
             self.retiring.append(worker)
@@ -190,7 +195,13 @@ class Arbiter:
             logger.info("Received %s: stopping %s.", signum.name, how)
             self.stopping = True
             for worker in self.processes():
-                self._retire(worker, force=force)
+                # --shutdown-delay: every worker drains at once, so the delay applies once.
+                self._retire(worker, force=force, drain=signum == signal.SIGTERM)
+        elif signum == signal.SIGUSR1:
+            logger.info("Received SIGUSR1: reopening log files.")
+            reopen_log_files()
+            for worker in self.processes():
+                worker.reopen_logs()
         elif self.stopping:
             return
         elif signum == signal.SIGHUP:
@@ -265,9 +276,23 @@ class Arbiter:
 
     # --- Deadlines -----------------------------------------------------------------------
 
+    def _notify(self) -> None:
+        ready = sum(1 for w in self.workers if w.ready)
+        where = (
+            ", ".join(describe_socket(s) for s in self.listen or ()) or self.config.bind_description
+        )
+        status = f"{ready} of {self.target} workers serving on {where}"
+        if self.outdated:
+            status = f"Rolling restart: {len(self.outdated)} old workers left; {status}"
+        if self.stopping:
+            status = f"Shutting down: {len(self.processes())} workers left"
+        self.notify.update(ready=ready >= self.target, reloading=bool(self.outdated),
+                           stopping=self.stopping, status=status)  # fmt: skip
+        self.notify.watchdog()
+
     def _deadlines(self) -> list[float | None]:
         config = self.config
-        found: list[float | None] = []
+        found: list[float | None] = [self.notify.watchdog_at()]
         for worker in self.workers:
             if worker.pid in self.aborted:
                 found.append(self.aborted[worker.pid] + _ABORT_GRACE)
