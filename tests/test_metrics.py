@@ -405,3 +405,36 @@ def test_metrics_listener_refuses_bad_requests_cleanly(app_dir: Path) -> None:
         assert b"# TYPE dualcorn_http_requests_total counter" in body
         assert server.proc.poll() is None
         assert "Traceback" not in server.stderr_text()
+
+
+def test_everything_else_works_without_prometheus_client(tmp_path: Path) -> None:
+    # Supervisors and the server import dualcorn.metrics lazily: without the package (and
+    # without --metrics-port) nothing asks for it.
+    code = (
+        "import sys; sys.modules['prometheus_client'] = None\n"
+        "import dualcorn.cli, dualcorn.server, dualcorn.main\n"
+        "import dualcorn.supervisors.workers, dualcorn.supervisors.reload, dualcorn.metrics\n"
+        "from dualcorn.cli import config_from_args\n"
+        "assert config_from_args(['app:app', '--workers', '2']).metrics_port is None\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.stdout == "ok\n", result.stderr
+
+
+def test_config_checks_the_metrics_options() -> None:
+    from dualcorn.config import Config
+    from dualcorn.errors import ConfigError
+
+    assert Config(app="a:b").metrics_port is None
+    assert Config(app="a:b", metrics_port=9100).metrics_host == "127.0.0.1"
+    with pytest.raises(ConfigError, match="metrics_port must be between 0 and 65535"):
+        Config(app="a:b", metrics_port=65536)
+    with pytest.raises(ConfigError, match="metrics_port must differ from port"):
+        Config(app="a:b", port=9100, metrics_port=9100)
+    with pytest.raises(ConfigError, match="metrics_host"):
+        Config(app="a:b", metrics_port=9100, metrics_host="")
+    # A Unix socket or --bind leaves the port number free for the metrics.
+    assert Config(app="a:b", uds="/tmp/x.sock", port=9100, metrics_port=9100).metrics_port
