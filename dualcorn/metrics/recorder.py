@@ -161,8 +161,9 @@ class ServerMetrics:
             body_out.inc(cycle.bytes_sent)
 
     def websocket_done(self, scope: dict[str, Any], status: int) -> None:
-        """Called once per WebSocket session when its connection is lost."""
-        self.websockets.labels(str(status), mount_label(scope)).inc()
+        """Called once per WebSocket session when its connection is lost; status 0 (the
+        client left before the app answered the handshake) is recorded as 499."""
+        self.websockets.labels(str(status or CLIENT_GONE), mount_label(scope)).inc()
 
     def request_refused(self, status: int) -> None:
         self.refused.labels(str(status)).inc()
