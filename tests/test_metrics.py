@@ -375,6 +375,8 @@ def test_reload_supervisor_keeps_counting_across_reloads(tmp_path: Path) -> None
         assert total(samples, "dualcorn_http_requests_total") == sent
         assert value(samples, "dualcorn_http_requests_total", method="GET", status="200",
                      mount="") == sent  # fmt: skip
+        server.proc.send_signal(signal.SIGTERM)  # a graceful stop removes the directory
+        assert server.proc.wait(30) == 0
 
 
 def exchange(port: int, data: bytes) -> bytes:
