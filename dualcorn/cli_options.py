@@ -55,6 +55,7 @@ _SPECIAL_DEFAULTS = {
     "reload_dirs": "the current directory",
     "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
     "access_log_format": "dualcorn's own line",
+    "metrics_port": "off",
 }
 
 
@@ -288,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--request-id-header", metavar="NAME",
                    help="echo the request id in this response header "
                         "(e.g. X-Request-ID)")  # fmt: skip
+    g = p.add_argument_group("metrics (pip install 'dualcorn[metrics]')")
+    g.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics on this port, never the app's")  # fmt: skip
+    g.add_argument("--metrics-host", metavar="HOST",
+                   help="address of the /metrics listener")  # fmt: skip
     g = p.add_argument_group("process and platform")
     g.add_argument("--shutdown-delay", type=parse_duration,
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip

@@ -228,6 +228,13 @@ class Config:
     # X-Request-ID).  The same request header from a --forwarded-allow-ips peer is kept.
     request_id_header: str | None = None
 
+    # --- Metrics -------------------------------------------------------------------------
+    # Prometheus exporters (node_exporter, nginx's stub_status) listen apart from what they
+    # measure: off unless a port is given, on a listener of its own, loopback unless asked
+    # (uvicorn's and gunicorn's --host default).  Needs the dualcorn[metrics] extra.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
     # --- Process and platform (systemd, Kubernetes) ---------------------------------------
     # After SIGTERM, keep accepting and serving this long (each response "Connection: close")
     # before the graceful shutdown: Traefik's requestAcceptGraceTimeout, ingress-nginx's
@@ -262,6 +269,7 @@ class Config:
         self._check_ranges()
         self._check_slow_clients()
         self._check_log_formats()
+        self._check_metrics()
         self._check_conflicts()
         self._check_tls()
         # Normalise sequences so a frozen Config is hashable and safe to share.
@@ -365,6 +373,19 @@ class Config:
         # RFC 9110 5.1: a field name is a token.
         if name is not None and (not name or any(c in name for c in _NOT_TOKEN)):
             raise ConfigError(f"request_id_header: {name!r} is not a valid header name")
+
+    def _check_metrics(self) -> None:
+        port = self.metrics_port
+        if port is None:
+            return
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"metrics_port must be between 0 and 65535; got {port}")
+        if not self.metrics_host:
+            raise ConfigError("metrics_host must not be empty")
+        serves_tcp_port = not self.bind and self.uds is None and self.fd is None
+        if port != 0 and serves_tcp_port and port == self.port:
+            # Its own listener, never the app's: metrics must not be public by accident.
+            raise ConfigError(f"metrics_port must differ from port (both are {port})")
 
     def _check_conflicts(self) -> None:
         if self.wsgi_outbuf_overflow > self.wsgi_outbuf_high_watermark:

@@ -28,6 +28,10 @@ def serve_config(config: Config) -> None:
         # Each server process reads the certificate files itself; reading them here first
         # stops a broken file with one clear error before any process starts.
         load_tls(config)
+    if config.metrics_port is not None:
+        from dualcorn.metrics import require_prometheus
+
+        require_prometheus()  # one line naming the extra, before anything starts
     if config.reload:
         from dualcorn.supervisors.reload import run_reloader
 

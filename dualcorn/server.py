@@ -62,6 +62,8 @@ class Server:
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
+        # --metrics-port: False in a supervised process (its supervisor serves the total).
+        self.serve_metrics = True
         self.on_stopping: list[Callable[[], None]] = []  # called once, as shutdown begins
 
     # --- Entry points --------------------------------------------------------------------
@@ -99,7 +101,14 @@ class Server:
         self.interface = apps.interface
         state = self.state = ServerState(config, apps.app, apps.interface)
         await apps.startup(config, state.lifespan_state)
+        metrics = None
         try:
+            if config.metrics_port is not None:
+                from dualcorn.metrics.serving import start_process_metrics
+
+                pools = [(s.app, s.prefix) for s in apps.served if s.interface == "wsgi"]
+                metrics = await start_process_metrics(state, pools, listen=self.serve_metrics)
+                self.on_tick.append(metrics.tick)
             # Handlers first: once the log says "running on", a signal never meets the default
             # action (a SIGHUP or SIGTERM would otherwise end the process on the spot).
             self._install_signal_handlers()
@@ -116,6 +125,8 @@ class Server:
         finally:
             self._remove_signal_handlers()
             close_listeners(self._bound)  # and remove the Unix socket files it created
+            if metrics is not None:
+                await metrics.close()
             await apps.shutdown(config, self._grace_left())
             self.started.clear()
 

@@ -140,6 +140,8 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "static_dotfiles": ("true", True, ["--no-static-dotfiles"], False),
     "static_follow_symlinks": ("true", True, ["--no-static-follow-symlinks"], False),
     "static_fallthrough": ("true", True, ["--no-static-fallthrough"], False),
+    "metrics_port": ("9100", 9100, ["--metrics-port", "9200"], 9200),
+    "metrics_host": ("0.0.0.0", "0.0.0.0", ["--metrics-host", "::1"], "::1"),
 }  # fmt: skip
 # uvicorn's name for the head limit lands in the same Config field.
 ATTRIBUTE = {"h11_max_incomplete_event_size": "limit_request_head"}

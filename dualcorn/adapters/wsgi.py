@@ -280,6 +280,8 @@ class WSGIAdapter:
         self._outbuf = (outbuf_overflow, outbuf_high_watermark)
         self._busy_logged = float("-inf")
         self._pool: WorkerPool | None = None
+        # --metrics-port: counts busy threads and waiting requests (dualcorn.metrics.recorder).
+        self.pool_tracker: Any = None
         self._environ = EnvironBuilder(
             multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
         )
@@ -355,7 +357,10 @@ class WSGIAdapter:
         responder = Responder(
             self.app, environ, outbox, wsgi_input, zerocopy=ZEROCOPY_EXTENSION in extensions
         )
-        pool.submit(responder)
+        job: Any = responder
+        if self.pool_tracker is not None:
+            job = self.pool_tracker.wrap(job)  # --metrics-port: busy threads, waiting requests
+        pool.submit(job)
         watch = None
         if body_read and pool.waiting:
             # It waits for a thread: if its client hangs up meanwhile, nobody should run it.

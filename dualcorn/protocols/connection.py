@@ -275,6 +275,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             self.transport.write(error_response(error.status))
         if cycle is not None:
             cycle.feed_disconnect()
+        elif self.state.metrics is not None:
+            self.state.metrics.request_refused(error.status)
         self.transport.close()
 
     # --- Called by the cycle -------------------------------------------------------------

@@ -472,6 +472,8 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
     finally:
         # The task leaves the server's set itself: cheaper than a done-callback per request.
         cycle.state.tasks.discard(cycle.task)
+        if cycle.state.metrics is not None:
+            cycle.state.metrics.request_done(cycle)
 
 
 def _fail(cycle: RequestCycle) -> None:

@@ -87,6 +87,8 @@ class ServerState:
         self.request_ids = request_ids(config)
         # Called after every completed request (max-requests accounting by supervisors).
         self.on_request_done: list[Any] = []
+        # --metrics-port: a dualcorn.metrics.recorder.ServerMetrics; None costs a request nothing.
+        self.metrics: Any = None
 
     def at_connection_limit(self) -> bool:
         """Whether a new connection must be closed at once (nginx worker_connections)."""

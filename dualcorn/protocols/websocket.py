@@ -150,6 +150,8 @@ class WebSocketSession(asyncio.Protocol, Connection):
         self.write_flow.resume_writing()  # an app waiting in send() sees the disconnect
         if self.state.access_log:
             self._log(code)
+        if self.state.metrics is not None:
+            self.state.metrics.websocket_done(self.scope, self.status)
         if not self._closed.done():
             self._closed.set_result(None)
 

@@ -108,6 +108,8 @@ def _serve(conn: Connection, orders: Orders) -> int:
     # The supervisor announced the address once; each worker saying it again reads as if
     # there were several servers.
     server.announce = False
+    # --metrics-port: the supervisor serves every process's numbers added up.
+    server.serve_metrics = False
     ready = False
 
     def report(*message: Any) -> None:

@@ -36,6 +36,7 @@ from dualcorn.config import Config
 from dualcorn.config_file import announce_config_file
 from dualcorn.errors import StartupError
 from dualcorn.logs import configure_logging, reopen_log_files
+from dualcorn.metrics.serving import SupervisorMetrics, supervisor_metrics
 from dualcorn.supervisors.process import (
     ServerProcess,
     SignalInbox,
@@ -94,8 +95,14 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
         )
     logger.info("Will watch for changes in: %s", ", ".join(repr(str(r)) for r in roots))
     logger.info("Started reloader process using WatchFiles")
+    try:
+        metrics = supervisor_metrics(config)  # before any server process starts
+    except BaseException:
+        close_listeners(sockets)
+        raise
     watcher = Watcher(roots, watch_filter)
     reloader = Reloader(config, sockets)
+    reloader.metrics = metrics
     try:
         watcher.start()
         reloader.start()
@@ -104,6 +111,8 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
         watcher.stop()
         reloader.kill_all()
         close_listeners(sockets)
+        if reloader.metrics is not None:
+            reloader.metrics.close()
 
 
 class Reloader:
@@ -120,6 +129,7 @@ class Reloader:
         self.changed_at = 0.0
         self.changes: set[str] = set()  # seen, not yet acted on: the burst may go on
         self.first_change_at = self.last_change_at = 0.0
+        self.metrics: SupervisorMetrics | None = None  # --metrics-port
 
     def processes(self) -> list[ServerProcess]:
         found = [self.current, self.candidate, self.standby, *self.retiring]
@@ -214,6 +224,8 @@ class Reloader:
     # --- Reports from the children -------------------------------------------------------
 
     def _on_event(self, process: ServerProcess, event: str) -> None:
+        if event == "exited" and self.metrics is not None:
+            self.metrics.process_exited(process.pid)
         if process is self.candidate:
             if event == "ready":
                 self._promote(process)

@@ -37,6 +37,7 @@ from dualcorn.config import Config
 from dualcorn.config_file import announce_config_file
 from dualcorn.errors import LoadError, StartupError
 from dualcorn.logs import configure_logging, reopen_log_files
+from dualcorn.metrics.serving import SupervisorMetrics, supervisor_metrics
 from dualcorn.supervisors.process import (
     BOOT_FAILED,
     ServerProcess,
@@ -68,6 +69,14 @@ def run_workers(config: Config) -> None:
         inbox.close()
         raise
     arbiter = Arbiter(worker_config, listen)
+    try:
+        arbiter.metrics = supervisor_metrics(config)  # before any worker starts
+    except BaseException:
+        inbox.close()
+        close_listeners(held)
+        raise
+    if arbiter.metrics is not None:
+        arbiter.metrics.watch(arbiter)
     # Said once, here: the workers share these sockets and do not announce them again.
     announce_config_file(config)
     for sock in held:
@@ -81,6 +90,8 @@ def run_workers(config: Config) -> None:
         inbox.close()
         arbiter.kill_all()
         close_listeners(held)
+        if arbiter.metrics is not None:
+            arbiter.metrics.close()
     logger.info("Stopped parent process")
     if arbiter.halt is not None:
         kind, message = arbiter.halt
@@ -125,6 +136,8 @@ class Arbiter:
         self.aborted: dict[int, float] = {}  # pid -> when SIGABRT was sent
         self.stopping = False
         self.halt: tuple[str, str] | None = None  # why the whole server stops with status 3
+        self.restarts = 0  # workers replaced after exiting on their own
+        self.metrics: SupervisorMetrics | None = None  # --metrics-port
 
     def processes(self) -> list[ServerProcess]:
         return self.workers + self.retiring
@@ -220,6 +233,8 @@ class Arbiter:
             return
         if event != "exited":
             return
+        if self.metrics is not None:
+            self.metrics.process_exited(worker.pid)
         self.aborted.pop(worker.pid, None)
         if worker in self.retiring:
             self.retiring.remove(worker)
@@ -228,6 +243,7 @@ class Arbiter:
         if worker in self.outdated:
             self.outdated.remove(worker)
         if worker.ready:
+            self.restarts += 1
             how = describe_exit(worker.returncode)
             if worker.returncode == 0:  # --limit-max-requests, or someone else's SIGTERM
                 logger.info("Worker [%d] %s; replacing it.", worker.pid, how)
@@ -240,6 +256,7 @@ class Arbiter:
         failure = worker.failure
         if failure is None and worker.returncode != BOOT_FAILED:
             # Killed or crashed before it could say why (gunicorn restarts these too).
+            self.restarts += 1
             logger.error("Worker [%d] %s before it was ready; replacing it.", worker.pid,
                          describe_exit(worker.returncode))  # fmt: skip
             return
