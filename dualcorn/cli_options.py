@@ -65,18 +65,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\nrun '{self.prog} --help' for the options\n")
 
 
-class _Refused(argparse.Action):
-    """A gunicorn option dualcorn will have, but not yet: stop, saying when it comes."""
-
-    def __init__(self, *args: Any, reason: str, **kwargs: Any) -> None:
-        kwargs["help"] = f"gunicorn's; refused for now: {reason}"
-        super().__init__(*args, **kwargs)
-        self.reason = reason
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        parser.error(f"{'/'.join(self.option_strings)} is not supported yet: {self.reason}")
-
-
 class _Ignored(argparse.Action):
     """A gunicorn option that means nothing for dualcorn: one warning line, then go on."""
 
@@ -385,7 +373,7 @@ def _add_defaults(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if not action.option_strings or action.help is None:
             continue
-        if isinstance(action, _Refused | _Ignored | _AlreadySo):
+        if isinstance(action, _Ignored | _AlreadySo):
             continue
         if action.metavar is None and action.nargs != 0 and action.choices is None:
             metavar = _DEST_METAVARS.get(action.dest) or _METAVARS.get(action.type, "TEXT")

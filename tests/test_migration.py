@@ -539,8 +539,7 @@ UVICORN_054 = [
     "--ws-ping-timeout",
 ]
 # Not accepted (yet); each is named in the README with the reason.
-NOT_YET = {"--http2", "--ssl-ca-certs", "--ssl-cert-reqs", "--ssl-certfile", "--ssl-ciphers",
-           "--ssl-keyfile", "--ssl-keyfile-password", "--ssl-version"}  # fmt: skip
+NOT_YET = {"--http2"}
 
 
 def test_every_uvicorn_option_is_accepted_or_explained() -> None:
