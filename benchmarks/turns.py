@@ -22,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from benchmarks.catalog import Scenario, ServerSpec
@@ -153,7 +154,7 @@ def run_turns(
                 log(f"{scenario.name:<20} {spec.name:<13} failed: {row.reason}")
         if settings.warmup > 0:
             for turn in turns:
-                _guarded(turn, lambda t=turn: _warm(t, scenario, settings), log, scenario)
+                _guarded(turn, partial(_warm, turn, scenario, settings), log, scenario)
         for number in range(1, settings.rounds + 1):
             busy = wait_quiet(settings.quiet_wait)
             for turn in turns:
@@ -161,7 +162,7 @@ def run_turns(
                     continue
                 turn.row.busy = max(turn.row.busy, busy)
                 started = time.monotonic()
-                if _guarded(turn, lambda t=turn: _measure(t, scenario, settings), log, scenario):
+                if _guarded(turn, partial(_measure, turn, scenario, settings), log, scenario):
                     log(
                         f"{scenario.name:<20} {turn.spec.name:<13} round {number}: "
                         f"{turn.results[-1].rps:,.0f} req/s, {turn.cpu_us[-1]:.1f} us CPU/req, "
