@@ -5,7 +5,9 @@ one answer, warms up, then loads it with wrk (or the built-in generator) for ``-
 seconds while a sampling profiler watches it:
 
 - py-spy (``pip install py-spy``; needs ptrace, which root has) attaches to the server's
-  process tree from the client core, ``--rate`` samples a second, idle threads left out;
+  process tree from the client core, ``--rate`` samples a second, keeping by default only the
+  thread that holds the GIL: py-spy's idle detection counts a WSGI pool thread blocked in a C
+  queue as busy, which would bury the profile under waiting (``--no-gil`` keeps them);
 - where py-spy is missing or may not attach, the server is restarted under
   ``benchmarks.profiled_server``, an in-process sampler weighting each thread's stack by the
   CPU time it used (``--profiler inprocess`` forces it).
@@ -78,6 +80,8 @@ def _py_spy(server: ServerProcess, args: argparse.Namespace, out: Path) -> None:
         argv.append("--nonblocking")
     if args.native:
         argv.append("--native")
+    if args.gil:
+        argv.append("--gil")
     done = subprocess.run(
         pinned(argv, CLIENT_CORE),
         capture_output=True,
@@ -116,7 +120,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, raw: Path, inprocess: boo
             _py_spy(server, args, raw)
             result = background.wait()
             server.check_alive()
-            what = f"py-spy {_py_spy_version()} at {args.rate:g} Hz (idle threads left out)"
+            kept = "the thread holding the GIL" if args.gil else "threads not idle"
+            what = f"py-spy {_py_spy_version()} at {args.rate:g} Hz, samples of {kept}"
     return (
         f"{what}, for {args.duration:g} s of {result.tool} load with {args.connections} "
         f"connections after {args.warmup:g} s warm-up: {result.rps:,.0f} req/s "
@@ -166,6 +171,12 @@ def _parser() -> argparse.ArgumentParser:
         "--native",
         action="store_true",
         help="py-spy also samples C frames (uvloop, httptools), where they have symbols",
+    )
+    parser.add_argument(
+        "--gil",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="py-spy keeps only samples of the thread holding the GIL (default: on)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory (results/)")
     return parser
