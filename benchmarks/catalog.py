@@ -109,7 +109,7 @@ def _uvicorn(http: str) -> CommandBuilder:
     def build(target: str, interface: Interface, port: int, access_log: bool) -> list[str]:
         argv = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1"]
         argv += ["--port", str(port), *_logging(access_log, "--no-access-log")]
-        argv += ["--http", http, "--loop", "uvloop" if http == "httptools" else "auto"]
+        argv += ["--http", http, "--loop", "auto" if http == "h11" else "uvloop"]
         if interface == "wsgi":
             argv += ["--interface", "wsgi"]
         return argv
@@ -244,6 +244,13 @@ SERVERS: dict[str, ServerSpec] = {
             _uvicorn("httptools"),
             "uvicorn",
             "uvicorn[standard]: httptools + uvloop; --interface wsgi for WSGI apps",
+        ),
+        ServerSpec(
+            "uvicorn-zttp",
+            BOTH,
+            _uvicorn("zttp"),
+            "uvicorn",
+            "--http zttp --loop uvloop: uvicorn 0.54's Zig HTTP/1.1 parser (pip package zttp)",
         ),
         ServerSpec("uvicorn-h11", BOTH, _uvicorn("h11"), "uvicorn", "--http h11"),
         ServerSpec("hypercorn", BOTH, _hypercorn, "hypercorn", "asyncio worker, 1 worker"),
