@@ -50,6 +50,7 @@ _SPECIAL_DEFAULTS = {
     "access_logfile": "stderr",
     "error_logfile": "stderr",
     "root_path": "none",
+    "reload_dirs": "the current directory",
     "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
 }
 
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--timeout-graceful-shutdown", "--graceful-timeout"), parse_optional_duration,
          "wait for requests in flight"),
         (("--timeout-worker-healthcheck", "-t", "--timeout"), parse_duration,
-         "a silent worker is restarted after"),
+         "a silent worker is restarted after; 0 never"),
     )  # fmt: skip
     for flags, kind, text in options:
         g.add_argument(*flags, type=kind, help=text)
@@ -260,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
     _add_mount_group(p)
     g = p.add_argument_group("logging")
-    g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
+    g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
+                   help="the error log's level")  # fmt: skip
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")
     g.add_argument("--access-log", action=argparse.BooleanOptionalAction,
                    help="one line per response")  # fmt: skip
@@ -316,6 +318,8 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
         (("--preload",), 0, "each worker imports the app itself"),
         (("-n", "--name"), 1, "process names are left as they are"),
         (("--no-sendfile",), 0, "sendfile is used only where the loop and socket allow it"),
+        (("--limit-request-field_size", "--limit-request-field-size"), 1,
+         "--limit-request-head bounds the whole head, every field in it"),
     )  # fmt: skip
     for flags, nargs, why in ignored:
         dest = "_ignored_" + flags[-1].lstrip("-").replace("-", "_")
@@ -327,13 +331,15 @@ def _add_defaults(parser: argparse.ArgumentParser) -> None:
     """End each help line with its default, from Config, unless the line states it already."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for action in parser._actions:
-        if not action.option_strings or action.help is None or "(default:" in action.help:
+        if not action.option_strings or action.help is None:
             continue
         if isinstance(action, _Refused | _Ignored | _AlreadySo):
             continue
         if action.metavar is None and action.nargs != 0 and action.choices is None:
             metavar = _DEST_METAVARS.get(action.dest) or _METAVARS.get(action.type, "TEXT")
             action.metavar = metavar
+        if "(default:" in action.help:
+            continue
         field = fields.get(action.dest)
         if field is None:
             continue

@@ -37,6 +37,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 KIB = 1024
 MIB = 1024 * KIB
+_INT_MAX = 2**31 - 1  # the largest value a C int option (listen backlog) takes
+# gunicorn's "--timeout 0" (Cloud Run's documented command line) means no worker timeout.
+_NO_LIMIT_AT_0 = "timeout_worker_healthcheck"
 
 
 def _default_threads() -> int:
@@ -115,7 +118,7 @@ class Config:
     timeout_request_head: float = 20.0
     timeout_body_read: float = 20.0
     timeout_graceful_shutdown: float | None = 30.0  # gunicorn graceful_timeout
-    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout
+    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout; 0 disables it, as there
     timeout_worker_startup: float = 60.0
 
     # --- WSGI ----------------------------------------------------------------------------
@@ -249,8 +252,18 @@ class Config:
             "reload_delay",
         )  # fmt: skip
         for name in timeouts:
-            if getattr(self, name) <= 0 and name != "reload_delay":
+            if getattr(self, name) <= 0 and name not in ("reload_delay", _NO_LIMIT_AT_0):
                 raise ConfigError(f"{name} must be more than 0 seconds")
+        for name in ("reload_delay", _NO_LIMIT_AT_0):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        # listen(2) takes a C int; the kernel caps it at net.core.somaxconn anyway.
+        if self.backlog > _INT_MAX:
+            raise ConfigError(f"backlog must be at most {_INT_MAX}; got {self.backlog}")
+        if self.fd is not None and self.fd < 0:
+            raise ConfigError(f"fd must be a descriptor number (0 or more); got {self.fd}")
+        if self.uds is not None and not self.uds:
+            raise ConfigError("uds needs a path, as in /run/app.sock")
         for name in ("timeout_graceful_shutdown", "ws_ping_interval", "ws_ping_timeout"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -273,7 +286,7 @@ class Config:
             raise ConfigError("bind replaces uds and fd: give the addresses in bind only")
         if not 0 <= self.uds_mode <= 0o777:
             raise ConfigError(
-                f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
+                f"uds_mode must be a permission mode such as 0o660; got {oct(self.uds_mode)}"
             )
 
     def _check_slow_clients(self) -> None:
