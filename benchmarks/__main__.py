@@ -1,21 +1,25 @@
-"""``python -m benchmarks``: every selected server in every selected scenario, one at a time.
+"""``python -m benchmarks``: every selected server in every selected scenario.
 
-Servers run one after another under the same conditions (see README.md); the results go to
-``benchmarks/results/latest.{md,json,svg}``.  A server that fails shows up as "failed: reason"
-in its row; the run goes on.
+In a throughput scenario all servers are started at once and take turns, round by round
+(A B C, A B C, ...); an idle scenario runs one server at a time (see README.md).  The results
+go to ``benchmarks/results/latest.{md,json,svg}``.  A server that fails shows up as
+"failed: reason" in its row; the run goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from benchmarks import report
 from benchmarks.catalog import SCENARIOS, SERVERS, Scenario
-from benchmarks.procs import exit_cleanly_on_signals
+from benchmarks.procs import CLIENT_CORE, exit_cleanly_on_signals
 from benchmarks.runner import Row, Settings, run_one, wrk_available
+from benchmarks.turns import run_turns
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server", default=",".join(SERVERS), help=f"comma-separated, from: {', '.join(SERVERS)}"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (median)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="measured rounds, servers taking turns (median)"
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per round")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up")
     parser.add_argument("--connections", type=int, default=64)
@@ -72,7 +78,26 @@ def _parser() -> argparse.ArgumentParser:
         help="directory for latest.md, latest.json and latest.svg",
     )
     parser.add_argument("--note", default="", help="a line quoted at the top of latest.md")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait, at most, before each round for other processes to leave",
+    )
     return parser
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _keep_off_server_core() -> None:
+    """Run the harness (its /proc samplers) on the client core, away from the servers."""
+    # Children inherit the mask, so only when taskset re-pins every server to its core.
+    if (os.cpu_count() or 1) > CLIENT_CORE and hasattr(os, "sched_setaffinity"):
+        if shutil.which("taskset") is None:
+            return
+        os.sched_setaffinity(0, {CLIENT_CORE})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,15 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         connections=args.connections,
         idle_count=args.idle_connections,
         use_wrk=args.loadgen != "python",
+        quiet_wait=args.quiet_wait,
     )
+    _keep_off_server_core()
     results: list[tuple[Scenario, list[Row]]] = []
     for scenario in scenarios:
+        specs = [spec for spec in servers if spec.serves(scenario)]  # waitress: no TLS
+        if scenario.kind == "throughput":
+            results.append((scenario, run_turns(specs, scenario, settings, _log)))
+            continue
         rows: list[Row] = []
-        for spec in servers:
-            if scenario.interface not in spec.interfaces:
-                continue
-            if scenario.tls and spec.tls_flags is None:
-                continue  # waitress serves no TLS itself
+        for spec in specs:
             started = time.monotonic()
             print(f"{scenario.name:<20} {spec.name:<13}", end=" ", file=sys.stderr, flush=True)
             row = run_one(spec, scenario, settings)

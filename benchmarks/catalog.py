@@ -1,10 +1,11 @@
 """What is run: the servers under test, how each starts, and the scenarios they run.
 
-Every server runs one process (one worker) with its access log off, bound to 127.0.0.1 on a
-port picked by the harness.  Names are stable: they are the ``--server`` choices and the table
-rows.  WSGI servers with a thread pool get the thread count dualcorn uses by default
-(``min(32, cpus + 4)``, concurrent.futures' own default) so that no peer is starved by a
-default of one thread (gunicorn's gthread) or favoured by a bigger pool.
+Every server runs one process (one worker) with its access log off (on, at level info, in the
+scenarios marked ``access_log``: written to the file the harness keeps of that server's output),
+bound to 127.0.0.1 on a port picked by the harness.  Names are stable: they are the
+``--server`` choices and the table rows.  WSGI servers with a thread pool get the thread count
+dualcorn uses by default (``min(32, cpus + 4)``, concurrent.futures' own default) so that no
+peer is starved by a default of one thread (gunicorn's gthread) or favoured by a bigger pool.
 
 A throughput scenario hammers one URL with a fixed number of keep-alive connections and
 reports requests per second and latency.  An idle scenario opens many keep-alive connections
@@ -43,7 +44,8 @@ def wsgi_threads() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
-CommandBuilder = Callable[[str, Interface, int], list[str]]
+# (target, interface, port, access log on) -> argv.
+CommandBuilder = Callable[[str, Interface, int, bool], list[str]]
 # (certificate file, key file) -> the server's own flags for TLS.
 TLSFlags = Callable[[str, str], list[str]]
 
@@ -75,15 +77,40 @@ class ServerSpec:
     tls_flags: TLSFlags | None = None  # None: the server cannot terminate TLS itself
 
     def command(
-        self, target: str, interface: Interface, port: int, tls: tuple[str, str] | None = None
+        self,
+        target: str,
+        interface: Interface,
+        port: int,
+        access_log: bool = False,
+        tls: tuple[str, str] | None = None,
     ) -> list[str]:
-        """The argv that serves ``target`` ("module:attr") on 127.0.0.1:port (TLS if asked)."""
-        argv = self.build(target, interface, port)
+        """The argv that serves ``target`` ("module:attr") on 127.0.0.1:port.
+
+        ``access_log`` turns the server's access log on; ``tls`` is (certificate file, key
+        file) for https."""
+        argv = self.build(target, interface, port, access_log)
         if tls is not None:
             if self.tls_flags is None:
                 raise ValueError(f"{self.name} does not serve TLS")
             argv += self.tls_flags(*tls)
         return argv
+
+    def serves(self, scenario: Scenario) -> bool:
+        """Whether this server takes part in ``scenario`` (its interface; TLS if needed)."""
+        return scenario.interface in self.interfaces and (
+            not scenario.tls or self.tls_flags is not None
+        )
+
+
+def _logging(access_log: bool, off: str, on: str = "") -> list[str]:
+    """Quiet logging, or the access log on at level info (uvicorn-style options).
+
+    The level matters: uvicorn's, granian's and dualcorn's access records are INFO records, so
+    "--log-level warning" would silence them even with the access log "on".
+    """
+    if access_log:
+        return [*([on] if on else []), "--log-level", "info"]
+    return [off, "--log-level", "warning"]
 
 
 def _ssl_flags(certfile: str, keyfile: str) -> list[str]:
@@ -101,10 +128,10 @@ def _granian_tls(certfile: str, keyfile: str) -> list[str]:
 
 
 def _dualcorn(http: str) -> CommandBuilder:
-    def build(target: str, interface: Interface, port: int) -> list[str]:
+    def build(target: str, interface: Interface, port: int, access_log: bool) -> list[str]:
         # --interface is left at "auto": detecting WSGI vs ASGI is part of what is measured.
         argv = [sys.executable, "-m", "dualcorn", target, "--host", "127.0.0.1"]
-        argv += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+        argv += ["--port", str(port), *_logging(access_log, "--no-access-log")]
         if http != "auto":
             argv += ["--http", http]
         if interface == "static":
@@ -116,10 +143,10 @@ def _dualcorn(http: str) -> CommandBuilder:
 
 
 def _uvicorn(http: str) -> CommandBuilder:
-    def build(target: str, interface: Interface, port: int) -> list[str]:
+    def build(target: str, interface: Interface, port: int, access_log: bool) -> list[str]:
         argv = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1"]
-        argv += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
-        argv += ["--http", http, "--loop", "uvloop" if http == "httptools" else "auto"]
+        argv += ["--port", str(port), *_logging(access_log, "--no-access-log")]
+        argv += ["--http", http, "--loop", "auto" if http == "h11" else "uvloop"]
         if interface == "wsgi":
             argv += ["--interface", "wsgi"]
         return argv
@@ -127,8 +154,9 @@ def _uvicorn(http: str) -> CommandBuilder:
     return build
 
 
-def _hypercorn(target: str, interface: Interface, port: int) -> list[str]:
+def _hypercorn(target: str, interface: Interface, port: int, access_log: bool) -> list[str]:
     # Hypercorn detects a WSGI callable by itself; "--workers 1" keeps one serving process.
+    # Its access log is off unless --access-logfile is given ("-": stdout).
     return [
         sys.executable,
         "-m",
@@ -138,12 +166,12 @@ def _hypercorn(target: str, interface: Interface, port: int) -> list[str]:
         f"127.0.0.1:{port}",
         "--workers",
         "1",
-        "--log-level",
-        "warning",
+        *(["--access-logfile", "-", "--log-level", "info"] if access_log else []),
+        *([] if access_log else ["--log-level", "warning"]),
     ]
 
 
-def _granian(target: str, interface: Interface, port: int) -> list[str]:
+def _granian(target: str, interface: Interface, port: int, access_log: bool) -> list[str]:
     static: list[str] = []
     if interface == "static":
         interface = "asgi"
@@ -163,13 +191,13 @@ def _granian(target: str, interface: Interface, port: int) -> list[str]:
         "--workers",
         "1",
         "--no-ws",
-        "--no-access-log",
-        "--log-level",
-        "warning",
+        *_logging(access_log, "--no-access-log", on="--access-log"),
     ]
 
 
-def _waitress(target: str, interface: Interface, port: int) -> list[str]:
+def _waitress(target: str, interface: Interface, port: int, access_log: bool) -> list[str]:
+    # waitress has no access log of its own (it takes paste's TransLogger middleware), so it
+    # runs no access_log scenario: those are ASGI only.
     return [
         sys.executable,
         "-m",
@@ -180,7 +208,7 @@ def _waitress(target: str, interface: Interface, port: int) -> list[str]:
     ]
 
 
-def _gunicorn(target: str, interface: Interface, port: int) -> list[str]:
+def _gunicorn(target: str, interface: Interface, port: int, access_log: bool) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -194,8 +222,8 @@ def _gunicorn(target: str, interface: Interface, port: int) -> list[str]:
         "1",
         "--threads",
         str(wsgi_threads()),
-        "--log-level",
-        "warning",
+        *(["--access-logfile", "-", "--log-level", "info"] if access_log else []),
+        *([] if access_log else ["--log-level", "warning"]),
     ]
 
 
@@ -221,7 +249,7 @@ http {{
 """
 
 
-def _nginx(target: str, interface: Interface, port: int) -> list[str]:
+def _nginx(target: str, interface: Interface, port: int, access_log: bool) -> list[str]:
     """nginx (Debian package) serving the same files: one worker process, sendfile on."""
     home = Path(tempfile.gettempdir(), f"dualcorn-bench-nginx-{port}")
     home.mkdir(exist_ok=True)
@@ -256,6 +284,14 @@ SERVERS: dict[str, ServerSpec] = {
             _uvicorn("httptools"),
             "uvicorn",
             "uvicorn[standard]: httptools + uvloop; --interface wsgi for WSGI apps",
+            _ssl_flags,
+        ),
+        ServerSpec(
+            "uvicorn-zttp",
+            BOTH,
+            _uvicorn("zttp"),
+            "uvicorn",
+            "--http zttp --loop uvloop: uvicorn 0.54's Zig HTTP/1.1 parser (pip package zttp)",
             _ssl_flags,
         ),
         ServerSpec("uvicorn-h11", BOTH, _uvicorn("h11"), "uvicorn", "--http h11", _ssl_flags),
@@ -314,6 +350,7 @@ class Scenario:
     expect_body_size: int | None = None  # checked once before measuring, when set
     tls: bool = False  # served over TLS with benchmarks/certs.py's certificate (https)
     path: str = "/"
+    access_log: bool = False  # every server with its access log on (level info)
 
     @property
     def app(self) -> str:
@@ -357,6 +394,34 @@ SCENARIOS: dict[str, Scenario] = {
             "fastapi_json", "fastapi_json:app", "asgi", "FastAPI route returning a small JSON dict"
         ),
         Scenario("flask_json", "flask_json:app", "wsgi", "Flask route returning a small JSON dict"),
+        Scenario(
+            "django_view",
+            "django_view:app",
+            "wsgi",
+            "Django view returning a small JSON dict through Django's WSGI handler "
+            "(minimal settings, DEBUG off, no middleware)",
+        ),
+        Scenario(
+            "starlette_json",
+            "starlette_json:app",
+            "asgi",
+            "Starlette route returning a small JSON dict",
+        ),
+        Scenario(
+            "litestar_json",
+            "litestar_json:app",
+            "asgi",
+            "Litestar route returning a small JSON dict",
+        ),
+        Scenario(
+            "asgi_hello_log",
+            "asgi_hello:app",
+            "asgi",
+            "asgi_hello with every server's access log on (level info, one line per request, "
+            "written to the file the harness keeps of the server's output)",
+            expect_body_size=13,
+            access_log=True,
+        ),
         Scenario(
             "stream_1mib_asgi",
             "stream_1mib:asgi_app",

@@ -29,6 +29,7 @@ __all__ = [
     "ServerFailed",
     "ServerProcess",
     "busy_fraction",
+    "cpu_seconds",
     "exit_cleanly_on_signals",
     "free_port",
     "pinned",
@@ -101,14 +102,42 @@ def busy_fraction(seconds: float = 1.0) -> float:
     return 0.0 if total <= 0 else 1.0 - (idle1 - idle0) / total
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` plus all its descendants, in bytes (0 once it is gone)."""
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
     tree = _children()
-    total = 0
+    found: list[int] = []
     todo = [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
         todo.extend(tree.get(current, ()))
+    return found
+
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and all its descendants, in seconds.
+
+    From /proc/PID/stat fields 14-17 (proc(5)): utime and stime cover every thread of the
+    process; cutime and cstime add the children it has already waited for, so a worker that
+    exited between two samples is still counted (through its parent).  A pre-forking server
+    (granian, gunicorn) serves from a child that is alive at both samples and counted directly.
+    """
+    total = 0
+    for current in _tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            # After the ")" field 3 (state) is index 0, so utime (field 14) is index 11.
+            total += sum(int(v) for v in fields[11:15])
+    return total / TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` plus all its descendants, in bytes (0 once it is gone)."""
+    total = 0
+    for current in _tree(pid):
         with contextlib.suppress(OSError, ValueError, IndexError):
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -1,13 +1,15 @@
 """The run's record: machine description, per-scenario Markdown tables and a JSON dump.
 
-Ratios compare each server with dualcorn in the same scenario and the same run: for
-throughput ``server req/s / dualcorn req/s`` (above 1.00 the peer is faster), for the idle
-scenarios ``server peak RSS / dualcorn peak RSS`` (above 1.00 the peer uses more memory).
+Ratios compare each server with dualcorn in the same scenario and the same run.  The headline
+is CPU per request, ``server us / dualcorn us`` (above 1.00 the peer spends more CPU on a
+request: dualcorn is cheaper); beside it ``server req/s / dualcorn req/s`` (above 1.00 the
+peer is faster).  For the idle scenarios ``server peak RSS / dualcorn peak RSS``.
 
-``chart`` draws requests per second as a grouped horizontal bar chart in plain SVG (no
-plotting library): one group per throughput scenario, one bar per server in a fixed colour.
-Scenarios differ by orders of magnitude (13 bytes versus 1 MiB), so each group is scaled to its
-own fastest server and every bar carries its number; a failed server gets a label instead.
+``chart`` draws CPU per request as a grouped horizontal bar chart in plain SVG (no plotting
+library): one group per throughput scenario, one bar per server in a fixed colour, a whisker
+for the rounds' min-max.  Scenarios differ by orders of magnitude (13 bytes versus 1 MiB), so
+each group is scaled to its own most expensive server and every bar carries its numbers (CPU
+per request and req/s); a failed server gets a label instead.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def _wrk_version() -> str:
 def machine() -> dict[str, Any]:
     """What the numbers were measured on; printed above every table."""
     packages = sorted({spec.package for spec in SERVERS.values()} | {"uvloop", "httptools"})
-    packages += ["h11", "fastapi", "flask"]
+    packages += ["h11", "fastapi", "starlette", "litestar", "flask", "django"]
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
@@ -136,22 +138,72 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _spread(values: list[float], fmt: str) -> str:
+    """The rounds' min-max, or "" with a single round."""
+    if len(values) < 2:
+        return ""
+    return f" ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def _reference(rows: list[Row], attribute: str) -> float | None:
+    for r in rows:
+        if r.server == REFERENCE and r.status == "ok":
+            value: float | None = getattr(r, attribute)
+            return value
+    return None
+
+
 def _throughput_table(rows: list[Row]) -> list[str]:
-    ref = next((r.rps for r in rows if r.server == REFERENCE and r.status == "ok"), None)
+    ref_rps, ref_cpu = _reference(rows, "rps"), _reference(rows, "cpu_us")
     out = [
-        "| server | req/s | p50 | p99 | peak RSS | errors | ratio to dualcorn |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | CPU/req (min-max) | CPU ratio to dualcorn | req/s (min-max) "
+        "| req/s ratio to dualcorn | p50 | p99 | peak RSS | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        if r.status != "ok" or r.rps is None:
-            out.append(f"| {_name(r)} | failed: {_cell(r.reason)} | | | | | |")
+        if r.status != "ok" or r.rps is None or r.cpu_us is None:
+            out.append(f"| {_name(r)} | failed: {_cell(r.reason)} | | | | | | | |")
             continue
         errors = f"{r.errors}" + (f" (+{r.non_2xx} non-2xx)" if r.non_2xx else "")
         out.append(
-            f"| {_name(r)} | {r.rps:,.0f} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
-            f"| {_mib(r.peak_rss)} | {errors} | {_ratio(r.rps, ref)} |"
+            f"| {_name(r)} | {r.cpu_us:.1f} us{_spread(r.rounds_cpu_us, '.1f')} "
+            f"| {_ratio(r.cpu_us, ref_cpu)} "
+            f"| {r.rps:,.0f}{_spread(r.rounds_rps, ',.0f')} | {_ratio(r.rps, ref_rps)} "
+            f"| {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms | {_mib(r.peak_rss)} | {errors} |"
         )
     return out
+
+
+def _headline(results: list[tuple[Scenario, list[Row]]]) -> list[str]:
+    """One line per throughput scenario: every server's CPU per request and its ratio."""
+    groups = [(s, rows) for s, rows in results if s.kind == "throughput" and rows]
+    servers = [name for name in SERVERS if any(r.server == name for _, rs in groups for r in rs)]
+    if not groups or not servers:
+        return []
+    out = [
+        "## Headline: server CPU per request, ratio to dualcorn",
+        "",
+        "Microseconds of server CPU (user + system, whole process tree) per completed "
+        "request, median over rounds; in brackets the ratio to dualcorn (below 1.00 the "
+        "peer is cheaper, above 1.00 dualcorn is). Lower is better.",
+        "",
+        "| scenario | " + " | ".join(servers) + " |",
+        "|---|" + "---:|" * len(servers),
+    ]
+    for scenario, rows in groups:
+        ref = _reference(rows, "cpu_us")
+        by_name = {r.server: r for r in rows}
+        cells = []
+        for name in servers:
+            r = by_name.get(name)
+            if r is None:
+                cells.append("")
+            elif r.status != "ok" or r.cpu_us is None:
+                cells.append("failed")
+            else:
+                cells.append(f"{r.cpu_us:.1f} us ({_ratio(r.cpu_us, ref)})")
+        out.append(f"| {scenario.name} | " + " | ".join(cells) + " |")
+    return [*out, ""]
 
 
 def _idle_table(rows: list[Row]) -> list[str]:
@@ -195,9 +247,13 @@ def markdown(
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()),
         f"- Settings: {settings.rounds} round(s) x {settings.duration:g} s after "
         f"{settings.warmup:g} s warm-up, {settings.connections} connections, server on core 0 "
-        "and client on core 1 (taskset); req/s, p50 and p99 are medians over rounds; peak RSS "
-        "sums the server process and its children.",
+        "and client on core 1 (taskset); in a throughput scenario all servers run at once and "
+        "take turns round by round (A B C, A B C); CPU/req, req/s, p50 and p99 are medians "
+        "over rounds, in brackets the rounds' min-max; peak RSS sums the server process and "
+        'its children. A server marked "busy machine" had other processes using more than '
+        f"{BUSY:.0%} of the CPU before or during one of its rounds.",
         "",
+        *_headline(results),
         "## Servers",
         "",
     ]
@@ -244,9 +300,9 @@ PALETTE = (
     "#bcbd22",
     "#17becf",
 )
-WIDTH = 860
+WIDTH = 900
 LABEL = 150  # the server-name column
-BAR_AREA = 560
+BAR_AREA = 520
 BAR = 14
 GAP = 4
 HEADER = 26
@@ -275,6 +331,23 @@ def _text(
     )
 
 
+def _whisker(values: list[float], worst: float, y: float) -> list[str]:
+    """A line from the rounds' minimum to their maximum across the middle of the bar."""
+    if len(values) < 2:
+        return []
+    low, high = (LABEL + BAR_AREA * v / worst for v in (min(values), max(values)))
+    middle = y + BAR / 2
+    return [
+        f"<line x1='{low:.1f}' y1='{middle:.1f}' x2='{high:.1f}' y2='{middle:.1f}' "
+        "stroke='#222' stroke-width='1.5'/>",
+        *(
+            f"<line x1='{x:.1f}' y1='{y + 3:.1f}' x2='{x:.1f}' y2='{y + BAR - 3:.1f}' "
+            "stroke='#222' stroke-width='1.5'/>"
+            for x in (low, high)
+        ),
+    ]
+
+
 def chart(results: list[tuple[Scenario, list[Row]]], title: str) -> str:
     """The whole SVG document for the throughput scenarios in ``results``."""
     groups = [(s, rows) for s, rows in results if s.kind == "throughput" and rows]
@@ -285,7 +358,8 @@ def chart(results: list[tuple[Scenario, list[Row]]], title: str) -> str:
         _text(
             WIDTH / 2,
             38,
-            "requests per second, higher is better; each scenario scaled to its fastest server",
+            "server CPU per request (us), lower is better; whisker: rounds' min-max; "
+            "each scenario scaled to its most expensive server",
             size=11,
             anchor="middle",
             fill="#555",
@@ -294,17 +368,21 @@ def chart(results: list[tuple[Scenario, list[Row]]], title: str) -> str:
     for scenario, rows in groups:
         y += HEADER
         parts.append(_text(10, y - 8, scenario.name, size=13, weight="bold"))
-        best = max((r.rps or 0.0 for r in rows), default=0.0) or 1.0
+        ok = [r for r in rows if r.status == "ok" and r.cpu_us]
+        worst = max((max([r.cpu_us or 0.0, *r.rounds_cpu_us]) for r in ok), default=0.0) or 1.0
         for row in rows:
             middle = y + BAR / 2 + 4
             parts.append(_text(LABEL - 8, middle, row.server, size=11, anchor="end"))
-            if row.status == "ok" and row.rps:
-                length = max(1.0, BAR_AREA * row.rps / best)
+            if row in ok and row.cpu_us and row.rps:
+                length = max(1.0, BAR_AREA * row.cpu_us / worst)
                 parts.append(
                     f"<rect x='{LABEL}' y='{y:.1f}' width='{length:.1f}' "
                     f"height='{BAR}' fill='{_colour(row.server)}'/>"
                 )
-                parts.append(_text(LABEL + length + 5, middle, f"{row.rps:,.0f}", size=11))
+                parts += _whisker(row.rounds_cpu_us, worst, y)
+                label = f"{row.cpu_us:.1f} us/req, {row.rps:,.0f} req/s"
+                end = LABEL + BAR_AREA * max([row.cpu_us, *row.rounds_cpu_us]) / worst
+                parts.append(_text(end + 5, middle, label, size=11))
             else:
                 parts.append(_text(LABEL + 5, middle, "failed", size=11, fill="#b00"))
             y += BAR + GAP

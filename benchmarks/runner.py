@@ -1,9 +1,11 @@
-"""Run one scenario against one server and turn whatever happens into a :class:`Row`.
+"""Load generation, the answer check, and the idle scenarios, one server at a time.
 
-The sequence is the same for every peer: start the server pinned to core 0, wait until it
-answers, check one response is right, warm up, then measure ``rounds`` runs of ``duration``
-seconds from core 1 while a thread samples the server's RSS.  Any failure becomes a row with
-``status="failed"`` and a reason; nothing here lets one server's failure stop the run.
+The throughput scenarios are run by ``benchmarks.turns`` (servers taking turns round by
+round) with the pieces defined here: :func:`load` (wrk, or the built-in generator) and
+:func:`probe` (one request whose answer must be right before anything is measured).  An idle
+scenario starts one server pinned to core 0, checks one answer, opens its connections from
+core 1 and samples the server's RSS.  Any failure becomes a row with ``status="failed"`` and
+a reason; nothing here lets one server's failure stop the run.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import http.client
 import json
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,18 @@ from benchmarks.procs import (
 # Above this CPU share used by something else, a row is marked as measured on a busy machine.
 BUSY = 0.2
 
-__all__ = ["Row", "Settings", "parse_wrk", "run_one", "wrk_available"]
+__all__ = [
+    "Row",
+    "Settings",
+    "load",
+    "parse_wrk",
+    "probe",
+    "run_one",
+    "server_argv",
+    "start",
+    "wait_quiet",
+    "wrk_available",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class Settings:
     idle_count: int = 10_000
     idle_hold: float = 3.0
     use_wrk: bool = True
+    quiet_wait: float = 60.0  # at most this long before a round for the machine to quieten
 
 
 @dataclass
@@ -59,7 +72,13 @@ class Row:
     status: str = "ok"  # "ok" or "failed"
     reason: str = ""
     rps: float | None = None
+    cpu_us: float | None = None  # server CPU (process tree, user + system) per request, median
     rounds_rps: list[float] = field(default_factory=list)
+    rounds_cpu_us: list[float] = field(default_factory=list)
+    rounds_requests: list[int] = field(default_factory=list)
+    rounds_p50_ms: list[float] = field(default_factory=list)
+    rounds_p99_ms: list[float] = field(default_factory=list)
+    rounds_others: list[float] = field(default_factory=list)  # CPU share of other processes
     p50_ms: float | None = None
     p99_ms: float | None = None
     errors: int = 0
@@ -68,7 +87,7 @@ class Row:
     start_rss: int = 0
     tool: str = ""
     idle: IdleResult | None = None
-    busy: float = 0.0  # CPU share used by other processes just before or after, at most
+    busy: float = 0.0  # CPU share used by other processes before or during rounds, at most
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -145,7 +164,7 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
-def _probe(port: int, scenario: Scenario) -> None:
+def probe(port: int, scenario: Scenario) -> None:
     """One request with the stdlib client; raise ServerFailed unless the answer is right.
 
     Over TLS the client verifies the server's certificate against the test CA."""
@@ -183,7 +202,7 @@ def _loadgen(args: list[str], timeout: float) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _load(port: int, scenario: Scenario, settings: Settings, duration: float) -> LoadResult:
+def load(port: int, scenario: Scenario, settings: Settings, duration: float) -> LoadResult:
     if settings.use_wrk and wrk_available():
         return run_wrk(
             f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}{scenario.path}",
@@ -211,27 +230,6 @@ def _load(port: int, scenario: Scenario, settings: Settings, duration: float) ->
     return LoadResult(**json.loads(_loadgen(args, duration + 60)))
 
 
-def _throughput(server: ServerProcess, scenario: Scenario, settings: Settings, row: Row) -> None:
-    if settings.warmup > 0:
-        _load(server.port, scenario, settings, settings.warmup)
-        server.check_alive()
-    results: list[LoadResult] = []
-    with RssSampler(server.pid) as rss:
-        for _ in range(settings.rounds):
-            results.append(_load(server.port, scenario, settings, settings.duration))
-            server.check_alive()
-    row.start_rss, row.peak_rss = rss.first, rss.peak
-    row.rounds_rps = [round(r.rps, 1) for r in results]
-    row.rps = statistics.median(r.rps for r in results)
-    row.p50_ms = statistics.median(r.p50_ms for r in results)
-    row.p99_ms = statistics.median(r.p99_ms for r in results)
-    row.errors = sum(r.errors for r in results)
-    row.non_2xx = sum(r.non_2xx for r in results)
-    row.tool = results[0].tool
-    if sum(r.requests for r in results) == row.non_2xx:
-        raise ServerFailed(f"no successful responses ({row.errors} socket errors)")
-
-
 def _idle(server: ServerProcess, settings: Settings, row: Row) -> None:
     args = [
         "idle",
@@ -251,22 +249,29 @@ def _idle(server: ServerProcess, settings: Settings, row: Row) -> None:
     row.tool = "benchmarks.loadgen"
 
 
+def server_argv(spec: ServerSpec, scenario: Scenario, port: int) -> list[str]:
+    """The argv of ``spec`` in ``scenario``: access log on if asked, the test certificate if
+    the scenario is served over TLS."""
+    tls = tls_files() if scenario.tls else None
+    files = (tls.certfile, tls.keyfile) if tls else None
+    return spec.command(scenario.app, scenario.interface, port, scenario.access_log, files)
+
+
+def start(server: ServerProcess, scenario: Scenario) -> None:
+    """Wait until ``server`` answers (over TLS if the scenario is), then check one answer."""
+    server.wait_ready(tls=tls_files().client_context() if scenario.tls else None)
+    probe(server.port, scenario)
+
+
 def run_one(spec: ServerSpec, scenario: Scenario, settings: Settings) -> Row:
-    """Measure ``spec`` in ``scenario``; never raises for a server's misbehaviour."""
+    """Measure ``spec`` in the idle ``scenario``; never raises for a server's misbehaviour."""
     row = Row(server=spec.name)
-    row.busy = _wait_quiet()
+    row.busy = wait_quiet(settings.quiet_wait)
     port = free_port()
     try:
-        tls = tls_files() if scenario.tls else None
-        files = (tls.certfile, tls.keyfile) if tls else None
-        argv = spec.command(scenario.app, scenario.interface, port, files)
-        with ServerProcess(argv, port) as server:
-            server.wait_ready(tls=tls.client_context() if tls else None)
-            _probe(port, scenario)
-            if scenario.kind == "idle":
-                _idle(server, settings, row)
-            else:
-                _throughput(server, scenario, settings, row)
+        with ServerProcess(server_argv(spec, scenario, port), port) as server:
+            start(server, scenario)
+            _idle(server, settings, row)
     except subprocess.TimeoutExpired as exc:
         row.status, row.reason = "failed", f"load generator timed out after {exc.timeout:.0f} s"
     except (ServerFailed, RuntimeError, ValueError, OSError) as exc:
@@ -275,7 +280,7 @@ def run_one(spec: ServerSpec, scenario: Scenario, settings: Settings) -> Row:
     return row
 
 
-def _wait_quiet(limit: float = 60.0) -> float:
+def wait_quiet(limit: float = 60.0) -> float:
     """Wait (at most ``limit`` s) until other processes leave the machine; return their share."""
     deadline = time.monotonic() + limit
     busy = busy_fraction()
