@@ -51,6 +51,7 @@ _MAX_PREFIX = 1024
 _TCHAR = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2 token
 _OBFUSCATED = re.compile(r"_[A-Za-z0-9._\-]+")  # RFC 7239 6.3 obfnode / obfport
 _PORT = re.compile(r"[0-9]{1,5}")
+_SEPARATOR = re.compile(rb'"[^"]*"|,')
 # An IP literal or a DNS name (letters, digits, "-", ".", "_"), then a port.  Narrower than
 # RFC 3986 3.2.2 reg-name on purpose: the value becomes the Host an app builds absolute links
 # from, and percent-encodings or sub-delims ("%2f", "'", ";") have no use in a real host name.
@@ -81,31 +82,23 @@ def split_tail(value: bytes) -> tuple[list[bytes], bool]:
     return [part.strip(b" \t") for part in parts], cut
 
 
-def split_elements(value: bytes) -> tuple[list[bytes], bool]:
+def split_elements(lines: list[bytes]) -> tuple[list[bytes], bool]:
     """RFC 7239 elements (commas outside quoted strings), the last :data:`MAX_HOPS` of them.
 
     Each element is then parsed on its own, so a malformed element a client wrote on the left
-    does not void the ones its proxies appended on the right.
+    does not void the ones its proxies appended on the right.  Each header line is split on
+    its own (RFC 7239 4: lines are joined as a list), so a client's unbalanced quote cannot
+    reach into a line a proxy added.
     """
-    cuts = [-1]
-    quoted = escaped = False
-    opened = 0
-    for i, c in enumerate(value):
-        if escaped:
-            escaped = False
-        elif quoted:
-            escaped = c == 0x5C
-            quoted = c != 0x22
-        elif c == 0x22:
-            quoted, opened = True, i
-        elif c == 0x2C:
-            cuts.append(i)
-    if quoted:
-        # An unterminated quote (a client's, left of its proxy's element) must not swallow
-        # the elements after it: past it, every comma separates.
-        cuts += [i for i in range(opened + 1, len(value)) if value[i] == 0x2C]
-    cuts.append(len(value))
-    elements = [value[a + 1 : b] for a, b in itertools.pairwise(cuts)]
+    elements: list[bytes] = []
+    for value in lines:
+        # A quoted string's commas do not separate.  "[^"]*" ignores quoted-pairs (no for,
+        # host or proto value holds a quote) and keeps the scan linear; an unterminated
+        # quote protects nothing, so it cannot swallow the elements after it.
+        cuts = [-1]
+        cuts += [match.start() for match in _SEPARATOR.finditer(value) if match.group() == b","]
+        cuts.append(len(value))
+        elements += [value[a + 1 : b] for a, b in itertools.pairwise(cuts)]
     return elements[-MAX_HOPS:], len(elements) > MAX_HOPS
 
 

@@ -23,8 +23,9 @@ Rules
   cannot spoof its address by prepending one.  When every hop is trusted, the leftmost wins
   (uvicorn does the same).  Only the rightmost ``MAX_HOPS`` hops are read, and each
   ``Forwarded`` element is parsed on its own: junk left of the proxy's own entry must not
-  void the header, or a client could make itself look like its proxy (often 127.0.0.1).  ``unknown`` or obfuscated hops (RFC 7239 6.2, 6.3) end the walk
-  but leave the client as the socket peer: ASGI's ``client`` holds an IP address.
+  void the header, or a client could make itself look like its proxy (often 127.0.0.1).
+  ``unknown`` or obfuscated hops (RFC 7239 6.2, 6.3) end the walk but leave the client as
+  the socket peer: ASGI's ``client`` holds an IP address.
 * **Forwarded versus X-Forwarded-\\***: when any of ``X-Forwarded-For/-Proto/-Host/-Port`` is
   present, ``Forwarded`` is ignored as a whole.  nginx, HAProxy (``option forwardfor``), AWS
   ALB, Traefik, Caddy and Envoy set the X-Forwarded-* family and pass a client's
@@ -355,7 +356,7 @@ def _from_forwarded(
 ) -> tuple[tuple[str, int] | None, str | None, tuple[str, int | None] | None]:
     # RFC 7239 4: several Forwarded lines are one list, in order.  Each element is parsed on
     # its own: a malformed one only matters if the walk reaches it (it then ends there).
-    raw_elements, cut = split_elements(b",".join(found[b"forwarded"]))
+    raw_elements, cut = split_elements(found[b"forwarded"])
     elements = [_element(raw) for raw in raw_elements]
     hops = [
         parse_node(element["for"]) if element is not None and "for" in element else None

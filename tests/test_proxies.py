@@ -179,6 +179,9 @@ def test_a_client_cannot_pose_as_its_proxy_with_many_hops() -> None:
     # More trusted hops than are read: the client is unknown, the socket peer stays.
     chain = ",".join(["127.0.0.1"] * (MAX_HOPS + 5))
     assert resolve(policy(), headers(("X-Forwarded-For", chain)), "http") == Forwarding()
+    # A client's unbalanced quote cannot reach into the line its proxy added.
+    h = headers(("Forwarded", 'for="a'), ("Forwarded", 'for="[2001:db8::9]";proto=https'))
+    assert resolve(policy(), h, "http") == Forwarding(client=("2001:db8::9", 0), scheme="https")
     # A malformed element that the walk reaches still voids the header's facts.
     h = headers(("Forwarded", "for=203.0.113.9;proto=https, for=1.2.3.4;for=5.6.7.8"))
     assert resolve(policy(), h, "http") == Forwarding()
