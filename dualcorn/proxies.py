@@ -75,8 +75,14 @@ logger = logging.getLogger("dualcorn.error")
 UNIX = "unix"  # the --forwarded-allow-ips word for peers on a Unix domain socket
 _NAMES = frozenset(
     {b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-     b"x-forwarded-port", b"x-forwarded-prefix"}
+     b"x-forwarded-port", b"x-forwarded-prefix", b"x-forwarded-ssl", b"x-forwarded-protocol"}
 )  # fmt: skip
+# gunicorn's default secure_scheme_headers also read these two (Apache mod_proxy recipes,
+# some PaaS routers); they only count when X-Forwarded-Proto is absent.
+_SCHEME_FLAGS = {
+    b"x-forwarded-ssl": {b"on": "https", b"off": "http"},
+    b"x-forwarded-protocol": {b"ssl": "https", b"https": "https", b"http": "http"},
+}
 _SECURE = {"https": True, "wss": True, "http": False, "ws": False}
 _DEFAULT_PORT = {False: 80, True: 443}
 
@@ -320,6 +326,9 @@ def _from_x_forwarded(
             if hops[index] is None:
                 logger.debug("ignoring a malformed X-Forwarded-For hop: %r", members[index][:64])
     proto = _aligned(found, b"x-forwarded-proto", index, count, _proto)
+    for name in _SCHEME_FLAGS:
+        if proto is None and name in found:
+            proto = _single(found, name, _SCHEME_FLAGS[name].get)
     host = _aligned(found, b"x-forwarded-host", index, count, parse_host)
     return client, proto, host
 

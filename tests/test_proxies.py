@@ -478,3 +478,26 @@ def test_hostile_values_through_a_trusted_proxy(serve: Any) -> None:
     assert environ["REMOTE_ADDR"] == "203.0.113.9"
     assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", "/x")
+
+
+def test_gunicorn_scheme_flags_when_x_forwarded_proto_is_absent() -> None:
+    # gunicorn's default secure_scheme_headers: X-Forwarded-Ssl: on, X-Forwarded-Protocol: ssl.
+    for pair in (("X-Forwarded-Ssl", "on"), ("X-Forwarded-Protocol", "ssl")):
+        assert resolve(policy(), headers(pair), "http") == Forwarding(scheme="https")
+        assert resolve(policy(), headers(pair), "ws") == Forwarding(scheme="wss")
+    assert resolve(policy(), headers(("X-Forwarded-Ssl", "off")), "https") == Forwarding(
+        scheme="http"
+    )
+    # X-Forwarded-Proto, when a proxy sets it, wins; junk flags change nothing.
+    h = headers(("X-Forwarded-Proto", "http"), ("X-Forwarded-Ssl", "on"))
+    assert resolve(policy(), h, "http") == Forwarding(scheme="http")
+    for junk in ("yes", "1", ""):
+        assert resolve(policy(), headers(("X-Forwarded-Ssl", junk)), "http") == Forwarding()
+
+
+def test_scheme_flags_from_a_real_proxy_and_not_from_strangers(serve: Any) -> None:
+    flag = {"X-Forwarded-Ssl": "on"}
+    with serve(environ_app, interface="wsgi") as trusted:
+        assert httpx.get(trusted.url, headers=flag).json()["wsgi.url_scheme"] == "https"
+    with serve(environ_app, interface="wsgi", forwarded_allow_ips="10.0.0.1") as untrusted:
+        assert httpx.get(untrusted.url, headers=flag).json()["wsgi.url_scheme"] == "http"
