@@ -59,12 +59,25 @@ def bind_socket(config: Config) -> socket.socket:
 
 def _bind_one(address: Address, config: Config) -> socket.socket:
     if address.kind == "fd":
-        sock = socket.socket(fileno=address.fd)
+        sock = _inherit_fd(address.fd)
     elif address.kind == "unix":
         sock = _bind_unix(address.path, config.backlog, config.uds_mode)
     else:
         sock = _bind_tcp(address.host, address.port, config)
     sock.setblocking(False)
+    return sock
+
+
+def _inherit_fd(fd: int) -> socket.socket:
+    # A descriptor that is not open, or is not a stream socket (a mistyped --fd 0 is the
+    # terminal), is one sentence, not an OSError traceback.
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise StartupError(f"cannot serve on descriptor {fd}: {exc.strerror or exc}") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()  # not ours to close
+        raise StartupError(f"cannot serve on descriptor {fd}: it is not a stream socket")
     return sock
 
 

@@ -49,8 +49,11 @@ def _from_environment(parser: argparse.ArgumentParser, given: dict[str, Any]) ->
                 value = action.type(raw)  # type: ignore[operator]
             else:
                 value = raw
-        except (ValueError, argparse.ArgumentTypeError) as exc:
+        except argparse.ArgumentTypeError as exc:
             parser.error(f"{variable}={raw!r}: {exc}")
+        except ValueError:
+            # int() says "invalid literal for int() with base 10"; say it as argparse would.
+            parser.error(f"{variable}={raw!r}: expected a whole number")
         if action.choices is not None and value not in action.choices:
             parser.error(f"{variable} must be one of {', '.join(map(str, action.choices))}")
         given[dest] = value

@@ -39,7 +39,8 @@ is DUALCORN_TIMEOUT_KEEP_ALIVE=10 (lists comma-separated); the command line wins
 binary units (512K, 10M, 1G) or plain bytes; durations are seconds (0.5 is fine).
 """
 
-_SIZES = {"limit_request_body", "limit_request_head", "limit_request_line", "ws_max_size"}
+_SIZES = {"limit_request_body", "limit_request_head", "limit_request_line", "ws_max_size",
+          "ws_max_queue_bytes", "wsgi_outbuf_overflow", "wsgi_outbuf_high_watermark"}  # fmt: skip
 _SPECIAL_DEFAULTS = {
     "threads": "min(32, CPUs + 4)",
     "workers": "$WEB_CONCURRENCY or 1",
@@ -50,6 +51,7 @@ _SPECIAL_DEFAULTS = {
     "access_logfile": "stderr",
     "error_logfile": "stderr",
     "root_path": "none",
+    "reload_dirs": "the current directory",
     "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
 }
 
@@ -213,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--timeout-graceful-shutdown", "--graceful-timeout"), parse_optional_duration,
          "wait for requests in flight"),
         (("--timeout-worker-healthcheck", "-t", "--timeout"), parse_duration,
-         "a silent worker is restarted after"),
+         "a silent worker is restarted after; 0 never"),
     )  # fmt: skip
     for flags, kind, text in options:
         g.add_argument(*flags, type=kind, help=text)
@@ -255,12 +257,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="X-Forwarded-Prefix from a trusted proxy sets root_path")  # fmt: skip
     g.add_argument("--proxy-protocol", action=argparse.BooleanOptionalAction,
                    help="expect a PROXY protocol v1/v2 preamble from trusted peers")  # fmt: skip
+    g = p.add_argument_group("bounds under attack")
+    g.add_argument("--ws-max-queue-bytes", type=parse_size,
+                   help="unread WebSocket bytes (decompressed) before reading pauses")  # fmt: skip
+    g.add_argument("--ws-max-fragments", type=int,
+                   help="fragments of one WebSocket message before closing with 1008")  # fmt: skip
+    g.add_argument("--timeout-send", type=parse_duration,
+                   help="seconds a response waits for a client that reads nothing")  # fmt: skip
+    g.add_argument("--wsgi-outbuf-overflow", type=parse_size,
+                   help="WSGI response bytes kept in memory, then in a temporary file")  # fmt: skip
+    g.add_argument("--wsgi-outbuf-high-watermark", type=parse_size,
+                   help="WSGI response bytes buffered before the app thread waits")  # fmt: skip
+    g.add_argument("--wsgi-queue", type=int,
+                   help="WSGI requests waiting for a thread before 503s")  # fmt: skip
     g = p.add_argument_group("process and platform")
     g.add_argument("--shutdown-delay", type=parse_duration,
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
     _add_mount_group(p)
     g = p.add_argument_group("logging")
-    g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
+    g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
+                   help="the error log's level")  # fmt: skip
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")
     g.add_argument("--access-log", action=argparse.BooleanOptionalAction,
                    help="one line per response")  # fmt: skip
@@ -316,6 +332,8 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
         (("--preload",), 0, "each worker imports the app itself"),
         (("-n", "--name"), 1, "process names are left as they are"),
         (("--no-sendfile",), 0, "sendfile is used only where the loop and socket allow it"),
+        (("--limit-request-field_size", "--limit-request-field-size"), 1,
+         "--limit-request-head bounds the whole head, every field in it"),
     )  # fmt: skip
     for flags, nargs, why in ignored:
         dest = "_ignored_" + flags[-1].lstrip("-").replace("-", "_")
@@ -327,13 +345,15 @@ def _add_defaults(parser: argparse.ArgumentParser) -> None:
     """End each help line with its default, from Config, unless the line states it already."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for action in parser._actions:
-        if not action.option_strings or action.help is None or "(default:" in action.help:
+        if not action.option_strings or action.help is None:
             continue
         if isinstance(action, _Refused | _Ignored | _AlreadySo):
             continue
         if action.metavar is None and action.nargs != 0 and action.choices is None:
             metavar = _DEST_METAVARS.get(action.dest) or _METAVARS.get(action.type, "TEXT")
             action.metavar = metavar
+        if "(default:" in action.help:
+            continue
         field = fields.get(action.dest)
         if field is None:
             continue

@@ -37,6 +37,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 KIB = 1024
 MIB = 1024 * KIB
+_INT_MAX = 2**31 - 1  # the largest value a C int option (listen backlog) takes
+# gunicorn's "--timeout 0" (Cloud Run's documented command line) means no worker timeout.
+_NO_LIMIT_AT_0 = "timeout_worker_healthcheck"
 
 
 def _default_threads() -> int:
@@ -115,7 +118,7 @@ class Config:
     timeout_request_head: float = 20.0
     timeout_body_read: float = 20.0
     timeout_graceful_shutdown: float | None = 30.0  # gunicorn graceful_timeout
-    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout
+    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout; 0 disables it, as there
     timeout_worker_startup: float = 60.0
 
     # --- WSGI ----------------------------------------------------------------------------
@@ -176,6 +179,21 @@ class Config:
     # that hangs stops the server (exit status 3) instead of holding it forever.
     timeout_lifespan: float | None = 60.0
 
+    # --- Bounds under attack (what a client can make the server hold) --------------------
+    # Unread WebSocket message bytes (decompressed) before reading pauses: uvicorn's bound is
+    # 128 MiB; 4 MiB keeps a deflate bomb small.
+    ws_max_queue_bytes: int = 4 * MIB
+    # Fragments of one WebSocket message before 1008: 16 MiB in 4 KiB frames; browsers send one.
+    ws_max_fragments: int = 4096
+    # nginx send_timeout (60 s): the longest a response waits for a client that reads nothing.
+    timeout_send: float = 60.0
+    # waitress outbuf_overflow (1 MiB): WSGI response bytes held in memory before spilling to a
+    # temporary file; outbuf_high_watermark (16 MiB): in all, before the app thread waits.
+    wsgi_outbuf_overflow: int = 1 * MIB
+    wsgi_outbuf_high_watermark: int = 16 * MIB
+    # WSGI requests waiting for a thread before 503s; gunicorn's gthread worker_connections.
+    wsgi_queue: int = 1000
+
     # --- Process and platform (systemd, Kubernetes) ---------------------------------------
     # After SIGTERM, keep accepting and serving this long (each response "Connection: close")
     # before the graceful shutdown: Traefik's requestAcceptGraceTimeout, ingress-nginx's
@@ -228,7 +246,8 @@ class Config:
         positive = (
             "backlog", "limit_request_head", "limit_request_fields", "limit_request_line",
             "read_high_water", "write_high_water", "threads", "ws_max_size", "ws_max_queue",
-            "workers",
+            "workers", "ws_max_queue_bytes", "ws_max_fragments", "wsgi_outbuf_overflow",
+            "wsgi_outbuf_high_watermark", "wsgi_queue",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
@@ -246,11 +265,21 @@ class Config:
         timeouts = (
             "timeout_keep_alive", "timeout_request_head", "timeout_body_read",
             "timeout_worker_healthcheck", "timeout_worker_startup", "ws_close_timeout",
-            "reload_delay",
+            "reload_delay", "timeout_send",
         )  # fmt: skip
         for name in timeouts:
-            if getattr(self, name) <= 0 and name != "reload_delay":
+            if getattr(self, name) <= 0 and name not in ("reload_delay", _NO_LIMIT_AT_0):
                 raise ConfigError(f"{name} must be more than 0 seconds")
+        for name in ("reload_delay", _NO_LIMIT_AT_0):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        # listen(2) takes a C int; the kernel caps it at net.core.somaxconn anyway.
+        if self.backlog > _INT_MAX:
+            raise ConfigError(f"backlog must be at most {_INT_MAX}; got {self.backlog}")
+        if self.fd is not None and self.fd < 0:
+            raise ConfigError(f"fd must be a descriptor number (0 or more); got {self.fd}")
+        if self.uds is not None and not self.uds:
+            raise ConfigError("uds needs a path, as in /run/app.sock")
         for name in ("timeout_graceful_shutdown", "ws_ping_interval", "ws_ping_timeout"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -273,7 +302,7 @@ class Config:
             raise ConfigError("bind replaces uds and fd: give the addresses in bind only")
         if not 0 <= self.uds_mode <= 0o777:
             raise ConfigError(
-                f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
+                f"uds_mode must be a permission mode such as 0o660; got {oct(self.uds_mode)}"
             )
 
     def _check_slow_clients(self) -> None:
@@ -287,6 +316,8 @@ class Config:
             raise ConfigError("timeout_lifespan must be more than 0 seconds (or unset)")
 
     def _check_conflicts(self) -> None:
+        if self.wsgi_outbuf_overflow > self.wsgi_outbuf_high_watermark:
+            raise ConfigError("wsgi_outbuf_overflow must not exceed wsgi_outbuf_high_watermark")
         self._check_migration()
         if self.uds is not None and self.fd is not None:
             raise ConfigError("uds and fd cannot both be given: choose one socket to serve on")

@@ -3,6 +3,10 @@
 Shutdown order (SIGINT, SIGTERM or :meth:`Server.stop` from any thread): stop accepting; close
 idle connections at once; let requests in flight finish within ``timeout_graceful_shutdown``;
 cancel what is left; then lifespan shutdown.  A second signal skips the waiting.
+
+The grace period is one deadline for the whole shutdown: WSGI threads still stuck in the app
+when it passes are named in the log and left behind (they are daemon threads, and nothing here
+waits on them in an executor), so ``--timeout-graceful-shutdown`` is kept however the app hangs.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Server:
         self._bound: list[socket.socket] = []  # sockets this server bound (not inherited)
         # Supervised servers share sockets their supervisor bound and announced already.
         self.announce = True
+        self._deadline: float | None = None  # loop time when the grace period ends
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
@@ -98,7 +103,7 @@ class Server:
         finally:
             self._remove_signal_handlers()
             close_listeners(self._bound)  # and remove the Unix socket files it created
-            await apps.shutdown(config)
+            await apps.shutdown(config, self._grace_left())
             self.started.clear()
 
     def stop(self, force: bool = False, drain: bool = False) -> None:
@@ -173,6 +178,7 @@ class Server:
                 connection.shutdown()
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        self._deadline = deadline
         if state.tasks:
             logger.info("Waiting for %d request(s) in flight to finish.", len(state.tasks))
             await self._wait_unless_forced(state.tasks, deadline)
@@ -216,6 +222,16 @@ class Server:
         await asyncio.wait({waiting, forced}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         forced.cancel()
+
+    def _grace_left(self) -> float | None:
+        """Seconds left of the grace period (all of it if shutdown never began); a moment at
+        least, for threads that are finishing because their requests were just cancelled."""
+        grace = self.config.timeout_graceful_shutdown
+        if self._force is not None and self._force.is_set():
+            return 0.5
+        if self._deadline is None or grace is None:
+            return grace
+        return max(0.5, self._deadline - asyncio.get_running_loop().time())
 
     def _request_stop(self) -> None:
         if self._stop is not None:

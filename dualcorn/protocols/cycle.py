@@ -243,9 +243,7 @@ class RequestCycle:
             more = message.get("more_body", False)
             self._write_body(body, more)
             if more and self.owner.write_flow.paused:
-                await self.owner.write_flow.drain()
-                if self.disconnected:
-                    raise ClientDisconnected("the client disconnected")
+                await self._drain()
             elif not more:
                 self._finish()
         elif kind == "http.response.zerocopysend":
@@ -407,9 +405,19 @@ class RequestCycle:
                 left -= len(block)
                 offset += len(block)
                 transport.write(block)
-                await self.owner.write_flow.drain()
+                await self._drain()
         if self._chunked:
             transport.write(b"\r\n")
+
+    async def _drain(self) -> None:
+        """Wait for the client to read; nginx ``send_timeout``: a client that reads nothing
+        for ``--timeout-send`` seconds is dropped, and ``send`` raises."""
+        if not await self.owner.write_flow.drain(self.state.config.timeout_send):
+            self.state.error_logger.debug("the client read nothing in --timeout-send; closing")
+            self.owner.transport.abort()
+            self.feed_disconnect()
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
 
     def _finish(self) -> None:
         self.complete = True

@@ -282,7 +282,8 @@ class Arbiter:
             elif worker.killed:
                 continue
             elif worker.ready:
-                found.append(worker.last_beat + config.timeout_worker_healthcheck)
+                if config.timeout_worker_healthcheck > 0:  # 0: never, as gunicorn's -t 0
+                    found.append(worker.last_beat + config.timeout_worker_healthcheck)
             else:
                 found.append(worker.going_at + config.timeout_worker_startup)
         for worker in self.retiring:
@@ -310,7 +311,8 @@ class Arbiter:
                         and now >= worker.stop_sent_at + grace + _KILL_MARGIN:  # fmt: skip
                     logger.warning("Worker [%d] did not stop in time: killing it.", worker.pid)
                     worker.kill()
-            elif worker.ready and now >= worker.last_beat + config.timeout_worker_healthcheck:
+            elif worker.ready and 0 < config.timeout_worker_healthcheck \
+                    <= now - worker.last_beat:  # fmt: skip
                 logger.error("Worker [%d] sent no heartbeat for %g s: killing it.",
                              worker.pid, config.timeout_worker_healthcheck)  # fmt: skip
                 self.aborted[worker.pid] = now
