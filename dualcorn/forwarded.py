@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import re
 from typing import NamedTuple
+from urllib.parse import unquote
 
 __all__ = [
     "MAX_HOPS",
@@ -32,11 +34,15 @@ __all__ = [
     "parse_node",
     "parse_port",
     "parse_prefix",
-    "split_list",
+    "split_elements",
+    "split_tail",
 ]
 
-# Hops beyond this many make the whole header malformed: a real chain of proxies is a handful
-# long, and walking a long attacker-made list per request would cost time for nothing.
+# At most this many hops are read: a real chain of proxies is a handful long, and walking a
+# long attacker-made list per request would cost time for nothing.  Lists of client addresses
+# are read from the right (split_tail, split_elements), because the left part is what a client
+# wrote: refusing the whole header instead would let a client that sends 33 hops be seen as
+# its proxy (often 127.0.0.1, which an app may treat as local).
 MAX_HOPS = 32
 # RFC 1035 2.3.4 caps a name at 255 octets; a port and brackets add a few.
 _MAX_HOST = 262
@@ -45,10 +51,14 @@ _MAX_PREFIX = 1024
 _TCHAR = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2 token
 _OBFUSCATED = re.compile(r"_[A-Za-z0-9._\-]+")  # RFC 7239 6.3 obfnode / obfport
 _PORT = re.compile(r"[0-9]{1,5}")
-# RFC 3986 3.2.2 reg-name (unreserved, pct-encoded, sub-delims) or an IP literal, then a port.
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]+)(?::([0-9]{1,5}))?")
-# An absolute path without query, fragment, whitespace or control characters.
-_PREFIX = re.compile(r"/[\x21-\x7e]*")
+_SEPARATOR = re.compile(rb'"[^"]*"|,')
+# An IP literal or a DNS name (letters, digits, "-", ".", "_"), then a port.  Narrower than
+# RFC 3986 3.2.2 reg-name on purpose: the value becomes the Host an app builds absolute links
+# from, and percent-encodings or sub-delims ("%2f", "'", ";") have no use in a real host name.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?")
+# RFC 3986 3.3 path-abempty: "/" and pchar (unreserved, pct-encoded, sub-delims, ":", "@").
+# No backslash: browsers read "/\\evil.com" as "//evil.com" (WHATWG URL), an open redirect.
+_PREFIX = re.compile(r"(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+")
 
 
 class Node(NamedTuple):
@@ -63,12 +73,33 @@ class Node(NamedTuple):
     port: int
 
 
-def split_list(value: bytes) -> list[bytes] | None:
-    """The members of a comma list (RFC 9110 5.6.1), or None if there are too many."""
-    parts = value.split(b",")
-    if len(parts) > MAX_HOPS:
-        return None
-    return [part.strip(b" \t") for part in parts]
+def split_tail(value: bytes) -> tuple[list[bytes], bool]:
+    """The last :data:`MAX_HOPS` members of a comma list, and whether more were left off."""
+    parts = value.rsplit(b",", MAX_HOPS)
+    cut = len(parts) > MAX_HOPS
+    if cut:
+        del parts[0]  # the unsplit remainder: hops a client wrote, never reached by the walk
+    return [part.strip(b" \t") for part in parts], cut
+
+
+def split_elements(lines: list[bytes]) -> tuple[list[bytes], bool]:
+    """RFC 7239 elements (commas outside quoted strings), the last :data:`MAX_HOPS` of them.
+
+    Each element is then parsed on its own, so a malformed element a client wrote on the left
+    does not void the ones its proxies appended on the right.  Each header line is split on
+    its own (RFC 7239 4: lines are joined as a list), so a client's unbalanced quote cannot
+    reach into a line a proxy added.
+    """
+    elements: list[bytes] = []
+    for value in lines:
+        # A quoted string's commas do not separate.  "[^"]*" ignores quoted-pairs (no for,
+        # host or proto value holds a quote) and keeps the scan linear; an unterminated
+        # quote protects nothing, so it cannot swallow the elements after it.
+        cuts = [-1]
+        cuts += [match.start() for match in _SEPARATOR.finditer(value) if match.group() == b","]
+        cuts.append(len(value))
+        elements += [value[a + 1 : b] for a, b in itertools.pairwise(cuts)]
+    return elements[-MAX_HOPS:], len(elements) > MAX_HOPS
 
 
 def _ip(text: str) -> str | None:
@@ -159,10 +190,15 @@ def parse_port(raw: bytes) -> int | None:
 def parse_prefix(raw: bytes) -> str | None:
     """An ``X-Forwarded-Prefix`` path: absolute, printable, no query; "/" alone means none."""
     text = raw.decode("latin-1").strip()
-    if len(text) > _MAX_PREFIX or not _PREFIX.fullmatch(text) or "?" in text or "#" in text:
+    if len(text) > _MAX_PREFIX or not _PREFIX.fullmatch(text):
         return None
-    if "/./" in text + "/" or "/../" in text + "/" or "//" in text:
-        return None  # a prefix that is not a plain mount point is refused, not normalised
+    # A prefix that is not a plain mount point is refused, not normalised; percent-decoded
+    # too, as a browser resolves "/%2e%2e/" as "/../" (WHATWG URL) and "%2f" may be decoded.
+    for form in (text, unquote(text, errors="replace")):
+        if "/./" in form + "/" or "/../" in form + "/" or "//" in form or "\\" in form:
+            return None
+        if "?" in form or "#" in form or any(ord(c) < 0x21 or ord(c) == 0x7F for c in form):
+            return None
     return text.rstrip("/")
 
 

@@ -21,8 +21,11 @@ Rules
   walking right to left: each proxy appends the address it received the request from, so the
   entries left of the first untrusted one were written by that untrusted party and a client
   cannot spoof its address by prepending one.  When every hop is trusted, the leftmost wins
-  (uvicorn does the same).  ``unknown`` or obfuscated hops (RFC 7239 6.2, 6.3) end the walk
-  but leave the client as the socket peer: ASGI's ``client`` holds an IP address.
+  (uvicorn does the same).  Only the rightmost ``MAX_HOPS`` hops are read, and each
+  ``Forwarded`` element is parsed on its own: junk left of the proxy's own entry must not
+  void the header, or a client could make itself look like its proxy (often 127.0.0.1).
+  ``unknown`` or obfuscated hops (RFC 7239 6.2, 6.3) end the walk but leave the client as
+  the socket peer: ASGI's ``client`` holds an IP address.
 * **Forwarded versus X-Forwarded-\\***: when any of ``X-Forwarded-For/-Proto/-Host/-Port`` is
   present, ``Forwarded`` is ignored as a whole.  nginx, HAProxy (``option forwardfor``), AWS
   ALB, Traefik, Caddy and Envoy set the X-Forwarded-* family and pass a client's
@@ -58,7 +61,8 @@ from dualcorn.forwarded import (
     parse_node,
     parse_port,
     parse_prefix,
-    split_list,
+    split_elements,
+    split_tail,
 )
 
 if TYPE_CHECKING:
@@ -71,8 +75,14 @@ logger = logging.getLogger("dualcorn.error")
 UNIX = "unix"  # the --forwarded-allow-ips word for peers on a Unix domain socket
 _NAMES = frozenset(
     {b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-     b"x-forwarded-port", b"x-forwarded-prefix"}
+     b"x-forwarded-port", b"x-forwarded-prefix", b"x-forwarded-ssl", b"x-forwarded-protocol"}
 )  # fmt: skip
+# gunicorn's default secure_scheme_headers also read these two (Apache mod_proxy recipes,
+# some PaaS routers); they only count when X-Forwarded-Proto is absent.
+_SCHEME_FLAGS = {
+    b"x-forwarded-ssl": {b"on": "https", b"off": "http"},
+    b"x-forwarded-protocol": {b"ssl": "https", b"https": "https", b"http": "http"},
+}
 _SECURE = {"https": True, "wss": True, "http": False, "ws": False}
 _DEFAULT_PORT = {False: 80, True: 443}
 
@@ -133,11 +143,15 @@ class TrustedProxies:
             address = ipaddress.ip_address(host)
         except ValueError:
             return False
+        forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
-        if str(address) in self.addresses:
-            return True
-        return any(address in network for network in self.networks)
+            # A dual-stack socket's view of an IPv4 peer matches "127.0.0.1" and "10.0.0.0/8"
+            # as well as a network written mapped ("::ffff:10.0.0.0/104").
+            forms.append(address.ipv4_mapped)
+        for form in forms:
+            if str(form) in self.addresses or any(form in net for net in self.networks):
+                return True
+        return False
 
 
 class Forwarding(NamedTuple):
@@ -282,6 +296,10 @@ def _walk(trusted: TrustedProxies, hops: Sequence[Node | None]) -> int:
     return 0  # every hop is a trusted proxy: the first one is where the request entered
 
 
+def _trusted_hop(trusted: TrustedProxies, hop: Node | None) -> bool:
+    return hop is not None and hop.kind == "ip" and trusted.trusts(hop.host)
+
+
 def _client(hop: Node | None) -> tuple[str, int] | None:
     return (hop.host, hop.port) if hop is not None and hop.kind == "ip" else None
 
@@ -295,17 +313,22 @@ def _from_x_forwarded(
     lines = found.get(b"x-forwarded-for")
     if lines:
         # RFC 9110 5.3: repeated lines of a list field are one list, in order.
-        members = split_list(b",".join(lines))
-        if members is None:
+        members, cut = split_tail(b",".join(lines))
+        hops = [parse_node(member) for member in members]
+        count = -1 if cut else len(hops)  # a cut list cannot be aligned with -Proto/-Host
+        index = _walk(trusted, hops)
+        if cut and index == 0 and _trusted_hop(trusted, hops[0]):
+            # MAX_HOPS trusted proxies in a row and more hops beyond: the client is unknown.
             logger.debug("ignoring X-Forwarded-For: more than the allowed number of hops")
+            index = None
         else:
-            hops = [parse_node(member) for member in members]
-            count = len(hops)
-            index = _walk(trusted, hops)
             client = _client(hops[index])
             if hops[index] is None:
                 logger.debug("ignoring a malformed X-Forwarded-For hop: %r", members[index][:64])
     proto = _aligned(found, b"x-forwarded-proto", index, count, _proto)
+    for name in _SCHEME_FLAGS:
+        if proto is None and name in found:
+            proto = _single(found, name, _SCHEME_FLAGS[name].get)
     host = _aligned(found, b"x-forwarded-host", index, count, parse_host)
     return client, proto, host
 
@@ -319,15 +342,17 @@ def _aligned(
     if any(value != values[0] for value in values):
         logger.debug("ignoring %s: repeated with different values", name.decode())
         return None
-    members = split_list(values[0])
-    if not members:
-        logger.debug("ignoring %s: more than the allowed number of hops", name.decode())
-        return None
+    members, _ = split_tail(values[0])  # the right end is what the nearest proxies wrote
     member = members[index] if index is not None and len(members) == count else members[-1]
     result = parse(member)
     if result is None:
         logger.debug("ignoring malformed %s: %r", name.decode(), member[:100])
     return result
+
+
+def _element(raw: bytes) -> dict[str, str] | None:
+    parsed = parse_forwarded(raw)
+    return parsed[0] if parsed is not None and len(parsed) == 1 else None
 
 
 def _proto(raw: bytes | str) -> str | None:
@@ -338,14 +363,19 @@ def _proto(raw: bytes | str) -> str | None:
 def _from_forwarded(
     trusted: TrustedProxies, found: dict[bytes, list[bytes]]
 ) -> tuple[tuple[str, int] | None, str | None, tuple[str, int | None] | None]:
-    # RFC 7239 4: several Forwarded lines are one list, in order.
-    elements = parse_forwarded(b",".join(found[b"forwarded"]))
-    if not elements:
-        logger.debug("ignoring a malformed Forwarded header")
-        return None, None, None
-    hops = [parse_node(element["for"]) if "for" in element else None for element in elements]
+    # RFC 7239 4: several Forwarded lines are one list, in order.  Each element is parsed on
+    # its own: a malformed one only matters if the walk reaches it (it then ends there).
+    raw_elements, cut = split_elements(found[b"forwarded"])
+    elements = [_element(raw) for raw in raw_elements]
+    hops = [
+        parse_node(element["for"]) if element is not None and "for" in element else None
+        for element in elements
+    ]
     index = _walk(trusted, hops)
     element = elements[index]
+    if element is None or (cut and index == 0 and _trusted_hop(trusted, hops[0])):
+        logger.debug("ignoring a malformed Forwarded element: %r", raw_elements[index][:100])
+        return None, None, None
     client = _client(hops[index])
     proto = host = None
     if "proto" in element:

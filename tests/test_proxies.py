@@ -129,7 +129,8 @@ def test_parse_host() -> None:
     assert parse_host("example.com") == ("example.com", None)
     assert parse_host("example.com:8443") == ("example.com", 8443)
     assert parse_host("[::1]:8080") == ("[::1]", 8080)
-    for bad in ("exa mple.com", "example.com:0", "a:b:c", "[zz]:1", "x/y", "", "h:99999"):
+    for bad in ("exa mple.com", "example.com:0", "a:b:c", "[zz]:1", "x/y", "", "h:99999",
+                "%2f%2fevil.com", "a'b", "a;b", "evil.com\\x", "a@b"):  # fmt: skip
         assert parse_host(bad) is None
 
 
@@ -156,12 +157,40 @@ def test_x_forwarded_for_rightmost_untrusted_wins() -> None:
     assert resolve(p, h, "http") == Forwarding(client=("203.0.113.9", 0))
 
 
-def test_garbage_and_too_many_hops_leave_the_client(caplog: pytest.LogCaptureFixture) -> None:
+def test_garbage_leaves_the_client(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="dualcorn.error")
-    for value in ("garbage", "1.2.3.4, nonsense", ",".join(["1.1.1.1"] * (MAX_HOPS + 1))):
+    for value in ("garbage", "1.2.3.4, nonsense"):
         found = resolve(policy(), headers(("X-Forwarded-For", value)), "http")
         assert found == Forwarding()
     assert "X-Forwarded-For" in caplog.text
+
+
+def test_a_client_cannot_pose_as_its_proxy_with_many_hops() -> None:
+    # A client behind nginx sends 1000 hops (or a malformed Forwarded element); the proxy
+    # appends the real address.  Voiding the whole header would make the client look like
+    # the proxy (127.0.0.1 here); the walk from the right must still find the client.
+    spam = ",".join(["10.0.0.1"] * 1000)
+    h = headers(("X-Forwarded-For", f"{spam}, 203.0.113.9"), ("X-Forwarded-Proto", "https"))
+    assert resolve(policy(), h, "http") == Forwarding(client=("203.0.113.9", 0), scheme="https")
+    for element in (",".join(["for=1.1.1.1"] * 1000), "for=1.2.3.4;for=5.6.7.8", 'for="x'):
+        h = headers(("Forwarded", element), ("Forwarded", "for=203.0.113.9;proto=https"))
+        found = resolve(policy(), h, "http")
+        assert found == Forwarding(client=("203.0.113.9", 0), scheme="https"), element
+    # More trusted hops than are read: the client is unknown, the socket peer stays.
+    chain = ",".join(["127.0.0.1"] * (MAX_HOPS + 5))
+    assert resolve(policy(), headers(("X-Forwarded-For", chain)), "http") == Forwarding()
+    # A client's unbalanced quote cannot reach into the line its proxy added.
+    h = headers(("Forwarded", 'for="a'), ("Forwarded", 'for="[2001:db8::9]";proto=https'))
+    assert resolve(policy(), h, "http") == Forwarding(client=("2001:db8::9", 0), scheme="https")
+    # A malformed element that the walk reaches still voids the header's facts.
+    h = headers(("Forwarded", "for=203.0.113.9;proto=https, for=1.2.3.4;for=5.6.7.8"))
+    assert resolve(policy(), h, "http") == Forwarding()
+
+
+def test_mapped_peers_match_networks_in_either_form() -> None:
+    trusted = TrustedProxies("::ffff:127.0.0.1/128, 10.0.0.0/8")
+    assert trusted.trusts("::ffff:127.0.0.1") and trusted.trusts("::ffff:10.1.2.3")
+    assert trusted.trusts("10.1.2.3") and not trusted.trusts("127.0.0.1")
 
 
 def test_proto_host_port_and_scheme_mapping() -> None:
@@ -246,7 +275,8 @@ def test_prefix_only_when_enabled() -> None:
     h = headers(("X-Forwarded-Prefix", "/api/"))
     assert resolve(policy(), h, "http") is None
     assert resolve(policy(prefix=True), h, "http") == Forwarding(root_path="/api")
-    for bad in ("api", "/a?b", "/a/../b", "/a b"):
+    bad_prefixes = ("api", "/a?b", "/a/../b", "/a b", "//evil.com", "/\\evil.com", "/<x>")
+    for bad in (*bad_prefixes, "/%2e%2e/x", "/%2F%2Fevil.com", "/a%5cb", "/a%00", "/%zz"):
         found = resolve(policy(prefix=True), headers(("X-Forwarded-Prefix", bad)), "http")
         assert found == Forwarding()
 
@@ -433,3 +463,41 @@ def test_wsgi_script_name_from_forwarded_prefix(serve: Any) -> None:
     with serve(environ_app, interface="wsgi", forwarded_prefix=True) as server:
         environ = httpx.get(server.url + "/x/y", headers=FORWARDED).json()
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/api", "/x/y")
+
+
+def test_hostile_values_through_a_trusted_proxy(serve: Any) -> None:
+    # What a client can smuggle through a proxy that appends to X-Forwarded-For and passes
+    # -Host and -Prefix on: a long hop list, a slashy host, a backslash prefix.
+    hostile = {
+        "X-Forwarded-For": ",".join(["127.0.0.1"] * 100) + ", 203.0.113.9",
+        "X-Forwarded-Host": "%2f%2fevil.com",
+        "X-Forwarded-Prefix": "/\\evil.com",
+    }
+    with serve(environ_app, interface="wsgi", forwarded_prefix=True) as server:
+        environ = httpx.get(server.url + "/x", headers=hostile).json()
+    assert environ["REMOTE_ADDR"] == "203.0.113.9"
+    assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", "/x")
+
+
+def test_gunicorn_scheme_flags_when_x_forwarded_proto_is_absent() -> None:
+    # gunicorn's default secure_scheme_headers: X-Forwarded-Ssl: on, X-Forwarded-Protocol: ssl.
+    for pair in (("X-Forwarded-Ssl", "on"), ("X-Forwarded-Protocol", "ssl")):
+        assert resolve(policy(), headers(pair), "http") == Forwarding(scheme="https")
+        assert resolve(policy(), headers(pair), "ws") == Forwarding(scheme="wss")
+    assert resolve(policy(), headers(("X-Forwarded-Ssl", "off")), "https") == Forwarding(
+        scheme="http"
+    )
+    # X-Forwarded-Proto, when a proxy sets it, wins; junk flags change nothing.
+    h = headers(("X-Forwarded-Proto", "http"), ("X-Forwarded-Ssl", "on"))
+    assert resolve(policy(), h, "http") == Forwarding(scheme="http")
+    for junk in ("yes", "1", ""):
+        assert resolve(policy(), headers(("X-Forwarded-Ssl", junk)), "http") == Forwarding()
+
+
+def test_scheme_flags_from_a_real_proxy_and_not_from_strangers(serve: Any) -> None:
+    flag = {"X-Forwarded-Ssl": "on"}
+    with serve(environ_app, interface="wsgi") as trusted:
+        assert httpx.get(trusted.url, headers=flag).json()["wsgi.url_scheme"] == "https"
+    with serve(environ_app, interface="wsgi", forwarded_allow_ips="10.0.0.1") as untrusted:
+        assert httpx.get(untrusted.url, headers=flag).json()["wsgi.url_scheme"] == "http"
