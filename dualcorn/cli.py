@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--limit-request-body", _optional_int, "body bytes before 413 (unlimited)"),
         ("--limit-request-head", int, "request head bytes before 431 (65536)"),
         ("--limit-request-fields", int, "header fields before 431 (100)"),
-        ("--limit-request-line", int, "request-target bytes before 414 (8190)"),
+        ("--limit-request-line", int, "request line bytes before 414 (8190)"),
         ("--h11-max-incomplete-event-size", int, "uvicorn's name for --limit-request-head"),
     )
     for flag, kind, text in options:
@@ -136,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-include", dest="reload_includes", action="append")
     g.add_argument("--reload-exclude", dest="reload_excludes", action="append")
     g.add_argument("--reload-delay", type=float, help="seconds to gather a burst of saves")
+    g = p.add_argument_group("request policy")
+    g.add_argument(
+        "--limit-request-field-size",
+        "--limit-request-field_size",  # gunicorn's spelling
+        dest="limit_request_field_size",
+        type=int,
+        help="bytes in one header field line before 431 (8190)",
+    )
+    g.add_argument(
+        "--header-map",
+        choices=_CHOICES["header_map"],
+        help="header names with '_': drop, refuse (400) or dangerous (keep) (drop)",
+    )
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], help="default info")
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini")

@@ -16,7 +16,7 @@ from urllib.parse import unquote_to_bytes
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
-from dualcorn.protocols.head import HeadFacts, HeadScanner
+from dualcorn.protocols.request_head import HeadFacts
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.wire import error_response
 from dualcorn.protocols.ws_handshake import is_websocket_upgrade
@@ -42,7 +42,6 @@ IDLE_DRAIN = 0.5
 class HTTPConnection(asyncio.Protocol, Connection):
     transport: asyncio.Transport
     read_flow: ReadFlow
-    scanner: HeadScanner  # set by the parser subclass
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -92,17 +91,6 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.write_flow.resume_writing()
 
     # --- Called by the parser subclass ---------------------------------------------------
-
-    def scan_head(self, data: bytes) -> bool:
-        """Show the subclass's HeadScanner the bytes of a head; False if it was refused."""
-        if self.cycle is None:
-            self.head_started()
-        try:
-            self.scanner.feed(data)
-        except ProtocolError as exc:
-            self.reject(exc)
-            return False
-        return True
 
     def head_started(self) -> None:
         """The first bytes of a request head arrived: the head timeout replaces idle's."""
