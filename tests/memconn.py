@@ -89,14 +89,15 @@ class MemoryConnection:
                 idle_rounds += 1
                 continue
             idle_rounds = 0
-            done, _ = await asyncio.wait(tasks, timeout=min(0.05, deadline - loop.time()))
-            if not done and self.transport.reading is False and self._stuck():
+            if self._stuck():
                 return
+            await asyncio.wait(tasks, timeout=min(0.05, max(deadline - loop.time(), 0)))
 
     def _stuck(self) -> bool:
-        # An app waiting for body bytes that were never sent cannot progress.
+        # An app waiting for body bytes that were never sent cannot progress in memory.
         cycle = getattr(self.protocol, "cycle", None)
-        return cycle is not None and not cycle.started
+        wake = getattr(cycle, "_wake", None)
+        return wake is not None and not wake.is_set() and cycle._more_body  # type: ignore[union-attr]
 
     async def aclose(self) -> None:
         if not self.transport.closed:
