@@ -26,9 +26,12 @@ from hypothesis import strategies as st
 from tests.differential import Observation, observe
 from tests.memconn import PARSERS
 
-pytestmark = pytest.mark.skipif(len(PARSERS) < 2, reason="httptools is not installed")
-
 EXAMPLES = int(os.environ.get("DUALCORN_FUZZ_EXAMPLES", "20000"))
+pytestmark = [
+    pytest.mark.skipif(len(PARSERS) < 2, reason="httptools is not installed"),
+    # About 4 ms per generated request here: a bound with a wide margin, scaled to the run.
+    pytest.mark.timeout(max(600, EXAMPLES // 20)),
+]
 FUZZ = settings(
     max_examples=EXAMPLES,
     derandomize=True,

@@ -132,7 +132,11 @@ class HTTP1Connection(HTTPConnection):
             return pos  # incomplete: the caller sees no progress past the empty lines
         if stop + 4 - pos > self._head_limit:
             raise ProtocolError("the request head is larger than the limit", 431)
-        head = bytes(data[pos : stop + 4])
+        head = (
+            data
+            if pos == 0 and stop + 4 == end and type(data) is bytes
+            else bytes(data[pos : stop + 4])
+        )
         check_raw_head(head, self._field_limit)
         line_end = head.index(b"\r\n")
         method, target, version = split_request_line(head[:line_end], self._line_limit)

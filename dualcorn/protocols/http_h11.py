@@ -9,6 +9,8 @@ parsers disagreed, and is now framed once for every parser.
 
 from __future__ import annotations
 
+import re
+
 from h11._readers import header_field_re
 
 from dualcorn.errors import ProtocolError
@@ -17,10 +19,16 @@ from dualcorn.protocols.http1 import HTTP1Connection
 __all__ = ["H11Protocol"]
 
 _field = header_field_re.fullmatch
+# RFC 9110 5.5: a field value is VCHAR, obs-text, SP and HTAB.  h11's reader lets other
+# control bytes through (llhttp refuses them): one search over the field section, not one
+# per field.  CR and LF are checked with the raw head.
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class H11Protocol(HTTP1Connection):
     def fields(self, head: bytes, version: bytes) -> list[tuple[bytes, bytes]]:
+        if _CONTROL.search(head) is not None:
+            raise ProtocolError("control character in a header field (RFC 9110 5.5)")
         lines = head.split(b"\r\n")
         headers = []
         # The first line is the request line, the last two are the empty end of the head.
