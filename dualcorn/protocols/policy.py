@@ -46,15 +46,17 @@ _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-
 _DIGITS = re.compile(rb"[0-9]+\Z")
 # RFC 9110 5.5: field values are VCHAR, obs-text, SP and HTAB.
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-# RFC 9110 6.5.1: a trailer must not carry framing, routing, request modifiers, authentication
-# or content metadata: a recipient that merged it would let a trailer rewrite the request.
+# RFC 9110 6.5.1: framing, routing, authentication, request modifiers and content format
+# cannot be trailers: a recipient that merged one would let a trailer rewrite the request.
+# (gunicorn refuses a subset: Host, Content-Length, Transfer-Encoding, Trailer, TE,
+# Authorization.)
 FORBIDDEN_TRAILERS = frozenset(
     (
-        b"content-length", b"transfer-encoding", b"host", b"connection", b"keep-alive",
-        b"upgrade", b"te", b"trailer", b"expect", b"range", b"if-match", b"if-none-match",
-        b"if-modified-since", b"if-unmodified-since", b"if-range", b"authorization",
-        b"proxy-authorization", b"cookie", b"cache-control", b"max-forwards", b"pragma",
-        b"content-type", b"content-encoding", b"content-range", b"set-cookie",
+        b"content-length", b"transfer-encoding", b"trailer", b"te", b"connection",
+        b"keep-alive", b"upgrade", b"host", b"authorization", b"proxy-authorization",
+        b"cookie", b"expect", b"range", b"if-match", b"if-none-match", b"if-modified-since",
+        b"if-unmodified-since", b"if-range", b"max-forwards", b"content-type",
+        b"content-encoding", b"content-range",
     )
 )  # fmt: skip
 # The fields the policy looks at; every other field costs one dict lookup.
