@@ -93,6 +93,10 @@ ACCEPTED: list[tuple[str, bytes, Expected]] = [
     ("upgrade-h2c-keeps-body", b"POST /u HTTP/1.1\r\n" + H + b"Upgrade: h2c\r\n"
      b"Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
      b"Content-Length: 5\r\n\r\nhello", ("POST", "/u", "", b"hello", {})),
+    ("upgrade-websocket-with-body-keeps-body", b"POST /u HTTP/1.1\r\n" + H
+     + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 5\r\n\r\nhello",
+     ("POST", "/u", "", b"hello", {})),
     ("absolute-form-authority-is-host", b"GET http://other.example:8080/p?q=1 HTTP/1.1\r\n"
      + H + b"\r\n", ("GET", "/p", "q=1", b"", {"host": "other.example:8080"})),
     ("absolute-form-no-path", b"GET https://other.example HTTP/1.1\r\n" + H + b"\r\n",
@@ -223,3 +227,40 @@ async def test_empty_line_after_a_post_body_on_keep_alive(connect: Any, interfac
         await conn.send(raw)
         assert [r.status for r in conn.responses()] == [200, 200]
     assert [seen[1] for seen in recorder.seen] == ["/p", "/g"]
+
+
+@pytest.mark.parametrize("interface", INTERFACES)
+async def test_websocket_upgrade_with_ws_none_is_a_plain_request(
+    connect: Any, interface: str
+) -> None:
+    """--ws none (and every WSGI app): the upgrade is ignored, the request served with its body."""
+    recorder = Recorder(interface)
+    raw = (
+        b"GET /ws HTTP/1.1\r\n" + H + b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    async with connect(recorder.app(), interface=interface, ws="none") as conn:
+        await conn.send(raw + b"GET /next HTTP/1.1\r\n" + H + b"\r\n")
+        assert [r.status for r in conn.responses()] == [200, 200]
+    assert [(seen[1], seen[3]) for seen in recorder.seen] == [("/ws", b"hello"), ("/next", b"")]
+
+
+@pytest.mark.parametrize("interface", INTERFACES)
+def test_every_class_on_a_real_server(serve: Any, interface: str) -> None:
+    """The same cases over real sockets, on each loop and parser (the ``serve`` fixture)."""
+    from tests.support import raw_exchange, status_of
+
+    recorder = Recorder(interface)
+    with serve(recorder.app(), interface=interface) as server:
+        for name, raw, status in REFUSED:
+            answer = raw_exchange(server.port, raw)
+            assert status_of(answer) == status, (name, answer[:200])
+            assert b"connection: close\r\n" in answer, name
+        assert all(seen[1] != "/smuggled" for seen in recorder.seen)
+        for name, raw, expected in ACCEPTED:
+            recorder.seen.clear()
+            answer = raw_exchange(server.port, raw + b"GET /last HTTP/1.1\r\n" + H
+                                  + b"Connection: close\r\n\r\n")  # fmt: skip
+            assert answer.count(b"HTTP/1.1 200 ") == 2, (name, answer[:300])
+            assert recorder.seen[0][:4] == expected[:4], name
