@@ -133,6 +133,16 @@ CHUNK_LINES = [
     b"3 ", b"3\t", b"3;a\rb", b"3;a\x00", b"00000000000000003", b"0x3", b"3;a=\"b", b"-3",
     b"3 ;a", b"3;", b"3;a=", b"+3", b"3\n", b"",
 ]  # fmt: skip
+LINES = [
+    b"GET / HTTP/1.2", b"GET / HTTP/2.0", b"GET / HTTP/0.9", b"GET /", b"GET / http/1.1",
+    b"GET / HTTP/1.10", b"GET / HTTP/1.1 ", b" GET / HTTP/1.1", b"GET  / HTTP/1.1",
+    b"GET\t/ HTTP/1.1", b"get / HTTP/1.1", b"G-T / HTTP/1.1", b"GET * HTTP/1.1",
+    b"OPTIONS * HTTP/1.1", b"GET foo HTTP/1.1", b"GET ? HTTP/1.1", b"GET // HTTP/1.1",
+    b"GET http://a HTTP/1.1", b"GET http://a:80?x HTTP/1.1", b"GET s://]x/: HTTP/1.1",
+    b"GET http://u@a/ HTTP/1.1", b"GET /a#b HTTP/1.1", b"GET /%00 HTTP/1.1",
+    b"GET /\x80 HTTP/1.1", b"CONNECT a:443 HTTP/1.1", b"GET a:443 HTTP/1.1",
+    b"POST / HTTP/1.0", b"GET http://[::1]:8/p HTTP/1.1", b"GET HTTP://A/ HTTP/1.1",
+]  # fmt: skip
 TRAILERS = [
     b"0\r\n\n", b"0\r\nX: a\n\n", b"0\r\nX: a\r\n\n", b"0\r\nHost: a\r\n\r\n",
     b"0\r\nContent-Length: 5\r\n\r\n", b"0\r\nX: a\r\n b\r\n\r\n", b"0\r\nX:\x01\r\n\r\n",
@@ -145,9 +155,13 @@ def mutated(draw: st.DrawFn) -> bytes:
     """A generated request with one to three mutations toward a smuggling shape."""
     data = draw(requests())
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["insert", "replace", "delete", "shape", "chunk", "trailer"]))
+        kind = draw(
+            st.sampled_from(["insert", "replace", "delete", "shape", "chunk", "trailer", "line"])
+        )
         head_end = data.find(b"\r\n\r\n")
-        if kind == "shape":
+        if kind == "line":
+            data = draw(st.sampled_from(LINES)) + data[data.find(b"\r\n") :]
+        elif kind == "shape":
             at = data.find(b"\r\n") + 2
             data = data[:at] + draw(st.sampled_from(SHAPES)) + data[at:]
         elif kind == "chunk":
