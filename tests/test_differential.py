@@ -127,7 +127,8 @@ SHAPES = [
     b"Host: a b\r\n", b"Content-Type: a\r\n", b"X_A: b\r\n", b"Expect: 100-continue\r\n",
     b"Connection: close\r\n", b"Connection: keep-alive\r\n", b"Upgrade: h2c\r\n",
     b"Connection: upgrade\r\nUpgrade: websocket\r\n", b"X: a\r\n b\r\n", b"X : b\r\n",
-    b" X: b\r\n", b"X:b\r\n", b"X: \x01\r\n",
+    b" X: b\r\n", b"X:b\r\n", b"X: \x01\r\n", b"X-ntent-Length: 3\r\n",
+    b"x-ansfer-encoding: chunked\r\n", b"CONTENT-LENGTH: 3\r\n", b"Content-Length:3\r\n",
 ]  # fmt: skip
 CHUNK_LINES = [
     b"3 ", b"3\t", b"3;a\rb", b"3;a\x00", b"00000000000000003", b"0x3", b"3;a=\"b", b"-3",

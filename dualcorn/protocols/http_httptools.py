@@ -17,8 +17,9 @@ from dualcorn.protocols.state import ServerState
 
 __all__ = ["HttpToolsProtocol"]
 
-# Same length as the names they stand for, so offsets stay put; renamed back after parsing.
-_RENAMED = {b"x-ntent-length": b"content-length", b"x-ansfer-encoding": b"transfer-encoding"}
+# llhttp would frame the body by these (and refuse values the policy reads its own way):
+# their first two letters become "x-" for llhttp, and the names are restored after parsing.
+_FRAMING = (b"\ncontent-length:", b"\ntransfer-encoding:")
 _LINES = {b"1.1": b"GET / HTTP/1.1", b"1.0": b"GET / HTTP/1.0"}
 _OWS = (0x20, 0x09)
 
@@ -40,12 +41,14 @@ class HttpToolsProtocol(HTTP1Connection):
         self._headers = headers
         data = _LINES[version] + head[head.index(b"\r\n") :]
         lowered = data.lower()
-        renamed = False
-        for name in (b"\ncontent-length:", b"\ntransfer-encoding:"):
+        renamed: list[tuple[int, bytes]] = []
+        for name in _FRAMING:
             at = lowered.find(name)
             while at != -1:
+                # One field per line (obs-fold is refused before): the number of line ends
+                # before this one is the field's index in what llhttp reports.
+                renamed.append((data.count(b"\n", 0, at), name[1:-1]))
                 data = data[: at + 1] + b"x-" + data[at + 3 :]
-                renamed = True
                 at = lowered.find(name, at + 1)
         try:
             self._parser.feed_data(data)
@@ -54,8 +57,9 @@ class HttpToolsProtocol(HTTP1Connection):
         except httptools.HttpParserError as exc:
             self._parser = self._new_parser()
             raise ProtocolError(f"malformed header section: {exc}") from None
-        if renamed:
-            headers[:] = [(_RENAMED.get(name, name), value) for name, value in headers]
+        for index, name in renamed:
+            # Only the fields renamed here: a client's own "X-ntent-Length" stays what it is.
+            headers[index] = (name, headers[index][1])
         return headers
 
     # --- llhttp callbacks ----------------------------------------------------------------

@@ -7,14 +7,17 @@ body is framed, is :mod:`dualcorn.protocols.policy`'s job, written once for ever
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["HeadFacts", "RequestHead"]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
-    """One request head as tokenized: names lower-case, values without surrounding OWS."""
+class RequestHead(NamedTuple):
+    """One request head as tokenized: names lower-case, values without surrounding OWS.
+
+    Immutable like a frozen dataclass, and built once per request: a NamedTuple costs a
+    quarter of a frozen dataclass's construction on the hot path.
+    """
 
     method: bytes
     target: bytes
