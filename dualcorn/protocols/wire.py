@@ -75,7 +75,8 @@ def validate_header(name: object, value: object) -> None:
         raise AppContractError(f"invalid response header name {name!r} (RFC 9110 5.1: a token)")
     if _FORBIDDEN_IN_VALUE.search(value) is not None:
         raise AppContractError(
-            f"the value of response header {name!r} contains a control byte (RFC 9110 5.5)"
+            f"the value of response header {name!r} contains a control byte "
+            "(CR, LF or NUL would split the response; RFC 9110 5.5)"
         )
 
 
