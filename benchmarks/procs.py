@@ -148,8 +148,15 @@ class RssSampler:
 class ServerProcess:
     """One server subprocess: started on enter, ready-checked, torn down on exit."""
 
-    def __init__(self, argv: Sequence[str], port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
         self.argv = pinned(argv, SERVER_CORE)
+        self.cwd = cwd
         self.port = port
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
@@ -164,7 +171,7 @@ class ServerProcess:
         try:
             self.proc = subprocess.Popen(
                 self.argv,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
@@ -186,6 +193,11 @@ class ServerProcess:
         self._log.seek(0)
         text = self._log.read().decode(errors="replace").strip().splitlines()
         return " | ".join(line.strip() for line in text[-lines:])
+
+    def log_text(self) -> str:
+        """Everything the server has written to stdout and stderr so far."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     def check_alive(self) -> None:
         assert self.proc is not None

@@ -1,6 +1,10 @@
 """Listening sockets: TCP (IPv4 or IPv6), Unix domain sockets, inherited descriptors.
 
-A failed bind is turned into one sentence a person can act on, not an errno.
+A failed bind is turned into one sentence a person can act on, not an errno.  A Unix socket
+file is created with ``--uds-mode`` (0666 by default, as uvicorn's: the reverse proxy usually
+runs as another user, and the directory's permissions are the access control) and removed by
+whoever bound it when it closes it (:func:`close_listeners`), so a restart never finds a stale
+file and a stopped server leaves none behind.
 """
 
 from __future__ import annotations
@@ -9,27 +13,78 @@ import errno
 import os
 import socket
 import stat
+import weakref
 
+from dualcorn.addresses import Address, listen_addresses
 from dualcorn.config import Config
 from dualcorn.errors import StartupError
 
-__all__ = ["bind_socket", "describe_socket"]
+__all__ = ["bind_socket", "bind_sockets", "close_listeners", "describe_socket"]
+
+# Unix socket files this process created: socket -> (path, device, inode).  Only these are
+# removed on close, and only while the path is still the same file (a newer server may have
+# replaced it).
+_OWNED_FILES: weakref.WeakKeyDictionary[socket.socket, tuple[str, int, int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """A listening, non-blocking socket for every address ``config`` names (``--bind``...).
+
+    Sockets passed by systemd (socket activation, see :mod:`dualcorn.systemd`) win over
+    host/port/uds/--bind addresses, as in gunicorn; an explicit fd (--fd, fd://N) is honoured.
+    """
+    addresses = listen_addresses(config)
+    if all(address.kind != "fd" for address in addresses):
+        from dualcorn.systemd import listen_sockets
+
+        passed = listen_sockets()
+        if passed:
+            return passed
+    sockets: list[socket.socket] = []
+    try:
+        for address in addresses:
+            sockets.append(_bind_one(address, config))
+    except BaseException:
+        close_listeners(sockets)
+        raise
+    return sockets
 
 
 def bind_socket(config: Config) -> socket.socket:
-    """A listening, non-blocking socket for ``config`` (host/port, uds or fd)."""
-    if config.fd is not None:
-        sock = socket.socket(fileno=config.fd)
-    elif config.uds is not None:
-        sock = _bind_unix(config.uds, config.backlog)
+    """A socket for the first address ``config`` names (for callers that serve one)."""
+    return _bind_one(listen_addresses(config)[0], config)
+
+
+def _bind_one(address: Address, config: Config) -> socket.socket:
+    if address.kind == "fd":
+        sock = socket.socket(fileno=address.fd)
+    elif address.kind == "unix":
+        sock = _bind_unix(address.path, config.backlog, config.uds_mode)
     else:
-        sock = _bind_tcp(config)
+        sock = _bind_tcp(address.host, address.port, config)
     sock.setblocking(False)
     return sock
 
 
-def _bind_tcp(config: Config) -> socket.socket:
-    host, port = config.host, config.port
+def close_listeners(sockets: list[socket.socket]) -> None:
+    """Close ``sockets`` and remove the socket files this process created for them."""
+    for sock in sockets:
+        sock.close()
+        owned = _OWNED_FILES.pop(sock, None)
+        if owned is None:
+            continue
+        path, device, inode = owned
+        try:
+            found = os.stat(path)
+            if (found.st_dev, found.st_ino) == (device, inode):
+                os.unlink(path)
+        except OSError:
+            pass  # already gone, or no longer ours to remove
+
+
+def _bind_tcp(host: str, port: int, config: Config) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -51,7 +106,7 @@ def _bind_tcp(config: Config) -> socket.socket:
     return sock
 
 
-def _bind_unix(path: str, backlog: int) -> socket.socket:
+def _bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
     # A stale socket file from a previous run would make bind fail; any other file is the
     # user's and is never removed.
     try:
@@ -60,7 +115,9 @@ def _bind_unix(path: str, backlog: int) -> socket.socket:
     except FileNotFoundError:
         pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o117)  # the socket file is created rw for owner and group only
+    # Created with no more permissions than asked for, then set exactly (the umask can only
+    # take bits away); there is no moment when the file is more open than ``mode``.
+    old_umask = os.umask(~mode & 0o777)
     try:
         sock.bind(path)
         sock.listen(backlog)
@@ -69,7 +126,9 @@ def _bind_unix(path: str, backlog: int) -> socket.socket:
         raise StartupError(f"cannot listen on unix socket {path!r}: {exc.strerror}") from None
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o660)
+    os.chmod(path, mode)
+    found = os.stat(path)
+    _OWNED_FILES[sock] = (path, found.st_dev, found.st_ino)
     return sock
 
 

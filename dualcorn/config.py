@@ -54,6 +54,10 @@ def _web_concurrency() -> int:
         raise ConfigError(f"WEB_CONCURRENCY must be a whole number, not {value!r}") from None
 
 
+def _forwarded_allow_ips() -> str:
+    return os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """Everything the server needs to know, checked once, before anything starts."""
@@ -108,8 +112,10 @@ class Config:
 
     # --- Timeouts (seconds) --------------------------------------------------------------
     timeout_keep_alive: float = 5.0  # uvicorn --timeout-keep-alive default
-    timeout_request_head: float = 60.0  # nginx client_header_timeout
-    timeout_body_read: float = 60.0  # nginx client_body_timeout: between two reads
+    # Apache mod_reqtimeout "header=20-40,MinRate=500" and "body=20,MinRate=500": the time a
+    # client gets before it must keep sending (see "Slow clients" below for the extension).
+    timeout_request_head: float = 20.0
+    timeout_body_read: float = 20.0
     timeout_graceful_shutdown: float | None = 30.0  # gunicorn graceful_timeout
     timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout
     timeout_worker_startup: float = 60.0
@@ -133,6 +139,51 @@ class Config:
     reload_excludes: tuple[str, ...] = ()
     reload_delay: float = 0.25  # uvicorn --reload-delay
 
+    # --- Migration: gunicorn's and uvicorn's habits ---------------------------------------
+    # gunicorn --bind, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, fd://N.  When given, the
+    # server listens on every one of them, and host/port/uds/fd are not used.
+    bind: tuple[str, ...] = ()
+    # uvicorn creates its Unix socket 0666: nginx runs as another user and must connect; the
+    # directory's permissions are the access control.
+    uds_mode: int = 0o666
+    # gunicorn --access-logfile / --error-logfile: "-" is stdout (access) or stderr (error).
+    access_logfile: str | None = None
+    error_logfile: str | None = None
+
+    # --- Proxies -------------------------------------------------------------------------
+    # uvicorn --proxy-headers: on by default, believed only from --forwarded-allow-ips.
+    proxy_headers: bool = True
+    # uvicorn and gunicorn: $FORWARDED_ALLOW_IPS, else loopback only.  A comma list (or a
+    # sequence) of addresses, CIDR networks, "*" and "unix"; kept as a tuple of its items.
+    forwarded_allow_ips: str | Sequence[str] = field(default_factory=_forwarded_allow_ips)
+    # X-Forwarded-Prefix sets root_path: off unless asked (werkzeug ProxyFix x_prefix=0).
+    forwarded_prefix: bool = False
+    # gunicorn --proxy-protocol: off; the preamble is accepted from --forwarded-allow-ips only.
+    proxy_protocol: bool = False
+
+    # --- Slow clients, connection counts ---------------------------------------------------
+    # Apache mod_reqtimeout MinRate=500: each 500 bytes received buys one more second, so a
+    # slow honest client keeps its connection and one trickling bytes does not; 0 turns the
+    # extension off (a fixed head timeout, a body timeout between two reads, as in nginx).
+    timeout_min_rate: int = 500
+    # Apache "header=20-40": no request head takes longer than this, whatever the rate (and
+    # never less than timeout_request_head, so raising that one alone keeps working).
+    timeout_request_head_max: float = 40.0
+    # nginx worker_connections, gunicorn worker_connections: open connections per process
+    # past which a new one is closed at once.  Unset by default, as in uvicorn: the
+    # descriptor limit (ulimit -n) bounds them, and running out of descriptors pauses
+    # accepting instead of failing (dualcorn.listener).
+    limit_connections: int | None = None
+    # hypercorn startup_timeout and shutdown_timeout (60 s): a lifespan startup or shutdown
+    # that hangs stops the server (exit status 3) instead of holding it forever.
+    timeout_lifespan: float | None = 60.0
+
+    # --- Process and platform (systemd, Kubernetes) ---------------------------------------
+    # After SIGTERM, keep accepting and serving this long (each response "Connection: close")
+    # before the graceful shutdown: Traefik's requestAcceptGraceTimeout, ingress-nginx's
+    # --shutdown-grace-period.  0, as both: stop accepting at once.
+    shutdown_delay: float = 0.0
+
     # --- Request policy (docs/request-policy.md) -----------------------------------------
     # One header field line: gunicorn limit_request_field_size and nginx's 8 KiB buffer; 431.
     limit_request_field_size: int = 8190
@@ -154,11 +205,13 @@ class Config:
             if value not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         self._check_ranges()
+        self._check_slow_clients()
         self._check_conflicts()
         # Normalise sequences so a frozen Config is hashable and safe to share.
-        for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+        for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "headers", _check_headers(self.headers))
+        object.__setattr__(self, "forwarded_allow_ips", _check_allow_ips(self.forwarded_allow_ips))
 
     def _check_ranges(self) -> None:
         positive = (
@@ -191,12 +244,39 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.shutdown_delay < 0:
+            raise ConfigError(f"shutdown_delay must not be negative; got {self.shutdown_delay!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535; got {self.port}")
         if self.root_path and not self.root_path.startswith("/"):
             raise ConfigError(f"root_path must start with '/'; got {self.root_path!r}")
 
+    def _check_migration(self) -> None:
+        from dualcorn.addresses import parse_bind
+
+        if isinstance(self.bind, str):
+            raise ConfigError("bind must be a list of addresses, not a single string")
+        for item in self.bind:
+            parse_bind(item)
+        if self.bind and (self.uds is not None or self.fd is not None):
+            raise ConfigError("bind replaces uds and fd: give the addresses in bind only")
+        if not 0 <= self.uds_mode <= 0o777:
+            raise ConfigError(
+                f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
+            )
+
+    def _check_slow_clients(self) -> None:
+        if self.timeout_min_rate < 0:
+            raise ConfigError("timeout_min_rate must not be negative (0 turns it off)")
+        if self.timeout_request_head_max <= 0:
+            raise ConfigError("timeout_request_head_max must be more than 0 seconds")
+        if self.limit_connections is not None and self.limit_connections < 1:
+            raise ConfigError("limit_connections must be at least 1 (or unset)")
+        if self.timeout_lifespan is not None and self.timeout_lifespan <= 0:
+            raise ConfigError("timeout_lifespan must be more than 0 seconds (or unset)")
+
     def _check_conflicts(self) -> None:
+        self._check_migration()
         if self.uds is not None and self.fd is not None:
             raise ConfigError("uds and fd cannot both be given: choose one socket to serve on")
         if self.reload and self.workers > 1:
@@ -216,13 +296,22 @@ class Config:
 
     @property
     def bind_description(self) -> str:
-        """How the log names the address before the socket exists."""
-        if self.uds:
-            return f"unix:{self.uds}"
-        if self.fd is not None:
-            return f"fd://{self.fd}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        """How the log names the addresses before the sockets exist."""
+        from dualcorn.addresses import listen_addresses
+
+        return ", ".join(str(address) for address in listen_addresses(self))
+
+
+def _check_allow_ips(spec: str | Sequence[str]) -> tuple[str, ...]:
+    from dualcorn.proxies import TrustedProxies
+
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = [item.strip() for item in items if item.strip()]
+    try:
+        TrustedProxies(items)
+    except ValueError as exc:
+        raise ConfigError(f"forwarded_allow_ips: {exc}") from None
+    return tuple(items)
 
 
 def _check_headers(headers: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

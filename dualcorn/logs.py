@@ -2,22 +2,31 @@
 
 Two loggers: ``dualcorn.error`` for the server's own messages and ``dualcorn.access`` for one
 line per response.  By default both print to stderr as ``LEVEL:    message``, in colour when
-stderr is a terminal.  ``--log-config`` takes a JSON or YAML dictConfig, or an ini fileConfig.
+stderr is a terminal.  ``--access-logfile``/``--error-logfile`` (gunicorn's) send them to a file
+or, with ``-``, to stdout/stderr.  ``--log-config`` takes a JSON or YAML dictConfig, or an ini
+fileConfig, uvicorn's included (:mod:`dualcorn.log_config`).
 """
 
 from __future__ import annotations
 
-import json
+import http
+import io
 import logging
-import logging.config
 import os
 import sys
-from typing import Any
+from typing import IO, Literal, cast
 
 from dualcorn.config import Config
 from dualcorn.errors import ConfigError
 
-__all__ = ["TRACE", "ColourFormatter", "configure_logging"]
+__all__ = [
+    "TRACE",
+    "AccessFormatter",
+    "ColourFormatter",
+    "DefaultFormatter",
+    "configure_logging",
+    "reopen_log_files",
+]
 
 TRACE = 5  # below DEBUG: every event on the wire, for `--log-level trace`
 logging.addLevelName(TRACE, "TRACE")
@@ -44,10 +53,18 @@ _RESET = "\x1b[0m"
 class ColourFormatter(logging.Formatter):
     """``INFO:     message``, the level coloured when ``use_colors`` is true; worker pids shown."""
 
-    def __init__(self, fmt: str | None = None, use_colors: bool | None = None) -> None:
-        super().__init__(fmt or "%(levelprefix)s %(message)s")
+    def __init__(
+        self,
+        fmt: str | None = None,
+        datefmt: str | None = None,
+        style: Literal["%", "{", "$"] = "%",
+        use_colors: bool | None = None,
+        stream: IO[str] | None = None,
+    ) -> None:
+        super().__init__(fmt or "%(levelprefix)s %(message)s", datefmt, style)
         if use_colors is None:
-            use_colors = sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
+            stream = stream or sys.stderr
+            use_colors = stream.isatty() and os.environ.get("NO_COLOR") is None
         self.use_colors = use_colors
         self.show_pid = False
 
@@ -63,6 +80,50 @@ class ColourFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+class DefaultFormatter(ColourFormatter):
+    """What a uvicorn log config's ``uvicorn.logging.DefaultFormatter`` becomes."""
+
+
+class AccessFormatter(ColourFormatter):
+    """What ``uvicorn.logging.AccessFormatter`` becomes: uvicorn's access fields, filled in.
+
+    Its format strings use ``%(client_addr)s``, ``%(request_line)s`` and ``%(status_code)s``;
+    they are taken from dualcorn's access record (client, method, target, version, status,
+    bytes, milliseconds) so a uvicorn format prints the same line it does under uvicorn.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        args = record.args if isinstance(record.args, tuple) else ()
+        fields: dict[str, object] = {
+            "client_addr": "-",
+            "request_line": record.getMessage(),
+            "status_code": "",
+        }
+        if len(args) >= 7:  # HTTP: client, method, target, version, status, bytes, ms
+            client, method, target, version, status = args[:5]
+            fields.update(
+                client_addr=client,
+                request_line=f"{method} {target} HTTP/{version}",
+                status_code=f"{status} {_phrase(status)}".rstrip(),
+            )
+        elif len(args) == 4:  # WebSocket: client, target, status, ms
+            client, target, status = args[:3]
+            fields.update(
+                client_addr=client,
+                request_line=f"WebSocket {target}",
+                status_code=f"{status} {_phrase(status)}".rstrip(),
+            )
+        record.__dict__.update(fields)
+        return super().formatMessage(record)
+
+
+def _phrase(status: object) -> str:
+    try:
+        return http.HTTPStatus(int(status)).phrase  # type: ignore[call-overload]
+    except (ValueError, TypeError):
+        return ""
+
+
 def level_number(name: str | None) -> int:
     return _LEVELS[name or "info"]
 
@@ -70,16 +131,23 @@ def level_number(name: str | None) -> int:
 def configure_logging(config: Config, *, show_pid: bool = False) -> None:
     """Install dualcorn's handlers (or the user's ``--log-config``) and levels."""
     if config.log_config is not None:
-        _apply_log_config(config.log_config)
+        from dualcorn.log_config import apply_log_config
+
+        apply_log_config(config.log_config)
     else:
-        formatter = ColourFormatter(use_colors=config.use_colors)
-        formatter.show_pid = show_pid
-        for name in ("dualcorn.error", "dualcorn.access"):
+        targets = {"dualcorn.error": config.error_logfile, "dualcorn.access": config.access_logfile}
+        for name, target in targets.items():
             logger = logging.getLogger(name)
             for handler in list(logger.handlers):
                 if getattr(handler, "_dualcorn", False):
                     logger.removeHandler(handler)
-            handler = logging.StreamHandler(sys.stderr)
+                    handler.close()
+            handler = _handler(name, target)
+            stream = getattr(handler, "stream", None) if target is None or target == "-" else None
+            formatter = ColourFormatter(
+                use_colors=config.use_colors if stream is not None else False, stream=stream
+            )
+            formatter.show_pid = show_pid
             handler.setFormatter(formatter)
             handler._dualcorn = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
@@ -92,23 +160,56 @@ def configure_logging(config: Config, *, show_pid: bool = False) -> None:
         logging.getLogger("dualcorn.access").setLevel(logging.CRITICAL + 1)
 
 
-def _apply_log_config(source: str | dict[str, Any]) -> None:
-    if isinstance(source, dict):
-        logging.config.dictConfig(source)
-        return
-    if not os.path.exists(source):
-        raise ConfigError(f"log_config: no such file {source!r}")
-    if source.endswith(".json"):
-        with open(source, encoding="utf-8") as file:
-            logging.config.dictConfig(json.load(file))
-    elif source.endswith((".yaml", ".yml")):
-        try:
-            import yaml
-        except ImportError:
-            raise ConfigError(
-                "log_config: a YAML file needs PyYAML (pip install 'dualcorn[standard]')"
-            ) from None
-        with open(source, encoding="utf-8") as file:
-            logging.config.dictConfig(yaml.safe_load(file))
-    else:
-        logging.config.fileConfig(source, disable_existing_loggers=False)
+def _handler(name: str, target: str | None) -> logging.Handler:
+    """stderr by default; gunicorn's ``-``: stdout for the access log, stderr for errors."""
+    if target is None:
+        return logging.StreamHandler(sys.stderr)
+    if target == "-":
+        return logging.StreamHandler(sys.stdout if name == "dualcorn.access" else sys.stderr)
+    option = "access_logfile" if name == "dualcorn.access" else "error_logfile"
+    try:
+        # Appended to, as gunicorn does; several workers append whole lines to one file.
+        return logging.FileHandler(target, mode="a", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{option}: cannot open {target!r}: {exc.strerror or exc}") from None
+
+
+def reopen_log_files() -> None:
+    """Close and reopen every log file dualcorn's loggers and the root logger write to.
+
+    gunicorn's SIGUSR1: logrotate renames the file, then signals; lines go to a new file of the
+    old name from then on.  A file opened for writing ("w") is reopened for appending, so a
+    reopen without a rotation never truncates the log.  Safe from any thread: each handler's
+    own lock is held while its stream is swapped.
+    """
+    loggers = [logging.getLogger(), logging.getLogger("dualcorn")]
+    for name, item in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("dualcorn.") and isinstance(item, logging.Logger):
+            loggers.append(item)
+    seen: set[int] = set()
+    reopened = 0
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler) or id(handler) in seen:
+                continue
+            seen.add(id(handler))
+            mode = "a" if handler.mode == "w" else handler.mode
+            try:
+                stream = open(  # noqa: SIM115 - the handler owns and closes it
+                    handler.baseFilename, mode, encoding=handler.encoding, errors=handler.errors
+                )
+            except OSError as exc:
+                logging.getLogger("dualcorn.error").error(
+                    "Cannot reopen log file %r: %s", handler.baseFilename, exc
+                )
+                continue
+            handler.acquire()
+            try:
+                # The mode is the handler's own, a text mode, so this is a TextIOWrapper.
+                old = handler.setStream(cast(io.TextIOWrapper, stream))  # flushes the old one
+            finally:
+                handler.release()
+            if old is not None:
+                old.close()
+            reopened += 1
+    logging.getLogger("dualcorn.error").info("Reopened %d log file(s).", reopened)

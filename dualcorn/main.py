@@ -31,4 +31,8 @@ def serve_config(config: Config) -> None:
 
         run_workers(config)
     else:
-        Server(config).run()
+        from dualcorn import systemd
+
+        server = Server(config)
+        systemd.attach(server, systemd.notifier())
+        server.run()

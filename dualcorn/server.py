@@ -8,6 +8,7 @@ cancel what is left; then lifespan shutdown.  A second signal skips the waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
@@ -18,10 +19,13 @@ from typing import Any
 
 from dualcorn.adapters import prepare_app
 from dualcorn.adapters.lifespan import Lifespan
-from dualcorn.binding import bind_socket, describe_socket
+from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.listener import Listening, listen
+from dualcorn.logs import reopen_log_files
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
+from dualcorn.proxy_protocol import preamble_factory
 
 __all__ = ["Server"]
 
@@ -42,10 +46,15 @@ class Server:
         self._stop: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
         self._stop_requested = False
-        self._servers: list[asyncio.Server] = []
+        self._drain_requested = False  # SIGTERM or stop(drain=True): --shutdown-delay applies
+        self._servers: list[Listening] = []
+        self._bound: list[socket.socket] = []  # sockets this server bound (not inherited)
+        # Supervised servers share sockets their supervisor bound and announced already.
+        self.announce = True
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
+        self.on_stopping: list[Callable[[], None]] = []  # called once, as shutdown begins
 
     # --- Entry points --------------------------------------------------------------------
 
@@ -71,27 +80,40 @@ class Server:
             self._stop.set()
         app, self.interface = prepare_app(config)
         state = self.state = ServerState(config, app, self.interface)
-        lifespan = Lifespan(app, config.lifespan, state.lifespan_state)
-        await lifespan.startup()
+        # A WSGI app has no lifespan (the adapter answers it): nothing to announce.
+        lifespan = Lifespan(
+            app, config.lifespan, state.lifespan_state, announce=self.interface != "wsgi"
+        )
+        await lifespan.startup(config.timeout_lifespan)
         try:
-            await self._listen(state, sockets)
+            # Handlers first: once the log says "running on", a signal never meets the default
+            # action (a SIGHUP or SIGTERM would otherwise end the process on the spot).
             self._install_signal_handlers()
+            await self._listen(state, sockets)
             self._count_requests(state)
             for callback in self.on_started:
                 callback()
             self.started.set()
             await self._main_loop()
+            for callback in self.on_stopping:
+                callback()
+            await self._drain(state)
             await self._shutdown(state)
         finally:
             self._remove_signal_handlers()
-            await lifespan.shutdown(config.timeout_graceful_shutdown)
+            close_listeners(self._bound)  # and remove the Unix socket files it created
+            await lifespan.shutdown(_lifespan_grace(config))
             if self.interface == "wsgi":
                 await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
             self.started.clear()
 
-    def stop(self, force: bool = False) -> None:
-        """Ask the server to shut down gracefully (or at once, with ``force``); thread-safe."""
+    def stop(self, force: bool = False, drain: bool = False) -> None:
+        """Ask the server to shut down gracefully (or at once, with ``force``); thread-safe.
+
+        ``drain`` first serves ``shutdown_delay`` seconds more, as after SIGTERM.
+        """
         self._stop_requested = True
+        self._drain_requested = self._drain_requested or drain
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -106,17 +128,20 @@ class Server:
         from dualcorn.protocols import protocol_class
 
         protocol = protocol_class(self.config.http)
+        factory = preamble_factory(state, lambda: protocol(state))  # --proxy-protocol
         loop = asyncio.get_running_loop()
         if not sockets:
-            sockets = [bind_socket(self.config)]
+            sockets = self._bound = bind_sockets(self.config)
         for sock in sockets:
-            server = await loop.create_server(
-                lambda: protocol(state), sock=sock, backlog=self.config.backlog
-            )
+            # Not loop.create_server: see dualcorn.listener (descriptors running out).
+            server = await listen(loop, sock, factory, backlog=self.config.backlog)
             self._servers.append(server)
             address = describe_socket(sock)
             self.addresses.append(address)
-            logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+            if self.announce:
+                logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
+            else:
+                logger.debug("Serving on %s", address)
 
     async def _main_loop(self) -> None:
         assert self._stop is not None
@@ -128,6 +153,20 @@ class Server:
             except TimeoutError:
                 for callback in self.on_tick:
                     callback()
+
+    async def _drain(self, state: ServerState) -> None:
+        """``--shutdown-delay``: keep accepting and serving, each response with "Connection:
+        close", while a load balancer still routes here (Traefik's requestAcceptGraceTimeout).
+        A second signal (a forced stop) cuts it short."""
+        assert self._force is not None
+        delay = self.config.shutdown_delay
+        if not self._drain_requested or delay <= 0 or self._force.is_set():
+            return
+        logger.info("Shutdown delay: serving %g s more, closing each connection after it.", delay)
+        state.draining = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._force.wait()
 
     async def _shutdown(self, state: ServerState) -> None:
         assert self._force is not None
@@ -199,6 +238,7 @@ class Server:
             logger.warning("Second %s: exiting without waiting.", signal.Signals(signum).name)
             self._request_force()
         else:
+            self._drain_requested = signum == signal.SIGTERM
             self._request_stop()
 
     def _install_signal_handlers(self) -> None:
@@ -207,11 +247,17 @@ class Server:
         loop = asyncio.get_running_loop()
         for signum in _SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)  # gunicorn: for logrotate
+        # `systemctl reload` (ExecReload=kill -HUP) must not kill a lone server, which systemd
+        # would count as a clean exit and not restart: a rolling restart needs --workers.
+        loop.add_signal_handler(signal.SIGHUP, logger.warning,
+                                "Received SIGHUP: ignored; a restart without downtime needs "
+                                "--workers (or --reload).")  # fmt: skip
 
     def _remove_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread() or self._loop is None:
             return
-        for signum in _SIGNALS:
+        for signum in (*_SIGNALS, signal.SIGUSR1, signal.SIGHUP):
             self._loop.remove_signal_handler(signum)
 
     def _count_requests(self, state: ServerState) -> None:
@@ -227,6 +273,13 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
+
+
+def _lifespan_grace(config: Config) -> float | None:
+    """The lifespan shutdown gets the graceful timeout, and never more than --timeout-lifespan."""
+    limits = (config.timeout_graceful_shutdown, config.timeout_lifespan)
+    given = [limit for limit in limits if limit is not None]
+    return min(given) if given else None
 
 
 async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:

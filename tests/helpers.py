@@ -107,10 +107,14 @@ def run_dualcorn(
     startup_timeout: float = 30.0,
     env: dict[str, str] | None = None,
     pass_fds: tuple[int, ...] = (),
+    command: tuple[str, ...] = (sys.executable, "-m", "dualcorn"),
 ) -> Iterator[DualcornProcess]:
-    """Start ``python -m dualcorn *args`` in ``cwd``; yield it once it serves; never leak it."""
+    """Start ``python -m dualcorn *args`` in ``cwd``; yield it once it serves; never leak it.
+
+    ``command`` may name the installed ``dualcorn`` script instead, as a user runs it.
+    """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dualcorn", *args],
+        [*command, *args],
         cwd=cwd,
         env=child_env(env),
         pass_fds=pass_fds,

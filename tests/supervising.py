@@ -19,7 +19,8 @@ from tests.helpers import REPO_ROOT, DualcornProcess
 
 __all__ = ["Poller", "children", "is_alive", "serving_pids", "start_dualcorn", "wait_for"]
 
-RUNNING = re.compile(r"\[(\d+)\] dualcorn running on")
+# The supervisor says "running on" once; then one line per worker once it listens.
+RUNNING = re.compile(r"Worker \[(\d+)\] is serving")
 
 
 @contextlib.contextmanager
@@ -85,9 +86,9 @@ def is_alive(pid: int) -> bool:
 
 
 def serving_pids(server: DualcornProcess) -> list[int]:
-    """Server processes in the order they logged "running on"."""
+    """Server processes in the order the supervisor reported them serving."""
     pids = [int(m) for m in RUNNING.findall(server.stderr_text())]
-    return [pid for pid in pids if pid != server.proc.pid]  # the supervisor says it too
+    return [pid for pid in pids if pid != server.proc.pid]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> float:

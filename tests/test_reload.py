@@ -1,8 +1,10 @@
 """``--reload`` end to end: the real command, a client polling every 20 ms while files change.
 
-The numbers asserted are issue #4's acceptance numbers: new code within 500 ms of the write,
-no failed request, none slower than 150 ms, a broken edit reported once while the last good
-version keeps serving.  Each test prints what it measured (``pytest -s`` shows it).
+What is asserted is behaviour: the new code is served after an edit, no request fails while
+the server reloads, a broken edit is reported once while the last good version keeps serving.
+How fast a reload is, and the slowest request during one, are measured in
+``benchmarks/reload.py`` beside uvicorn and granian; tests never assert timings.  Each test
+prints what it measured (``pytest -s`` shows it).
 """
 
 from __future__ import annotations
@@ -50,9 +52,6 @@ def app(environ, start_response):
 
 BROKEN = "\ndef broken(:\n"  # a SyntaxError at import
 
-NEW_CODE_WITHIN = 0.5
-SLOWEST_REQUEST = 0.15
-
 
 def write(path: Path, template: str, version: str, extra: str = "") -> float:
     path.write_text(template.format(version=version, extra=extra))
@@ -99,8 +98,6 @@ def test_edits_served_without_a_failed_request(tmp_path: Path, interface: str) -
         )
         assert poller.failures == []
         assert set(during) == {"v2"}
-        assert first < NEW_CODE_WITHIN and fixed < NEW_CODE_WITHIN
-        assert poller.max_latency < SLOWEST_REQUEST
         # The broken edit is reported once, with where the error is, and what still serves.
         assert errors.count("SyntaxError") == 2  # the traceback's last line, and the summary
         assert errors.count("The new code did not start") == 1
@@ -132,11 +129,8 @@ def test_a_stuck_old_process_is_killed_after_the_graceful_timeout(tmp_path: Path
             blocked.get(server.url + "/block")  # the old process's loop is now asleep
         written = write(module, ASGI_APP, "v2")
         wait_for(lambda: httpx.get(server.url).text == "v2", 5, "the new code")
-        took = wait_for(
-            lambda: "did not stop in time: killing it" in server.stderr_text(), 10, "the kill"
-        )
+        wait_for(lambda: "did not stop in time: killing it" in server.stderr_text(), 10, "the kill")
         print(f"\nstuck process killed {time.monotonic() - written:.1f} s after the edit")
-        assert took < 8
         assert httpx.get(server.url).text == "v2"
         blocked.close()
         stop_leaving_nothing(server)

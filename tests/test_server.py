@@ -104,11 +104,9 @@ def test_sigterm_lets_the_request_in_flight_finish(loop: str) -> None:
 def test_idle_keep_alive_connection_does_not_delay_exit() -> None:
     with run_dualcorn(APP, "--port", "0", "--timeout-keep-alive", "30") as server:
         idle = idle_keep_alive_connection(server.port or 0)
-        started = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
-        # Generous bound, far below the 30 s keep-alive an idle connection would hold it for.
+        # A wait bound, far below the 30 s keep-alive an idle connection would hold it for.
         assert exit_code(server, timeout=15) == 0, server.stderr_text()
-        assert time.monotonic() - started < 15
         assert idle.is_closed_by_server(timeout=2)
         idle.close()
         assert "lifespan shutdown" in server.stdout_text()
@@ -230,19 +228,23 @@ def test_low_port_as_non_root_says_permission_denied() -> None:
     assert "below 1024" in result.stderr
 
 
-def test_unix_domain_socket(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("args", "expected"), [((), 0o666), (("--uds-mode", "600"), 0o600)])
+def test_unix_domain_socket(tmp_path: Path, args: tuple[str, ...], expected: int) -> None:
     path = str(tmp_path / "dualcorn.sock")
-    with run_dualcorn(APP, "--uds", path) as server:
+    with run_dualcorn(APP, "--uds", path, *args) as server:
         assert server.address == f"unix:{path}"
         mode = os.stat(path).st_mode
         assert stat.S_ISSOCK(mode)
-        assert not mode & stat.S_IWOTH, oct(mode)  # not world-writable
+        # uvicorn's 0666 by default, so a proxy running as another user can connect; the
+        # directory's permissions are the access control.
+        assert stat.S_IMODE(mode) == expected, oct(mode)
         transport = httpx.HTTPTransport(uds=path)
         with httpx.Client(transport=transport) as client:
             response = client.get("http://localhost/over-uds")
         assert response.status_code == 200
         assert response.text == "GET /over-uds"
         assert server.stop() == 0
+    assert not os.path.exists(path), "the socket file outlived the server"
 
 
 def test_inherited_file_descriptor() -> None:

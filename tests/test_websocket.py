@@ -312,11 +312,9 @@ def test_dead_peer_is_closed_by_the_ping_timeout(serve: Serve) -> None:
     with serve(app, ws_ping_interval=0.2, ws_ping_timeout=0.2) as server:
         sock = raw_handshake(server.port)
         with sock:
-            started = time.monotonic()
             assert read_frame(sock) is not None  # the ping, which this peer never answers
             assert read_close(sock) == 1011
             assert read_frame(sock) is None
-            assert time.monotonic() - started < 3
 
 
 def test_unread_messages_pause_reading_at_max_queue(serve: Serve) -> None:

@@ -22,8 +22,11 @@ logger = logging.getLogger("dualcorn.error")
 class Lifespan:
     """Drives one app through the lifespan scope; ``state`` is shared into request scopes."""
 
-    def __init__(self, app: Any, mode: str, state: dict[str, Any]) -> None:
+    def __init__(
+        self, app: Any, mode: str, state: dict[str, Any], *, announce: bool = True
+    ) -> None:
         self.app = app
+        self.announce = announce  # False for WSGI apps: their adapter answers lifespan itself
         self.mode = mode
         self.state = state
         self.supported = mode != "off"
@@ -33,22 +36,35 @@ class Lifespan:
         self._failure: str | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def startup(self) -> None:
+    async def startup(self, limit: float | None = None) -> None:
+        """Run the startup; StartupError if it fails or takes longer than ``limit`` seconds."""
         if not self.supported:
             return
-        logger.info("Waiting for application startup.")
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.announce:
+            logger.info("Waiting for application startup.")
+        self._task = task = asyncio.get_running_loop().create_task(self._run())
         await self._inbox.put({"type": "lifespan.startup"})
-        await self._startup_done.wait()
+        try:
+            # hypercorn startup_timeout: a startup that hangs (a database that never answers)
+            # must stop the server, not hold a process that never listens.
+            async with asyncio.timeout(limit):
+                await self._startup_done.wait()
+        except TimeoutError:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+            raise StartupError(
+                f"Application startup did not complete in {limit:g} s (--timeout-lifespan)"
+            ) from None
         if self._failure is not None:
             raise StartupError(f"Application startup failed: {self._failure}")
-        if self.supported:
+        if self.supported and self.announce:
             logger.info("Application startup complete.")
 
     async def shutdown(self, grace: float | None) -> None:
         if not self.supported or self._task is None or self._task.done():
             return
-        logger.info("Waiting for application shutdown.")
+        if self.announce:
+            logger.info("Waiting for application shutdown.")
         await self._inbox.put({"type": "lifespan.shutdown"})
         try:
             async with asyncio.timeout(grace):
@@ -59,7 +75,7 @@ class Lifespan:
             return
         if self._failure is not None:
             logger.error("Application shutdown failed: %s", self._failure)
-        else:
+        elif self.announce:
             logger.info("Application shutdown complete.")
 
     async def _run(self) -> None:

@@ -16,10 +16,12 @@ from urllib.parse import unquote_to_bytes
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
+from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.request_head import HeadFacts
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.wire import error_response
 from dualcorn.protocols.ws_handshake import is_websocket_upgrade
+from dualcorn.proxies import ProxyHeaders
 
 __all__ = ["HTTPConnection"]
 
@@ -51,10 +53,15 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.cycle: RequestCycle | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        # Set by a PROXY protocol preamble (dualcorn.proxy_protocol) before connection_made.
+        self.proxied: tuple[tuple[str, int] | None, tuple[str, int] | None] | None = None
+        # The forwarding-header policy when this connection's peer is a trusted proxy.
+        self.forwarding: ProxyHeaders | None = None
         self.requests_served = 0
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._timer_kind = _HEAD
+        self._head_start = 0.0  # when the head timeout started: its extensions stop at the max
         self._head_bytes_seen = False
         self._closed = asyncio.Event()
 
@@ -65,14 +72,23 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.transport = transport = cast(asyncio.Transport, transport)
         self.read_flow = ReadFlow(transport)
         transport.set_write_buffer_limits(high=self.config.write_high_water)
-        self.client = _address(transport.get_extra_info("peername"))
-        self.server = _address(transport.get_extra_info("sockname"))
+        if self.state.at_connection_limit():
+            transport.abort()  # --limit-connections: closed at once, counted in the log
+            return
+        if self.proxied is None:
+            self.client = _address(transport.get_extra_info("peername"))
+            self.server = _address(transport.get_extra_info("sockname"))
+        else:
+            self.client, self.server = self.proxied
+        policy = self.state.proxy_headers
+        if policy is not None and policy.trusted.trusts(self.client[0] if self.client else None):
+            self.forwarding = policy
         self.state.connections.add(self)
         if self.state.stopping:  # accepted just before the listener closed
             self.shutdown()
             return
         # nginx client_header_timeout also covers a new connection that sends nothing.
-        self._arm(_HEAD, self.config.timeout_request_head)
+        self._arm_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -96,7 +112,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         """The first bytes of a request head arrived: the head timeout replaces idle's."""
         self._head_bytes_seen = True
         if self._deadline is None or self._timer_kind == _IDLE:
-            self._arm(_HEAD, self.config.timeout_request_head)
+            self._arm_head()
 
     def start_request(
         self, method: bytes, target: bytes, version: bytes, headers: list[Any], facts: HeadFacts
@@ -110,15 +126,18 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
             self.reject(ProtocolError("the declared body is over --limit-request-body", 413))
             return None
-        if config.limit_concurrency is not None and len(state.tasks) >= config.limit_concurrency:
+        if state.at_concurrency_limit():
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
+            if state.access_log:  # a 503 is a response like any other: it gets its line
+                state.access_logger.info(*refusal_line(self.client, method, target, version, 503))
             return None
         http10 = version == b"1.0"
         # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
         keep_alive = facts.keep_alive_token if http10 else not facts.close
         cap = config.limit_keepalive_requests
-        if (cap is not None and self.requests_served + 1 >= cap) or state.stopping:
+        if (cap is not None and self.requests_served + 1 >= cap) or state.stopping \
+                or state.draining:  # fmt: skip
             keep_alive = False
         path, raw_path, query = _split_target(target)
         root_path = config.root_path
@@ -138,6 +157,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "state": state.lifespan_state.copy(),
             "extensions": _EXTENSIONS,
         }
+        if self.forwarding is not None:
+            self.forwarding.rewrite(scope)
         cycle = RequestCycle(
             scope,
             self,
@@ -153,8 +174,13 @@ class HTTPConnection(asyncio.Protocol, Connection):
         return cycle
 
     def wants_websocket(self, headers: list[Any]) -> bool:
-        """Whether this request is a WebSocket upgrade that the server will serve as one."""
-        return self.state.websockets and is_websocket_upgrade(headers)
+        """Whether this request is a WebSocket upgrade that the server will serve as one.
+
+        With the websockets package missing it still is, to be refused with 501 rather than
+        passed to the app, whose router would answer a misleading 404.
+        """
+        state = self.state
+        return (state.websockets or state.websockets_missing) and is_websocket_upgrade(headers)
 
     def upgrade_websocket(
         self, method: bytes, target: bytes, version: bytes, headers: list[Any], trailing: bytes
@@ -164,13 +190,27 @@ class HTTPConnection(asyncio.Protocol, Connection):
         A parser calls this instead of :meth:`start_request` once a request that
         :meth:`wants_websocket` is complete, with the bytes it read past the request head.
         """
+        state = self.state
+        if not state.websockets:
+            # RFC 9110 15.6.2: 501, the server lacks what the request needs.
+            state.error_logger.warning(
+                "WebSocket request refused with 501: the websockets package is not installed "
+                "(pip install websockets, or dualcorn[standard])"
+            )
+            self.reject(ProtocolError("WebSocket support is not installed", 501))
+            if state.access_log:
+                state.access_logger.info(*refusal_line(self.client, method, target, version, 501))
+            return
         from dualcorn.protocols.websocket import WebSocketSession
         from dualcorn.protocols.ws_handshake import Handshake, subprotocols
 
         self._stop_timer()
-        state = self.state
         if state.stopping:
             self.reject(ProtocolError("the server is shutting down", 503))
+            return
+        if state.at_concurrency_limit():
+            state.error_logger.warning("--limit-concurrency reached: answering 503")
+            self.reject(ProtocolError("too many requests in flight", 503))
             return
         path, raw_path, query = _split_target(target)
         root_path = self.config.root_path
@@ -191,11 +231,16 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "state": state.lifespan_state.copy(),
             "extensions": _WS_EXTENSIONS,
         }
+        if self.forwarding is not None:
+            self.forwarding.rewrite(scope)
         handshake = Handshake(method, target, version, headers, self.config)
         session = WebSocketSession(state, self.transport, scope, handshake, self.write_flow)
         state.connections.discard(self)
         self.transport.set_protocol(session)
         session.start(trailing)
+        if session.task is not None:
+            state.ws_tasks.add(session.task)
+            session.task.add_done_callback(state.ws_tasks.discard)
 
     def reject(self, error: ProtocolError) -> None:
         """Answer a request the server will not serve, then close (RFC 9112 9.6)."""
@@ -278,6 +323,29 @@ class HTTPConnection(asyncio.Protocol, Connection):
             if timer is not None:
                 timer.cancel()
             self._timer = self.loop.call_at(deadline, self._expired)
+
+    def _arm_head(self) -> None:
+        self._head_start = self.loop.time()
+        self._arm(_HEAD, self.config.timeout_request_head)
+
+    def _credit_head(self, size: int) -> None:
+        """Apache mod_reqtimeout ``header=20-40,MinRate=500``: bytes of the head buy time.
+
+        Every ``timeout_min_rate`` bytes push the deadline back one second, never more than
+        ``timeout_request_head`` ahead of now nor past ``timeout_request_head_max`` after the
+        head began.  A client sending at the rate or above keeps going; one sending at a
+        fraction f of it is closed after timeout_request_head / (1 - f) seconds at most, and
+        none lasts past the max.  Only the deadline moves: the lazy timer re-arms itself.
+        """
+        deadline = self._deadline
+        if deadline is None or self._timer_kind != _HEAD:
+            return
+        config = self.config
+        head = config.timeout_request_head
+        ceiling = self._head_start + max(head, config.timeout_request_head_max)
+        extended = min(deadline + size / config.timeout_min_rate, self.loop.time() + head, ceiling)
+        if extended > deadline:
+            self._deadline = extended
 
     def _disarm(self) -> None:
         self._deadline = None

@@ -61,6 +61,7 @@ class Owner(Protocol):
 class RequestCycle:
     __slots__ = (
         "_body",
+        "_body_allowance",
         "_body_done",
         "_body_limit",
         "_body_seen",
@@ -112,6 +113,7 @@ class RequestCycle:
         self._body_done = False  # the final http.request message was delivered
         self._body_seen = 0
         self._body_limit = state.config.limit_request_body
+        self._body_allowance = state.config.timeout_body_read
         self._wake: asyncio.Event | None = None
         self._head = b""
         self._head_written = self._chunked = False
@@ -172,18 +174,39 @@ class RequestCycle:
                 self._wake = asyncio.Event()
             self._wake.clear()
             if self._more_body:
-                # nginx client_body_timeout: the limit is on the gap between two reads.
-                try:
-                    async with asyncio.timeout(self.state.config.timeout_body_read):
-                        await self._wake.wait()
-                except TimeoutError:
-                    self.state.error_logger.debug("request body stalled; closing the connection")
+                if not await self._wait_for_body(self._wake):
+                    self.state.error_logger.debug("request body too slow; closing the connection")
                     self.disconnected = True
                     self.owner.body_stalled()
                     return _DISCONNECT
             else:
                 # The body is all read: wait for the client to go or the response to end.
                 await self._wake.wait()
+
+    async def _wait_for_body(self, wake: asyncio.Event) -> bool:
+        """Wait for more of the body; False once the client has run out of time.
+
+        Apache mod_reqtimeout ``body=20,MinRate=500``: the client has ``timeout_body_read``
+        seconds, and every ``timeout_min_rate`` bytes it sends buy one more, banking at most
+        ``timeout_body_read`` ahead.  So a client that stops is closed after that long (nginx
+        client_body_timeout), one trickling below the rate soon after, and one sending at the
+        rate never.  Only time the app spends waiting here counts, not its own pauses.
+        """
+        config = self.state.config
+        loop = asyncio.get_running_loop()
+        seen = self._body_seen
+        started = loop.time()
+        try:
+            async with asyncio.timeout(self._body_allowance):
+                await wake.wait()
+        except TimeoutError:
+            return False
+        rate = config.timeout_min_rate
+        if rate:  # with no rate, only the gap between two reads is limited (nginx)
+            allowance = self._body_allowance - (loop.time() - started)
+            allowance += (self._body_seen - seen) / rate
+            self._body_allowance = min(allowance, config.timeout_body_read)
+        return True
 
     # --- ASGI send -----------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ class HTTP1Connection(HTTPConnection):
         self._field_limit = config.limit_request_field_size
         self._max_fields = config.limit_request_fields
         self._underscores = config.header_map
+        self._min_rate = config.timeout_min_rate
         self._buf = bytearray()  # bytes not yet framed (bounded: reading pauses)
         self._part = _HEAD
         self._left = 0  # Content-Length bytes still to come
@@ -60,6 +61,9 @@ class HTTP1Connection(HTTPConnection):
             self._run(buf, start)
         else:
             self._run(data, 0)
+        if self.cycle is None and self._min_rate:
+            # A head still arriving: its bytes extend the head timeout (--timeout-min-rate).
+            self._credit_head(len(data))
 
     # --- The loop ------------------------------------------------------------------------
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import http
 import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dualcorn.protocols.cycle import RequestCycle
 
-__all__ = ["access_line", "client_address", "printable"]
+__all__ = ["access_line", "client_address", "printable", "refusal_line"]
 
 # Control characters (C0, DEL, C1) in a logged path could drive the reader's terminal; escape
 # them the way repr() would, keep everything else readable.
@@ -45,4 +46,23 @@ def access_line(cycle: RequestCycle) -> tuple[Any, ...]:
         cycle.status,
         cycle.bytes_sent,
         (time.monotonic() - cycle.start_time) * 1000.0,
+    )
+
+
+def refusal_line(
+    client: tuple[str, int] | None, method: bytes, target: bytes, version: bytes, status: int
+) -> tuple[Any, ...]:
+    """The access line for a response the server gave in the app's place (503, 501...).
+
+    The body is the reason phrase (see ``wire.error_response``); no app ran, so no time.
+    """
+    return (
+        '%s - "%s %s HTTP/%s" %d %d %.1fms',
+        client_address({"client": client}),
+        printable(method.decode("latin-1")),
+        printable(target.decode("latin-1")),
+        printable(version.decode("latin-1")),
+        status,
+        len(http.HTTPStatus(status).phrase),
+        0.0,
     )

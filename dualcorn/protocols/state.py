@@ -8,8 +8,10 @@ from typing import Any
 
 from dualcorn import __version__
 from dualcorn.config import Config
+from dualcorn.listener import Throttled
 from dualcorn.protocols.wire import DateHeader
 from dualcorn.protocols.ws_handshake import websocket_support
+from dualcorn.proxies import proxy_headers
 
 __all__ = ["Connection", "ServerState"]
 
@@ -40,10 +42,22 @@ class ServerState:
         self.interface = interface
         # Upgrade requests become WebSocket sessions (not with --ws none or a WSGI app).
         self.websockets = websocket_support(config, interface)
+        # --ws auto for an ASGI app, but the websockets package is not installed: upgrade
+        # requests are answered 501 (see Connection.upgrade_websocket), not given to the app.
+        self.websockets_missing = (
+            not self.websockets and config.ws != "none" and interface != "wsgi"
+        )
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        # The apps of open WebSocket sessions: they count toward --limit-concurrency too.
+        self.ws_tasks: set[asyncio.Task[None]] = set()
+        self._refused = Throttled(
+            f"--limit-connections ({config.limit_connections}) reached: closed %d new connection(s)"
+        )
         self.total_requests = 0
         self.stopping = False
+        # --shutdown-delay: still accepting and serving, but no connection is kept alive.
+        self.draining = False
         # Set by the lifespan startup: a copy of it goes into every request scope.
         self.lifespan_state: dict[str, Any] = {}
         self.date = DateHeader() if config.date_header else None
@@ -64,8 +78,23 @@ class ServerState:
         self.access_logger = logging.getLogger("dualcorn.access")
         self.error_logger = logging.getLogger("dualcorn.error")
         self.server_software = f"dualcorn/{__version__}"
+        # Forwarding headers, for connections whose peer --forwarded-allow-ips trusts.
+        self.proxy_headers = proxy_headers(config)
         # Called after every completed request (max-requests accounting by supervisors).
         self.on_request_done: list[Any] = []
+
+    def at_connection_limit(self) -> bool:
+        """Whether a new connection must be closed at once (nginx worker_connections)."""
+        limit = self.config.limit_connections
+        if limit is None or len(self.connections) < limit:
+            return False
+        self._refused()
+        return True
+
+    def at_concurrency_limit(self) -> bool:
+        """Whether a new request or WebSocket must be refused with 503 (--limit-concurrency)."""
+        limit = self.config.limit_concurrency
+        return limit is not None and len(self.tasks) + len(self.ws_tasks) >= limit
 
     @property
     def access_log(self) -> bool:

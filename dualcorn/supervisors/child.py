@@ -47,7 +47,7 @@ class Orders:
 
     config: Config
     sys_path: list[str]
-    listen_fd: int | None  # None: bind a socket of its own (--reuse-port)
+    listen_fds: list[int] | None  # None: bind a socket of its own (--reuse-port)
     show_pid: bool
     wait_for_go: bool
 
@@ -58,9 +58,9 @@ def main(fd: int) -> None:
     # The same import path as the supervisor, as multiprocessing's spawn does: the app then
     # imports exactly as it would without a supervisor.
     sys.path[:] = orders.sys_path
-    if orders.listen_fd is not None:
+    for listen_fd in orders.listen_fds or ():
         # Inherited for us, not for whatever subprocesses the app starts.
-        os.set_inheritable(orders.listen_fd, False)
+        os.set_inheritable(listen_fd, False)
     # A hung worker gets SIGABRT from the health check (gunicorn does the same); faulthandler
     # prints every thread's stack first, so the log shows where it was stuck.
     faulthandler.enable()
@@ -69,6 +69,8 @@ def main(fd: int) -> None:
     if orders.wait_for_go:
         try:
             order = conn.recv()
+            while order == "reopen":  # SIGUSR1 to the supervisor: a standby has no log files
+                order = conn.recv()
         except EOFError:
             return
         if order != "go":
@@ -101,6 +103,9 @@ def _serve(conn: Connection, orders: Orders) -> int:
     from dualcorn.server import Server
 
     server = Server(orders.config)
+    # The supervisor announced the address once; each worker saying it again reads as if
+    # there were several servers.
+    server.announce = False
     ready = False
 
     def report(*message: Any) -> None:
@@ -118,8 +123,8 @@ def _serve(conn: Connection, orders: Orders) -> int:
     server.on_tick.append(lambda: report("beat"))
     threading.Thread(target=_obey, args=(conn, server), daemon=True).start()
     sockets = None
-    if orders.listen_fd is not None:
-        sockets = [socket.socket(fileno=orders.listen_fd)]
+    if orders.listen_fds is not None:
+        sockets = [socket.socket(fileno=fd) for fd in orders.listen_fds]
     try:
         server.run(sockets=sockets, show_pid=orders.show_pid)
     except LoadError as exc:
@@ -152,5 +157,11 @@ def _obey(conn: Connection, server: Any) -> None:
             return
         if order == "stop":
             server.stop()
+        elif order == "drain":  # SIGTERM to the supervisor: --shutdown-delay applies
+            server.stop(drain=True)
         elif order == "force":
             server.stop(force=True)
+        elif order == "reopen":  # SIGUSR1 to the supervisor
+            from dualcorn.logs import reopen_log_files
+
+            reopen_log_files()

@@ -55,13 +55,14 @@ class ServerProcess:
     def __init__(
         self,
         config: Config,
-        listen: socket.socket | None,
+        listen: list[socket.socket] | None,
         *,
         show_pid: bool = True,
         wait_for_go: bool = False,
     ) -> None:
         ours, theirs = socket.socketpair()
-        fds = [theirs.fileno()] + ([listen.fileno()] if listen is not None else [])
+        listen_fds = [sock.fileno() for sock in listen] if listen is not None else None
+        fds = [theirs.fileno(), *(listen_fds or ())]
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _BOOTSTRAP, str(theirs.fileno())],
             pass_fds=fds,
@@ -77,7 +78,7 @@ class ServerProcess:
             Orders(
                 config=config,
                 sys_path=list(sys.path),
-                listen_fd=listen.fileno() if listen is not None else None,
+                listen_fds=listen_fds,
                 show_pid=show_pid,
                 wait_for_go=wait_for_go,
             )
@@ -92,6 +93,7 @@ class ServerProcess:
         self.stop_sent_at: float | None = None
         self.returncode: int | None = None
         self.killed = False
+        self.shutdown_delay = config.shutdown_delay
 
     def __repr__(self) -> str:
         return f"<ServerProcess pid={self.pid} ready={self.ready} rc={self.returncode}>"
@@ -105,11 +107,20 @@ class ServerProcess:
             self.going_at = time.monotonic()
             self._send("go")
 
-    def stop(self, force: bool = False) -> None:
-        """Ask for a graceful stop (or an immediate one); the first request starts the clock."""
+    def stop(self, force: bool = False, drain: bool = False) -> None:
+        """Ask for a graceful stop (or an immediate one); the first request starts the clock.
+
+        ``drain`` (SIGTERM to the supervisor) serves ``--shutdown-delay`` more seconds first,
+        so the graceful clock starts that much later.
+        """
+        drain = drain and not force and self.shutdown_delay > 0
         if self.stop_sent_at is None:
-            self.stop_sent_at = time.monotonic()
-        self._send("force" if force else "stop")
+            self.stop_sent_at = time.monotonic() + (self.shutdown_delay if drain else 0.0)
+        self._send("force" if force else "drain" if drain else "stop")
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen log files (an order on the pipe, safe at any stage of start-up)."""
+        self._send("reopen")
 
     def kill(self, signum: int = signal.SIGKILL) -> None:
         self.killed = True

@@ -31,9 +31,10 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-from dualcorn.binding import bind_socket, describe_socket
+from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
-from dualcorn.logs import configure_logging
+from dualcorn.errors import StartupError
+from dualcorn.logs import configure_logging, reopen_log_files
 from dualcorn.supervisors.process import (
     ServerProcess,
     SignalInbox,
@@ -48,6 +49,7 @@ from dualcorn.supervisors.watch import (
     forget_bytecode,
     watched_dirs,
 )
+from dualcorn.systemd import notifier
 
 __all__ = ["run_reloader"]
 
@@ -61,9 +63,17 @@ _LONGEST_BURST = 2.0
 
 def run_reloader(config: Config) -> None:
     """Serve ``config`` with a fresh server process after every change; return on SIGINT/TERM."""
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        # Said before anything is bound or started: one line, no traceback (exit status 3).
+        raise StartupError(
+            "--reload needs the watchfiles package: pip install 'dualcorn[standard]'"
+        ) from None
     configure_logging(config, show_pid=True)
     # Signals first: from the moment the address is printed, Ctrl+C must stop us cleanly.
-    inbox = SignalInbox((signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP))
+    inbox = SignalInbox((signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP,
+                         signal.SIGUSR1))  # fmt: skip
     try:
         _supervise(config, inbox)
     finally:
@@ -74,13 +84,14 @@ def run_reloader(config: Config) -> None:
 def _supervise(config: Config, inbox: SignalInbox) -> None:
     roots = watched_dirs(config)
     watch_filter = ChangeFilter(roots, config.reload_includes, config.reload_excludes)
-    sock = bind_socket(config)
+    sockets = bind_sockets(config)
     # Said once, here, as uvicorn's reloader does: the address outlives every server process.
-    logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
+    for sock in sockets:
+        logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
     logger.info("Will watch for changes in: %s", ", ".join(repr(str(r)) for r in roots))
     logger.info("Started reloader process using WatchFiles")
     watcher = Watcher(roots, watch_filter)
-    reloader = Reloader(config, sock)
+    reloader = Reloader(config, sockets)
     try:
         watcher.start()
         reloader.start()
@@ -88,13 +99,14 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
     finally:
         watcher.stop()
         reloader.kill_all()
-        sock.close()
+        close_listeners(sockets)
 
 
 class Reloader:
-    def __init__(self, config: Config, sock: socket.socket) -> None:
+    def __init__(self, config: Config, sockets: list[socket.socket]) -> None:
         self.config = config
-        self.sock = sock
+        self.sockets = sockets
+        self.notify = notifier()  # sd_notify: this process is the one systemd watches
         self.current: ServerProcess | None = None
         self.candidate: ServerProcess | None = None
         self.standby: ServerProcess | None = None
@@ -110,7 +122,7 @@ class Reloader:
         return [p for p in found if p is not None]
 
     def _spawn(self, *, wait_for_go: bool) -> ServerProcess:
-        return ServerProcess(self.config, self.sock, wait_for_go=wait_for_go)
+        return ServerProcess(self.config, self.sockets, wait_for_go=wait_for_go)
 
     def start(self) -> None:
         self.changed_at = time.monotonic()
@@ -148,9 +160,15 @@ class Reloader:
                     self._on_event(process, event)
             self._enforce_deadlines()
             self._keep_standby()
+            self._notify()
 
     def _on_signal(self, signum: signal.Signals) -> None:
-        if signum == signal.SIGHUP and not self.stopping:
+        if signum == signal.SIGUSR1:
+            logger.info("Received SIGUSR1: reopening log files.")
+            reopen_log_files()
+            for process in self.processes():
+                process.reopen_logs()
+        elif signum == signal.SIGHUP and not self.stopping:
             logger.info("Received SIGHUP. Reloading...")
             self._reload()
         elif signum == signal.SIGQUIT or (self.stopping and signum != signal.SIGHUP):
@@ -163,7 +181,7 @@ class Reloader:
             logger.info("Received %s: stopping the server processes.", signum.name)
             self.stopping = True
             for process in self.processes():
-                process.stop()
+                process.stop(drain=signum == signal.SIGTERM)  # --shutdown-delay
             self.retiring = self.processes()
             self.current = self.candidate = self.standby = None
 
@@ -246,8 +264,23 @@ class Reloader:
         delay = self.config.reload_delay
         return min(self.last_change_at + delay, self.first_change_at + max(_LONGEST_BURST, delay))
 
+    def _notify(self) -> None:
+        where = ", ".join(describe_socket(s) for s in self.sockets)
+        if self.stopping:
+            status = "Shutting down"
+        elif self.candidate is not None and self.current is not None:
+            status = f"Reloading; the last version serves on {where}"
+        elif self.current is not None:
+            status = f"Serving on {where} (server process {self.current.pid})"
+        else:
+            status = "Starting" if self.candidate is not None else "Waiting for a good change"
+        self.notify.update(ready=self.current is not None, stopping=self.stopping,
+                           reloading=self.candidate is not None, status=status)  # fmt: skip
+        self.notify.watchdog()
+
     def _deadlines(self) -> list[float | None]:
         found: list[float | None] = [self._reload_at() if self.changes else None]
+        found.append(self.notify.watchdog_at())
         if self.candidate is not None and not self.candidate.killed:
             found.append(self.candidate.going_at + self.config.timeout_worker_startup)
         found += [self._kill_at(p) for p in self.retiring]

@@ -31,10 +31,11 @@ from collections.abc import Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
-from dualcorn.binding import _explain, bind_socket, describe_socket
+from dualcorn.addresses import listen_addresses
+from dualcorn.binding import _explain, bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.errors import LoadError, StartupError
-from dualcorn.logs import configure_logging
+from dualcorn.logs import configure_logging, reopen_log_files
 from dualcorn.supervisors.process import (
     BOOT_FAILED,
     ServerProcess,
@@ -43,13 +44,14 @@ from dualcorn.supervisors.process import (
     kill_all,
     seconds_until,
 )
+from dualcorn.systemd import listen_sockets, notifier
 
 __all__ = ["run_workers"]
 
 logger = logging.getLogger("dualcorn.error")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGTTIN,
-            signal.SIGTTOU)  # fmt: skip
+            signal.SIGTTOU, signal.SIGUSR1)  # fmt: skip
 _KILL_MARGIN = 3.0  # after the graceful timeout, time for lifespan shutdown before SIGKILL
 _ABORT_GRACE = 2.0  # after SIGABRT, time to print the stacks before SIGKILL
 
@@ -65,27 +67,32 @@ def run_workers(config: Config) -> None:
         inbox.close()
         raise
     arbiter = Arbiter(worker_config, listen)
-    logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(held[0]))
+    # Said once, here: the workers share these sockets and do not announce them again.
+    for sock in held:
+        logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
     logger.info("Started parent process; starting %d workers.", config.workers)
     try:
         arbiter.loop(inbox)
     finally:
         inbox.close()
         arbiter.kill_all()
-        for sock in held:
-            sock.close()
+        close_listeners(held)
     logger.info("Stopped parent process")
     if arbiter.halt is not None:
         kind, message = arbiter.halt
         raise (LoadError if kind == "load" else StartupError)(message)
 
 
-def _sockets(config: Config) -> tuple[socket.socket | None, Config, list[socket.socket]]:
-    """The socket to share (or None with --reuse-port), the workers' Config, what to close."""
-    if not config.reuse_port or config.uds is not None or config.fd is not None:
-        sock = bind_socket(config)
-        return sock, config, [sock]
-    infos = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM,
+def _sockets(config: Config) -> tuple[list[socket.socket] | None, Config, list[socket.socket]]:
+    """The sockets to share (or None with --reuse-port), the workers' Config, what to close."""
+    addresses = listen_addresses(config)
+    if all(a.kind != "fd" for a in addresses) and (passed := listen_sockets()):
+        return passed, config, passed  # systemd socket activation: its sockets win
+    if not config.reuse_port or len(addresses) > 1 or addresses[0].kind != "tcp":
+        sockets = bind_sockets(config)
+        return sockets, config, sockets
+    host, port = addresses[0].host, addresses[0].port
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                flags=socket.AI_PASSIVE)  # fmt: skip
     family, kind, proto, _, address = infos[0]
     reserved = socket.socket(family, kind, proto)
@@ -97,15 +104,16 @@ def _sockets(config: Config) -> tuple[socket.socket | None, Config, list[socket.
         reserved.bind(address)
     except OSError as exc:
         reserved.close()
-        raise StartupError(_explain(exc, config.host, config.port)) from None
+        raise StartupError(_explain(exc, host, port)) from None
     port = reserved.getsockname()[1]
-    return None, config.replace(port=port), [reserved]
+    return None, config.replace(bind=(), uds=None, fd=None, host=host, port=port), [reserved]
 
 
 class Arbiter:
-    def __init__(self, config: Config, listen: socket.socket | None) -> None:
+    def __init__(self, config: Config, listen: list[socket.socket] | None) -> None:
         self.config = config
         self.listen = listen
+        self.notify = notifier()  # sd_notify: this process is the one systemd watches
         self.target = config.workers
         self.workers: list[ServerProcess] = []  # serving or starting, oldest first
         self.retiring: list[ServerProcess] = []  # told to stop
@@ -132,6 +140,7 @@ class Arbiter:
                     self._on_event(process, event)
             self._enforce_deadlines()
             self._manage()
+            self._notify()
 
     # --- Keeping the count ---------------------------------------------------------------
 
@@ -140,8 +149,8 @@ class Arbiter:
         self.workers.append(worker)
         logger.info("Starting worker [%d]", worker.pid)
 
-    def _retire(self, worker: ServerProcess, force: bool = False) -> None:
-        worker.stop(force=force)
+    def _retire(self, worker: ServerProcess, force: bool = False, drain: bool = False) -> None:
+        worker.stop(force=force, drain=drain)
         if worker in self.workers:
             self.workers.remove(worker)
             self.retiring.append(worker)
@@ -173,7 +182,13 @@ class Arbiter:
             logger.info("Received %s: stopping %s.", signum.name, how)
             self.stopping = True
             for worker in self.processes():
-                self._retire(worker, force=force)
+                # --shutdown-delay: every worker drains at once, so the delay applies once.
+                self._retire(worker, force=force, drain=signum == signal.SIGTERM)
+        elif signum == signal.SIGUSR1:
+            logger.info("Received SIGUSR1: reopening log files.")
+            reopen_log_files()
+            for worker in self.processes():
+                worker.reopen_logs()
         elif self.stopping:
             return
         elif signum == signal.SIGHUP:
@@ -190,6 +205,9 @@ class Arbiter:
     # --- Reports from the workers --------------------------------------------------------
 
     def _on_event(self, worker: ServerProcess, event: str) -> None:
+        if event == "ready":
+            # One line per worker from here; the address itself was announced once.
+            logger.info("Worker [%d] is serving.", worker.pid)
         if event == "ready" and worker in self.workers and worker not in self.outdated:
             if self.outdated:
                 old = self.outdated[0]
@@ -241,9 +259,23 @@ class Arbiter:
 
     # --- Deadlines -----------------------------------------------------------------------
 
+    def _notify(self) -> None:
+        ready = sum(1 for w in self.workers if w.ready)
+        where = (
+            ", ".join(describe_socket(s) for s in self.listen or ()) or self.config.bind_description
+        )
+        status = f"{ready} of {self.target} workers serving on {where}"
+        if self.outdated:
+            status = f"Rolling restart: {len(self.outdated)} old workers left; {status}"
+        if self.stopping:
+            status = f"Shutting down: {len(self.processes())} workers left"
+        self.notify.update(ready=ready >= self.target, reloading=bool(self.outdated),
+                           stopping=self.stopping, status=status)  # fmt: skip
+        self.notify.watchdog()
+
     def _deadlines(self) -> list[float | None]:
         config = self.config
-        found: list[float | None] = []
+        found: list[float | None] = [self.notify.watchdog_at()]
         for worker in self.workers:
             if worker.pid in self.aborted:
                 found.append(self.aborted[worker.pid] + _ABORT_GRACE)
