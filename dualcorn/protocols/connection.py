@@ -1,6 +1,7 @@
 """What every HTTP/1.1 connection does, whichever parser reads its bytes.
 
-A subclass (h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
+The message loop (:mod:`dualcorn.protocols.http1`, whose subclasses only pick the field
+tokenizer, h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
 ``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
 rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
 timeouts (idle keep-alive, request head, body stall), flow control, graceful shutdown, and the
