@@ -128,7 +128,7 @@ class HTTP1Connection(HTTPConnection):
         if pos >= end:
             return pos
         self.head_started()
-        stop = data.find(b"\r\n\r\n", max(new - 3, pos))
+        stop = data.find(b"\r\n\r\n", new - 3 if new - 3 > pos else pos)
         if stop < 0:
             if end - pos > self._head_limit:
                 raise ProtocolError("the request head is larger than the limit", 431)
@@ -150,7 +150,7 @@ class HTTP1Connection(HTTPConnection):
             underscores=self._underscores,
         )
         pos = stop + 4
-        if not facts.has_body and self.wants_websocket(request.headers):
+        if facts.upgrade and not facts.has_body and self.wants_websocket(request.headers):
             trailing = bytes(data[pos:])
             self._buf.clear()
             self.upgrade_websocket(method, request.target, version, request.headers, trailing)

@@ -60,7 +60,7 @@ FORBIDDEN_TRAILERS = frozenset(
     )
 )  # fmt: skip
 # The fields the policy looks at; every other field costs one dict lookup.
-_LENGTH, _HOST_FIELD, _CONNECTION, _TRANSFER_ENCODING, _EXPECT, _CONTENT_TYPE = range(6)
+_LENGTH, _HOST_FIELD, _CONNECTION, _TRANSFER_ENCODING, _EXPECT, _CONTENT_TYPE, _UPGRADE = range(7)
 _KINDS = {
     b"content-length": _LENGTH,
     b"host": _HOST_FIELD,
@@ -68,6 +68,7 @@ _KINDS = {
     b"transfer-encoding": _TRANSFER_ENCODING,
     b"expect": _EXPECT,
     b"content-type": _CONTENT_TYPE,
+    b"upgrade": _UPGRADE,
 }
 
 
@@ -159,6 +160,8 @@ def check_head(
         elif kind == _EXPECT:
             # RFC 9110 10.1.1: "100-continue" is the only expectation defined.
             facts.expect_continue = value.lower() == b"100-continue"
+        elif kind == _UPGRADE:
+            facts.upgrade = True
         else:  # Content-Type, RFC 9110 5.3 / 8.3: a singleton that two parties may read apart
             if content_type:
                 raise ProtocolError("more than one Content-Type field")

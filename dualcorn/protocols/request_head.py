@@ -28,7 +28,9 @@ class RequestHead(NamedTuple):
 class HeadFacts:
     """What the connection needs to know of a checked head, gathered in one pass."""
 
-    __slots__ = ("chunked", "close", "content_length", "expect_continue", "keep_alive_token")
+    __slots__ = (
+        "chunked", "close", "content_length", "expect_continue", "keep_alive_token", "upgrade",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.content_length: int | None = None
@@ -36,6 +38,7 @@ class HeadFacts:
         self.close = False  # "Connection: close" was sent
         self.keep_alive_token = False  # "Connection: keep-alive" was sent (matters for 1.0)
         self.expect_continue = False
+        self.upgrade = False  # an Upgrade field was sent (a WebSocket handshake, perhaps)
 
     @property
     def has_body(self) -> bool:
