@@ -54,6 +54,8 @@ REFUSED: list[tuple[str, bytes, int]] = [
     # Host grammar and singleton fields.
     ("host-with-space-slash-at", b"GET / HTTP/1.1\r\nHost: a b/c@d\r\n\r\n", 400),
     ("host-list", b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400),
+    ("host-bracket-unclosed", b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    ("host-port-not-digits", b"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", 400),
     ("content-type-twice", b"GET / HTTP/1.1\r\n" + H + b"Content-Type: a\r\n"
      b"Content-Type: b\r\n\r\n", 400),
     # Request line: one SP between parts, a version, a bounded method.
@@ -116,6 +118,8 @@ ACCEPTED: list[tuple[str, bytes, Expected]] = [
     ("look-alike-framing-names", b"GET /l HTTP/1.1\r\n" + H + b"X-ntent-Length: 5\r\n"
      b"x-ansfer-encoding: chunked\r\n\r\n",
      ("GET", "/l", "", b"", {"x-ntent-length": "5", "x-ansfer-encoding": "chunked"})),
+    ("host-ipv6-zone", b"GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]:8000\r\n\r\n",
+     ("GET", "/", "", b"", {"host": "[fe80::1%25eth0]:8000"})),
     ("host-empty", b"GET / HTTP/1.1\r\nHost:\r\n\r\n", ("GET", "/", "", b"", {"host": ""})),
     ("method-5000-bytes", b"A" * 5000 + b" / HTTP/1.1\r\n" + H + b"\r\n",
      ("A" * 5000, "/", "", b"", {})),

@@ -42,7 +42,10 @@ _BAD_TARGET_BYTE = re.compile(rb"[\x00-\x20\x7f#]")
 _ABSOLUTE = re.compile(rb"(?i:https?)://([^/?]*)(.*)\Z")
 # RFC 9112 3.2 / RFC 3986 3.2.2-3: Host = uri-host [ ":" port ]; uri-host is an IP-literal
 # or a reg-name (unreserved / pct-encoded / sub-delims), which covers IPv4 addresses.
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?\Z")
+_HOST = re.compile(
+    # IP-literal: IPv6 (with an RFC 6874 zone, "%25eth0") or IPvFuture, then reg-name.
+    rb"(?:\[[-0-9A-Za-z:.%~_!$&'()*+,;=]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(?::[0-9]*)?\Z"
+)
 _DIGITS = re.compile(rb"[0-9]+\Z")
 # RFC 9110 5.5: field values are VCHAR, obs-text, SP and HTAB.
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
