@@ -14,9 +14,12 @@ that each send one request and then sit idle, and reports what they cost the ser
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 __all__ = [
@@ -29,7 +32,10 @@ __all__ = [
     "wsgi_threads",
 ]
 
-Interface = Literal["asgi", "wsgi"]
+# "static": files served by the server itself (dualcorn --static, granian's static route,
+# nginx), with a hello ASGI app behind them that the requests never reach.
+Interface = Literal["asgi", "wsgi", "static"]
+STATIC_FILES = {"1kib.bin": 1024, "1mib.bin": 1024 * 1024}
 
 
 def wsgi_threads() -> int:
@@ -38,6 +44,21 @@ def wsgi_threads() -> int:
 
 
 CommandBuilder = Callable[[str, Interface, int], list[str]]
+
+
+def static_root() -> str:
+    """The directory the static scenarios serve, created (deterministic bytes) on first use."""
+    root = Path(tempfile.gettempdir(), "dualcorn-bench-static")
+    root.mkdir(exist_ok=True)
+    for name, size in STATIC_FILES.items():
+        path = root / name
+        if not path.is_file() or path.stat().st_size != size:
+            path.write_bytes(bytes(range(256)) * (size // 256))
+    return str(root)
+
+
+# granian sends "Cache-Control: max-age=86400" by default; dualcorn gets the same header.
+STATIC_MAX_AGE = 86400
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,9 @@ def _dualcorn(http: str) -> CommandBuilder:
         argv += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
         if http != "auto":
             argv += ["--http", http]
+        if interface == "static":
+            argv += ["--static", f"/static={static_root()}"]
+            argv += ["--static-max-age", str(STATIC_MAX_AGE)]
         return argv
 
     return build
@@ -96,11 +120,16 @@ def _hypercorn(target: str, interface: Interface, port: int) -> list[str]:
 
 
 def _granian(target: str, interface: Interface, port: int) -> list[str]:
+    static: list[str] = []
+    if interface == "static":
+        interface = "asgi"
+        static = ["--static-path-route", "/static", "--static-path-mount", static_root()]
     return [
         sys.executable,
         "-m",
         "granian",
         target,
+        *static,
         "--interface",
         interface,
         "--host",
@@ -146,19 +175,54 @@ def _gunicorn(target: str, interface: Interface, port: int) -> list[str]:
     ]
 
 
+_NGINX_CONF = """
+worker_processes 1;
+pid {home}/nginx.pid;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    client_body_temp_path {home}/body;
+    proxy_temp_path {home}/proxy;
+    fastcgi_temp_path {home}/fastcgi;
+    uwsgi_temp_path {home}/uwsgi;
+    scgi_temp_path {home}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location /static/ {{ alias {root}/; expires {max_age}s; }}
+    }}
+}}
+"""
+
+
+def _nginx(target: str, interface: Interface, port: int) -> list[str]:
+    """nginx (Debian package) serving the same files: one worker process, sendfile on."""
+    home = Path(tempfile.gettempdir(), f"dualcorn-bench-nginx-{port}")
+    home.mkdir(exist_ok=True)
+    conf = home / "nginx.conf"
+    conf.write_text(
+        _NGINX_CONF.format(home=home, port=port, root=static_root(), max_age=STATIC_MAX_AGE)
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return [nginx, "-e", "stderr", "-p", str(home), "-c", str(conf), "-g", "daemon off;"]
+
+
 BOTH: tuple[Interface, ...] = ("asgi", "wsgi")
+WITH_STATIC: tuple[Interface, ...] = ("asgi", "wsgi", "static")
 
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
         ServerSpec(
             "dualcorn",
-            BOTH,
+            WITH_STATIC,
             _dualcorn("auto"),
             "dualcorn",
             "default: httptools when installed, uvloop, --interface auto",
         ),
-        ServerSpec("dualcorn-h11", BOTH, _dualcorn("h11"), "dualcorn", "--http h11"),
+        ServerSpec("dualcorn-h11", WITH_STATIC, _dualcorn("h11"), "dualcorn", "--http h11"),
         ServerSpec(
             "uvicorn",
             BOTH,
@@ -168,7 +232,13 @@ SERVERS: dict[str, ServerSpec] = {
         ),
         ServerSpec("uvicorn-h11", BOTH, _uvicorn("h11"), "uvicorn", "--http h11"),
         ServerSpec("hypercorn", BOTH, _hypercorn, "hypercorn", "asyncio worker, 1 worker"),
-        ServerSpec("granian", BOTH, _granian, "granian", "--interface asgi|wsgi, 1 worker"),
+        ServerSpec(
+            "granian",
+            WITH_STATIC,
+            _granian,
+            "granian",
+            "--interface asgi|wsgi, 1 worker; static: --static-path-route/--static-path-mount",
+        ),
         ServerSpec(
             "waitress",
             ("wsgi",),
@@ -182,6 +252,13 @@ SERVERS: dict[str, ServerSpec] = {
             _gunicorn,
             "gunicorn",
             f"gthread, 1 worker, {wsgi_threads()} threads",
+        ),
+        ServerSpec(
+            "nginx",
+            ("static",),
+            _nginx,
+            "nginx",
+            "static files only: worker_processes 1, sendfile on, location /static/ alias",
         ),
     )
 }
@@ -203,6 +280,7 @@ class Scenario:
     method: str = "GET"
     body_size: int = 0
     expect_body_size: int | None = None  # checked once before measuring, when set
+    path: str = "/"
 
     @property
     def app(self) -> str:
@@ -259,6 +337,22 @@ SCENARIOS: dict[str, Scenario] = {
             "POST 1 MiB, WSGI app reads wsgi.input in 64 KiB blocks, replies its length",
             method="POST",
             body_size=UPLOAD_SIZE,
+        ),
+        Scenario(
+            "static_1kib",
+            "asgi_hello:app",
+            "static",
+            "a 1 KiB file from /static, served by the server (never the app)",
+            expect_body_size=1024,
+            path="/static/1kib.bin",
+        ),
+        Scenario(
+            "static_1mib",
+            "asgi_hello:app",
+            "static",
+            "a 1 MiB file from /static (sendfile where the server uses it)",
+            expect_body_size=1024 * 1024,
+            path="/static/1mib.bin",
         ),
         Scenario(
             "idle_keepalive",

@@ -75,10 +75,21 @@ def _dualcorn_version() -> str:
 def _version(package: str) -> str:
     if package == "dualcorn":
         return _dualcorn_version()
+    if package == "nginx":
+        return _nginx_version()
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def _nginx_version() -> str:
+    """``nginx -v`` prints "nginx version: nginx/1.22.1" on stderr; not a Python package."""
+    try:
+        done = subprocess.run(["nginx", "-v"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    return done.stderr.strip().rpartition("/")[2] or "?"
 
 
 def _wrk_version() -> str:

@@ -149,7 +149,7 @@ def _probe(port: int, scenario: Scenario) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         body = b"x" * scenario.body_size if scenario.method == "POST" else None
-        conn.request(scenario.method, "/", body=body)
+        conn.request(scenario.method, scenario.path, body=body)
         response = conn.getresponse()
         data = response.read()
     except (OSError, http.client.HTTPException) as exc:
@@ -177,7 +177,7 @@ def _loadgen(args: list[str], timeout: float) -> str:
 def _load(port: int, scenario: Scenario, settings: Settings, duration: float) -> LoadResult:
     if settings.use_wrk and wrk_available():
         return run_wrk(
-            f"http://127.0.0.1:{port}/",
+            f"http://127.0.0.1:{port}{scenario.path}",
             duration=duration,
             connections=settings.connections,
             method=scenario.method,
@@ -195,6 +195,8 @@ def _load(port: int, scenario: Scenario, settings: Settings, duration: float) ->
         scenario.method,
         "--body-size",
         str(scenario.body_size),
+        "--path",
+        scenario.path,
     ]
     return LoadResult(**json.loads(_loadgen(args, duration + 60)))
 

@@ -24,7 +24,9 @@ from dualcorn.errors import ConfigError, LoadError, StartupError
 __all__ = ["build_parser", "config_from_args", "main"]
 
 STARTUP_FAILED = 3  # gunicorn's and uvicorn's exit status when the app cannot start
-_LIST_OPTIONS = {"reload_dirs", "reload_includes", "reload_excludes", "headers", "bind"}
+_LIST_OPTIONS = {
+    "reload_dirs", "reload_includes", "reload_excludes", "headers", "bind", "mounts", "static",
+}  # fmt: skip
 
 
 def _from_environment(parser: argparse.ArgumentParser, given: dict[str, Any]) -> None:

@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes/s extending head and body timeouts (0: fixed)")  # fmt: skip
     g.add_argument("--timeout-request-head-max", type=parse_duration,
                    help="longest a request head may take, whatever its rate")  # fmt: skip
-    g.add_argument("--limit-connections", type=_optional_int,
+    g.add_argument("--limit-connections", "--worker-connections", type=_optional_int,
                    help="open connections per process; past it new ones close at once")  # fmt: skip
     g.add_argument("--timeout-lifespan", type=parse_optional_duration,
                    help="lifespan startup or shutdown that hangs: exit 3")  # fmt: skip
@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("process and platform")
     g.add_argument("--shutdown-delay", type=parse_duration,
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
+    _add_mount_group(p)
     g = p.add_argument_group("request policy")
     g.add_argument("--limit-request-field-size", "--limit-request-field_size",  # gunicorn's
                    dest="limit_request_field_size", type=parse_size,
@@ -273,6 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour the level names")  # fmt: skip
     _add_defaults(p)
     return p
+
+
+def _add_mount_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("mounts and static files")
+    g.add_argument("--mount", dest="mounts", action="append",
+                   metavar="PATH=APP[@INTERFACE[:THREADS]]",
+                   help="serve another app below PATH, e.g. /legacy=old:app@wsgi:8 "
+                        "(repeatable)")  # fmt: skip
+    g.add_argument("--static", action="append", metavar="PATH=DIR",
+                   help="serve the files of DIR below PATH, never through the app "
+                        "(repeatable)")  # fmt: skip
+    g.add_argument("--static-max-age", type=_optional_int,
+                   help="Cache-Control max-age of static files, in seconds")  # fmt: skip
+    flags = (
+        ("--static-index", "index.html for a directory URL"),
+        ("--static-dotfiles", "serve file names starting with a dot"),
+        ("--static-follow-symlinks", "serve symlinks that lead out of DIR"),
+        ("--static-fallthrough", "a missing static file goes to the app (single-page apps)"),
+    )
+    for flag, text in flags:
+        g.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
 
 
 def _add_migration_group(p: argparse.ArgumentParser) -> None:
@@ -296,11 +318,10 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
                           "which holds nothing lifespan set")  # fmt: skip
     ignored: tuple[tuple[tuple[str, ...], int, str], ...] = (
         (("-k", "--worker-class"), 1, "dualcorn serves ASGI and WSGI apps itself"),
-        (("--worker-connections",), 1, "--limit-concurrency caps requests in flight"),
         (("--worker-tmp-dir",), 1, "workers report their heartbeat over a pipe"),
         (("--preload",), 0, "each worker imports the app itself"),
         (("-n", "--name"), 1, "process names are left as they are"),
-        (("--no-sendfile",), 0, "dualcorn does not use sendfile"),
+        (("--no-sendfile",), 0, "sendfile is used only where the loop and socket allow it"),
     )  # fmt: skip
     for flags, nargs, why in ignored:
         dest = "_ignored_" + flags[-1].lstrip("-").replace("-", "_")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dualcorn.errors import ConfigError
+from dualcorn.mountspec import Mount, StaticDir, parse_mounts, parse_statics
 
 __all__ = ["Config", "HTTPName", "Interface", "LifespanMode", "LoopName", "WSName"]
 
@@ -184,6 +185,18 @@ class Config:
     # --shutdown-grace-period.  0, as both: stop accepting at once.
     shutdown_delay: float = 0.0
 
+    # --- Mounts and static files ----------------------------------------------------------
+    # More apps behind one listener, as NGINX Unit's routes and Werkzeug's DispatcherMiddleware
+    # did; "PATH=APP[@INTERFACE[:THREADS]]" strings or Mount values (dualcorn.mountspec).
+    mounts: tuple[Mount, ...] = ()
+    # Directories served by the server itself, as nginx "location /static/ { alias DIR; }".
+    static: tuple[StaticDir, ...] = ()
+    static_max_age: int | None = None  # nginx sends no Cache-Control unless "expires" is set
+    static_index: bool = False  # index.html for a directory, only when asked (nginx "index")
+    static_dotfiles: bool = False  # off: a stray .env or .git/ is never published (nginx would)
+    static_follow_symlinks: bool = False  # nginx "disable_symlinks": links leaving DIR refused
+    static_fallthrough: bool = False  # a missing file goes to the app (try_files $uri /index)
+
     # --- Request policy (docs/request-policy.md) -----------------------------------------
     # One header field line: gunicorn limit_request_field_size and nginx's 8 KiB buffer; 431.
     limit_request_field_size: int = 8190
@@ -212,6 +225,14 @@ class Config:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "headers", _check_headers(self.headers))
         object.__setattr__(self, "forwarded_allow_ips", _check_allow_ips(self.forwarded_allow_ips))
+        object.__setattr__(self, "mounts", parse_mounts(self.mounts))
+        object.__setattr__(self, "static", parse_statics(self.static))
+        if self.static_max_age is not None and self.static_max_age < 0:
+            raise ConfigError("static_max_age must not be negative")
+        if (self.reload or self.workers > 1) and any(
+            not isinstance(m.app, str) for m in self.mounts
+        ):
+            raise ConfigError("reload and workers need every mounted app as an import string")
 
     def _check_ranges(self) -> None:
         positive = (

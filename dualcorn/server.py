@@ -17,8 +17,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dualcorn.adapters import prepare_app
-from dualcorn.adapters.lifespan import Lifespan
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.listener import Listening, listen
@@ -26,6 +24,7 @@ from dualcorn.logs import reopen_log_files
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
 from dualcorn.proxy_protocol import preamble_factory
+from dualcorn.routing import build_apps
 
 __all__ = ["Server"]
 
@@ -78,13 +77,10 @@ class Server:
         self._force = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
-        app, self.interface = prepare_app(config)
-        state = self.state = ServerState(config, app, self.interface)
-        # A WSGI app has no lifespan (the adapter answers it): nothing to announce.
-        lifespan = Lifespan(
-            app, config.lifespan, state.lifespan_state, announce=self.interface != "wsgi"
-        )
-        await lifespan.startup(config.timeout_lifespan)
+        apps = build_apps(config)  # the app, or a router in front of --mount and --static
+        self.interface = apps.interface
+        state = self.state = ServerState(config, apps.app, apps.interface)
+        await apps.startup(config, state.lifespan_state)
         try:
             # Handlers first: once the log says "running on", a signal never meets the default
             # action (a SIGHUP or SIGTERM would otherwise end the process on the spot).
@@ -102,9 +98,7 @@ class Server:
         finally:
             self._remove_signal_handlers()
             close_listeners(self._bound)  # and remove the Unix socket files it created
-            await lifespan.shutdown(_lifespan_grace(config))
-            if self.interface == "wsgi":
-                await _close_wsgi_pool(app, config.timeout_graceful_shutdown)
+            await apps.shutdown(config)
             self.started.clear()
 
     def stop(self, force: bool = False, drain: bool = False) -> None:
@@ -273,23 +267,3 @@ class Server:
                 self._request_stop()
 
         state.on_request_done.append(check)
-
-
-def _lifespan_grace(config: Config) -> float | None:
-    """The lifespan shutdown gets the graceful timeout, and never more than --timeout-lifespan."""
-    limits = (config.timeout_graceful_shutdown, config.timeout_lifespan)
-    given = [limit for limit in limits if limit is not None]
-    return min(given) if given else None
-
-
-async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
-    """Stop the WSGI thread pool, whatever --lifespan said: the pool is dualcorn's, not the app's.
-
-    A thread stuck in the app cannot be interrupted; after the grace period it is left behind
-    rather than holding the process forever.
-    """
-    try:
-        async with asyncio.timeout(grace):
-            await adapter.shutdown()
-    except TimeoutError:
-        logger.warning("WSGI threads still busy after %s s; exiting without them.", grace)

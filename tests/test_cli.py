@@ -18,6 +18,7 @@ import pytest
 
 from dualcorn import __version__
 from dualcorn.cli import build_parser, config_from_args, main
+from dualcorn.mountspec import Mount, StaticDir
 from tests.helpers import REPO_ROOT, child_env, run_dualcorn
 from tests.rawhttp import RawClient, get
 
@@ -111,6 +112,16 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "uds_mode": ("660", 0o660, ["--uds-mode", "600"], 0o600),
     "access_logfile": ("-", "-", ["--access-logfile", "a.log"], "a.log"),
     "error_logfile": ("e.log", "e.log", ["--log-file", "-"], "-"),
+    "mounts": ("/a=x:app,/b=y:app@wsgi:2", (Mount("/a", "x:app"), Mount("/b", "y:app", "wsgi", 2)),
+               ["--mount", "/c=z:app"], (Mount("/c", "z:app"),)),
+    "static": (f"/s={REPO_ROOT / 'tests'}", (StaticDir("/s", str(REPO_ROOT / "tests")),),
+               ["--static", f"/t={REPO_ROOT / 'tests/apps'}"],
+               (StaticDir("/t", str(REPO_ROOT / "tests/apps")),)),
+    "static_max_age": ("60", 60, ["--static-max-age", "none"], None),
+    "static_index": ("true", True, ["--no-static-index"], False),
+    "static_dotfiles": ("true", True, ["--no-static-dotfiles"], False),
+    "static_follow_symlinks": ("true", True, ["--no-static-follow-symlinks"], False),
+    "static_fallthrough": ("true", True, ["--no-static-fallthrough"], False),
 }  # fmt: skip
 # uvicorn's name for the head limit lands in the same Config field.
 ATTRIBUTE = {"h11_max_incomplete_event_size": "limit_request_head"}

@@ -8,7 +8,7 @@ from typing import Any
 from dualcorn.adapters.detect import InterfaceName, describe, detect_interface
 from dualcorn.config import Config
 
-__all__ = ["prepare_app"]
+__all__ = ["adapt_app", "prepare_app"]
 
 logger = logging.getLogger("dualcorn.error")
 
@@ -18,31 +18,51 @@ def prepare_app(config: Config) -> tuple[Any, InterfaceName]:
 
     Returns the ASGI 3 callable and the interface it was served as.
     """
-    app = config.app
-    if isinstance(app, str) or config.factory:
+    return adapt_app(
+        config.app,
+        config,
+        interface=config.interface,
+        factory=config.factory,
+        threads=config.threads,
+    )
+
+
+def adapt_app(
+    app: Any,
+    config: Config,
+    *,
+    interface: str,
+    factory: bool = False,
+    threads: int,
+    where: str = "",
+) -> tuple[Any, InterfaceName]:
+    """Load one app (the main one or a mount's), decide its interface, wrap it as ASGI 3.
+
+    ``where`` ("mounted at /legacy") is added to the start-up log line.
+    """
+    name = _name(app)
+    if isinstance(app, str) or factory:
         from dualcorn.loading import load_app
 
-        app = load_app(
-            app, factory=config.factory, app_dir=config.app_dir, env_file=config.env_file
-        )
-    interface: InterfaceName
-    if config.interface == "auto":
+        app = load_app(app, factory=factory, app_dir=config.app_dir, env_file=config.env_file)
+    chosen: InterfaceName
+    if interface == "auto":
         detection = detect_interface(app)
-        interface = detection.interface
+        chosen = detection.interface
         if detection.ambiguous:
             logger.warning("%s", detection.reason)
     else:
-        interface = config.interface
-    logger.info("%s: %s", describe(interface), _name(config.app))
-    if interface == "asgi2":
+        chosen = interface  # type: ignore[assignment]  # validated by Config
+    logger.info("%s: %s%s", describe(chosen), name, where)
+    if chosen == "asgi2":
         from dualcorn.adapters.asgi2 import ASGI2Adapter
 
-        return ASGI2Adapter(app), interface
-    if interface == "wsgi":
+        return ASGI2Adapter(app), chosen
+    if chosen == "wsgi":
         from dualcorn.adapters.wsgi import WSGIAdapter
 
-        return WSGIAdapter(app, threads=config.threads, multiprocess=config.workers > 1), interface
-    return app, interface
+        return WSGIAdapter(app, threads=threads, multiprocess=config.workers > 1), chosen
+    return app, chosen
 
 
 def _name(app: Any) -> str:

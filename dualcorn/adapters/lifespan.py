@@ -23,10 +23,12 @@ class Lifespan:
     """Drives one app through the lifespan scope; ``state`` is shared into request scopes."""
 
     def __init__(
-        self, app: Any, mode: str, state: dict[str, Any], *, announce: bool = True
+        self, app: Any, mode: str, state: dict[str, Any], *, announce: bool = True, label: str = ""
     ) -> None:
         self.app = app
         self.announce = announce  # False for WSGI apps: their adapter answers lifespan itself
+        # With --mount, each line names its app: "Application startup complete (mount /api)."
+        self._of = f" ({label})" if label else ""
         self.mode = mode
         self.state = state
         self.supported = mode != "off"
@@ -41,7 +43,7 @@ class Lifespan:
         if not self.supported:
             return
         if self.announce:
-            logger.info("Waiting for application startup.")
+            logger.info("Waiting for application startup%s.", self._of)
         self._task = task = asyncio.get_running_loop().create_task(self._run())
         await self._inbox.put({"type": "lifespan.startup"})
         try:
@@ -58,25 +60,27 @@ class Lifespan:
         if self._failure is not None:
             raise StartupError(f"Application startup failed: {self._failure}")
         if self.supported and self.announce:
-            logger.info("Application startup complete.")
+            logger.info("Application startup complete%s.", self._of)
 
     async def shutdown(self, grace: float | None) -> None:
         if not self.supported or self._task is None or self._task.done():
             return
         if self.announce:
-            logger.info("Waiting for application shutdown.")
+            logger.info("Waiting for application shutdown%s.", self._of)
         await self._inbox.put({"type": "lifespan.shutdown"})
         try:
             async with asyncio.timeout(grace):
                 await self._shutdown_done.wait()
         except TimeoutError:
-            logger.error("Application shutdown did not finish in %s s; cancelling it.", grace)
+            logger.error(
+                "Application shutdown did not finish in %s s%s; cancelling it.", grace, self._of
+            )
             self._task.cancel()
             return
         if self._failure is not None:
-            logger.error("Application shutdown failed: %s", self._failure)
+            logger.error("Application shutdown failed%s: %s", self._of, self._failure)
         elif self.announce:
-            logger.info("Application shutdown complete.")
+            logger.info("Application shutdown complete%s.", self._of)
 
     async def _run(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},

@@ -40,6 +40,21 @@ _NO_CONTENT = frozenset({204, 304})
 _SENDFILE_BLOCK = 256 * 1024
 
 
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+: preadv fails instead of blocking
+
+
+def _read_cached(fd: int, size: int, offset: int) -> memoryview | None:
+    """Up to ``size`` bytes at ``offset`` if the page cache has them; None if it does not."""
+    if _NOWAIT is None:
+        return None
+    buffer = bytearray(size)  # a fresh buffer: the transport may keep the view until sent
+    try:
+        read = os.preadv(fd, [buffer], offset, _NOWAIT)
+    except OSError:  # EAGAIN (not cached) or EOPNOTSUPP (a file system without RWF_NOWAIT)
+        return None
+    return memoryview(buffer)[:read]
+
+
 class ClientDisconnected(OSError):
     """Raised by ``send`` once the client has gone (ASGI HTTP spec: an OSError subclass)."""
 
@@ -393,14 +408,20 @@ class RequestCycle:
         try:
             await loop.sendfile(transport, file, offset, count)
         except (NotImplementedError, AttributeError, RuntimeError):
-            # uvloop and TLS transports have no sendfile: copy blocks off the loop thread.
-            file.seek(offset)
+            # uvloop and TLS transports have no sendfile: copy blocks. A block already in the
+            # page cache is read on the loop (RWF_NOWAIT never waits for the disk); any other
+            # block is read in a thread, so a cold disk never stalls the loop.
+            fd = file.fileno()
             left = count
             while left > 0:
-                block = await loop.run_in_executor(None, file.read, min(left, _SENDFILE_BLOCK))
+                size = min(left, _SENDFILE_BLOCK)
+                block: bytes | memoryview | None = _read_cached(fd, size, offset)
+                if block is None:
+                    block = await loop.run_in_executor(None, os.pread, fd, size, offset)
                 if not block:
                     break
                 left -= len(block)
+                offset += len(block)
                 transport.write(block)
                 await self.owner.write_flow.drain()
         if self._chunked:

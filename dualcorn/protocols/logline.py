@@ -37,8 +37,7 @@ def access_line(cycle: RequestCycle) -> tuple[Any, ...]:
     target = scope["raw_path"].decode("latin-1")
     if scope["query_string"]:
         target += "?" + scope["query_string"].decode("latin-1")
-    return (
-        '%s - "%s %s HTTP/%s" %d %d %.1fms',
+    fields = (
         client_address(scope),
         scope["method"],
         printable(target),
@@ -47,6 +46,10 @@ def access_line(cycle: RequestCycle) -> tuple[Any, ...]:
         cycle.bytes_sent,
         (time.monotonic() - cycle.start_time) * 1000.0,
     )
+    mount = scope.get("dualcorn.mount")
+    if mount is not None:  # --mount/--static: which app or directory answered
+        return ('%s - "%s %s HTTP/%s" %d %d %.1fms mount=%s', *fields, printable(mount))
+    return ('%s - "%s %s HTTP/%s" %d %d %.1fms', *fields)
 
 
 def refusal_line(

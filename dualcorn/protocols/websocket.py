@@ -389,9 +389,12 @@ class WebSocketSession(asyncio.Protocol, Connection):
             target += "?" + scope["query_string"].decode("latin-1")
         elapsed = (time.monotonic() - self.start_time) * 1000.0
         log = self.state.access_logger.info
+        args: tuple[object, ...]
         if self.status == 101:
-            log('%s - "WebSocket %s" 101 close %d %.1fms', self.client, printable(target), code,
-                elapsed)  # fmt: skip
+            fmt, args = '%s - "WebSocket %s" 101 close %d %.1fms', (code, elapsed)
         else:
-            log('%s - "WebSocket %s" %d %.1fms', self.client, printable(target), self.status,
-                elapsed)  # fmt: skip
+            fmt, args = '%s - "WebSocket %s" %d %.1fms', (self.status, elapsed)
+        mount = scope.get("dualcorn.mount")
+        if mount is not None:  # --mount: which app answered (other lines keep their arguments)
+            fmt, args = fmt + " mount=%s", (*args, printable(mount))
+        log(fmt, self.client, printable(target), *args)

@@ -45,7 +45,7 @@ _STEP_MS = 25
 
 def watched_dirs(config: Config) -> list[Path]:
     """The absolute directories to watch, none inside another; the current one by default."""
-    dirs = [Path(d).resolve() for d in config.reload_dirs] or [Path.cwd()]
+    dirs = [Path(d).resolve() for d in config.reload_dirs] or [Path.cwd(), *_app_dirs(config)]
     for path in dirs:
         if not path.is_dir():
             raise ConfigError(f"reload_dirs: {str(path)!r} is not a directory")
@@ -55,6 +55,37 @@ def watched_dirs(config: Config) -> list[Path]:
         if not any(path.is_relative_to(outer) for outer in kept):
             kept.append(path)
     return kept
+
+
+def _app_dirs(config: Config) -> list[Path]:
+    """Where the main app's and each mounted app's code lives, found without importing it.
+
+    A mount may come from a directory beside the project (on PYTHONPATH); installed packages
+    and the standard library are not the user's code and are never watched.
+    """
+    import sys
+    from importlib.machinery import PathFinder
+
+    apps = [config.app, *(mount.app for mount in config.mounts)]
+    search = [os.path.abspath(config.app_dir or "."), *sys.path]
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    found: list[Path] = []
+    for app in apps:
+        if not isinstance(app, str):
+            continue
+        top = app.partition(":")[0].split(".")[0]
+        try:
+            spec = PathFinder.find_spec(top, search)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or spec.origin is None:
+            continue
+        locations = list(spec.submodule_search_locations or [])
+        place = Path(locations[0] if locations else spec.origin).resolve()
+        place = place if locations else place.parent
+        if not any(place.is_relative_to(prefix) for prefix in installed):
+            found.append(place)
+    return found
 
 
 class ChangeFilter:
