@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         for spec in servers:
             if scenario.interface not in spec.interfaces:
                 continue
+            if scenario.tls and spec.tls_flags is None:
+                continue  # waitress serves no TLS itself
             started = time.monotonic()
             print(f"{scenario.name:<20} {spec.name:<13}", end=" ", file=sys.stderr, flush=True)
             row = run_one(spec, scenario, settings)

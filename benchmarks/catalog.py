@@ -44,6 +44,8 @@ def wsgi_threads() -> int:
 
 
 CommandBuilder = Callable[[str, Interface, int], list[str]]
+# (certificate file, key file) -> the server's own flags for TLS.
+TLSFlags = Callable[[str, str], list[str]]
 
 
 def static_root() -> str:
@@ -70,10 +72,32 @@ class ServerSpec:
     build: CommandBuilder
     package: str  # the distribution whose version the report prints
     note: str
+    tls_flags: TLSFlags | None = None  # None: the server cannot terminate TLS itself
 
-    def command(self, target: str, interface: Interface, port: int) -> list[str]:
-        """The argv that serves ``target`` ("module:attr") on 127.0.0.1:port."""
-        return self.build(target, interface, port)
+    def command(
+        self, target: str, interface: Interface, port: int, tls: tuple[str, str] | None = None
+    ) -> list[str]:
+        """The argv that serves ``target`` ("module:attr") on 127.0.0.1:port (TLS if asked)."""
+        argv = self.build(target, interface, port)
+        if tls is not None:
+            if self.tls_flags is None:
+                raise ValueError(f"{self.name} does not serve TLS")
+            argv += self.tls_flags(*tls)
+        return argv
+
+
+def _ssl_flags(certfile: str, keyfile: str) -> list[str]:
+    # uvicorn's names, which dualcorn shares.
+    return ["--ssl-certfile", certfile, "--ssl-keyfile", keyfile]
+
+
+def _certfile_flags(certfile: str, keyfile: str) -> list[str]:
+    # hypercorn's and gunicorn's names.
+    return ["--certfile", certfile, "--keyfile", keyfile]
+
+
+def _granian_tls(certfile: str, keyfile: str) -> list[str]:
+    return ["--ssl-certificate", certfile, "--ssl-keyfile", keyfile]
 
 
 def _dualcorn(http: str) -> CommandBuilder:
@@ -221,23 +245,30 @@ SERVERS: dict[str, ServerSpec] = {
             _dualcorn("auto"),
             "dualcorn",
             "default: httptools when installed, uvloop, --interface auto",
+            _ssl_flags,
         ),
-        ServerSpec("dualcorn-h11", WITH_STATIC, _dualcorn("h11"), "dualcorn", "--http h11"),
+        ServerSpec(
+            "dualcorn-h11", WITH_STATIC, _dualcorn("h11"), "dualcorn", "--http h11", _ssl_flags
+        ),
         ServerSpec(
             "uvicorn",
             BOTH,
             _uvicorn("httptools"),
             "uvicorn",
             "uvicorn[standard]: httptools + uvloop; --interface wsgi for WSGI apps",
+            _ssl_flags,
         ),
-        ServerSpec("uvicorn-h11", BOTH, _uvicorn("h11"), "uvicorn", "--http h11"),
-        ServerSpec("hypercorn", BOTH, _hypercorn, "hypercorn", "asyncio worker, 1 worker"),
+        ServerSpec("uvicorn-h11", BOTH, _uvicorn("h11"), "uvicorn", "--http h11", _ssl_flags),
+        ServerSpec(
+            "hypercorn", BOTH, _hypercorn, "hypercorn", "asyncio worker, 1 worker", _certfile_flags
+        ),
         ServerSpec(
             "granian",
             WITH_STATIC,
             _granian,
             "granian",
             "--interface asgi|wsgi, 1 worker; static: --static-path-route/--static-path-mount",
+            _granian_tls,
         ),
         ServerSpec(
             "waitress",
@@ -252,6 +283,7 @@ SERVERS: dict[str, ServerSpec] = {
             _gunicorn,
             "gunicorn",
             f"gthread, 1 worker, {wsgi_threads()} threads",
+            _certfile_flags,
         ),
         ServerSpec(
             "nginx",
@@ -280,6 +312,7 @@ class Scenario:
     method: str = "GET"
     body_size: int = 0
     expect_body_size: int | None = None  # checked once before measuring, when set
+    tls: bool = False  # served over TLS with benchmarks/certs.py's certificate (https)
     path: str = "/"
 
     @property
@@ -303,6 +336,22 @@ SCENARIOS: dict[str, Scenario] = {
             "wsgi",
             "raw WSGI app, 13-byte text body",
             expect_body_size=13,
+        ),
+        Scenario(
+            "tls_hello_asgi",
+            "asgi_hello:app",
+            "asgi",
+            "asgi_hello over TLS (keep-alive connections: one handshake each, then requests)",
+            expect_body_size=13,
+            tls=True,
+        ),
+        Scenario(
+            "tls_hello_wsgi",
+            "wsgi_hello:app",
+            "wsgi",
+            "wsgi_hello over TLS (keep-alive connections: one handshake each, then requests)",
+            expect_body_size=13,
+            tls=True,
         ),
         Scenario(
             "fastapi_json", "fastapi_json:app", "asgi", "FastAPI route returning a small JSON dict"

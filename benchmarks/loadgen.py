@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -88,8 +89,16 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, int, bool]:
 
 
 class _Throughput:
-    def __init__(self, host: str, port: int, request: bytes, deadline: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        request: bytes,
+        deadline: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host, self.port, self.request, self.deadline = host, port, request, deadline
+        self.tls = tls
         self.latencies: list[float] = []
         self.errors = 0
         self.non_2xx = 0
@@ -101,7 +110,9 @@ class _Throughput:
             try:
                 async with asyncio.timeout(TIMEOUT):
                     if writer is None or reader is None:
-                        reader, writer = await asyncio.open_connection(self.host, self.port)
+                        reader, writer = await asyncio.open_connection(
+                            self.host, self.port, ssl=self.tls
+                        )
                     started = time.perf_counter()
                     writer.write(self.request)
                     status, _size, keep_alive = await read_response(reader)
@@ -132,6 +143,7 @@ async def throughput(args: argparse.Namespace) -> LoadResult:
         args.port,
         _request(args.method, args.path, args.body_size),
         started + args.duration,
+        _client_tls() if args.tls else None,
     )
     await asyncio.gather(*(state.worker() for _ in range(args.connections)))
     elapsed = time.monotonic() - started
@@ -190,6 +202,14 @@ async def idle(args: argparse.Namespace) -> IdleResult:
     )
 
 
+def _client_tls() -> ssl.SSLContext:
+    # Like wrk: encrypt, but do not verify (the harness's probe already checked the server).
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop
@@ -213,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--hold", type=float, default=3.0)
     parser.add_argument("--open-timeout", type=float, default=60.0)
+    parser.add_argument("--tls", action="store_true", help="throughput over TLS (https)")
     args = parser.parse_args(argv)
     from benchmarks.procs import raise_nofile
 

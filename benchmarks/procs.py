@@ -14,6 +14,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -205,18 +206,22 @@ class ServerProcess:
         if code is not None:
             raise ServerFailed(f"exited with {code}: {self.log_tail(1) or 'no output'}")
 
-    def wait_ready(self, path: str = "/", timeout: float = 20.0) -> None:
-        """Return once a GET answers with any HTTP status line; fail if the process dies."""
+    def wait_ready(
+        self, path: str = "/", timeout: float = 20.0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Return once a GET (over TLS with ``tls``) answers with any HTTP status line; fail if
+        the process dies."""
         request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
         deadline = time.monotonic() + timeout
         while True:
             self.check_alive()
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw:
+                    sock = raw if tls is None else tls.wrap_socket(raw, server_hostname="127.0.0.1")
                     sock.sendall(request)
                     if sock.recv(64).startswith(b"HTTP/1."):
                         return
-            except OSError:
+            except OSError:  # ssl.SSLError included
                 pass
             if time.monotonic() > deadline:
                 raise ServerFailed(f"not answering after {timeout:.0f} s: {self.log_tail()}")

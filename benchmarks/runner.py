@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.catalog import Scenario, ServerSpec
+from benchmarks.certs import tls_files
 from benchmarks.loadgen import IdleResult, LoadResult
 from benchmarks.procs import (
     CLIENT_CORE,
@@ -145,8 +146,16 @@ def run_wrk(
 
 
 def _probe(port: int, scenario: Scenario) -> None:
-    """One request with the stdlib client; raise ServerFailed unless the answer is right."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    """One request with the stdlib client; raise ServerFailed unless the answer is right.
+
+    Over TLS the client verifies the server's certificate against the test CA."""
+    conn = (
+        http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=10, context=tls_files().client_context()
+        )
+        if scenario.tls
+        else http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    )
     try:
         body = b"x" * scenario.body_size if scenario.method == "POST" else None
         conn.request(scenario.method, scenario.path, body=body)
@@ -177,7 +186,7 @@ def _loadgen(args: list[str], timeout: float) -> str:
 def _load(port: int, scenario: Scenario, settings: Settings, duration: float) -> LoadResult:
     if settings.use_wrk and wrk_available():
         return run_wrk(
-            f"http://127.0.0.1:{port}{scenario.path}",
+            f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}{scenario.path}",
             duration=duration,
             connections=settings.connections,
             method=scenario.method,
@@ -195,6 +204,7 @@ def _load(port: int, scenario: Scenario, settings: Settings, duration: float) ->
         scenario.method,
         "--body-size",
         str(scenario.body_size),
+        *(["--tls"] if scenario.tls else []),
         "--path",
         scenario.path,
     ]
@@ -247,8 +257,11 @@ def run_one(spec: ServerSpec, scenario: Scenario, settings: Settings) -> Row:
     row.busy = _wait_quiet()
     port = free_port()
     try:
-        with ServerProcess(spec.command(scenario.app, scenario.interface, port), port) as server:
-            server.wait_ready()
+        tls = tls_files() if scenario.tls else None
+        files = (tls.certfile, tls.keyfile) if tls else None
+        argv = spec.command(scenario.app, scenario.interface, port, files)
+        with ServerProcess(argv, port) as server:
+            server.wait_ready(tls=tls.client_context() if tls else None)
             _probe(port, scenario)
             if scenario.kind == "idle":
                 _idle(server, settings, row)

@@ -75,7 +75,13 @@ def parse_bind(text: str) -> Address:
 def listen_addresses(config: Config) -> list[Address]:
     """Every address ``config`` asks for: its ``bind`` list, else --fd, --uds or host:port."""
     if config.bind:
-        return [parse_bind(item) for item in config.bind]
+        # The same address given twice (``-b :8000 -b 0.0.0.0:8000``) is listened on once,
+        # rather than failing with "address in use" against ourselves; each port 0 is its own.
+        unique: list[Address] = []
+        for address in map(parse_bind, config.bind):
+            if address not in unique or (address.kind == "tcp" and address.port == 0):
+                unique.append(address)
+        return unique
     if config.fd is not None:
         return [Address("fd", fd=config.fd)]
     if config.uds is not None:

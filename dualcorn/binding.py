@@ -59,12 +59,25 @@ def bind_socket(config: Config) -> socket.socket:
 
 def _bind_one(address: Address, config: Config) -> socket.socket:
     if address.kind == "fd":
-        sock = socket.socket(fileno=address.fd)
+        sock = _inherit_fd(address.fd)
     elif address.kind == "unix":
         sock = _bind_unix(address.path, config.backlog, config.uds_mode)
     else:
         sock = _bind_tcp(address.host, address.port, config)
     sock.setblocking(False)
+    return sock
+
+
+def _inherit_fd(fd: int) -> socket.socket:
+    # A descriptor that is not open, or is not a stream socket (a mistyped --fd 0 is the
+    # terminal), is one sentence, not an OSError traceback.
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise StartupError(f"cannot serve on descriptor {fd}: {exc.strerror or exc}") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()  # not ours to close
+        raise StartupError(f"cannot serve on descriptor {fd}: it is not a stream socket")
     return sock
 
 
@@ -149,11 +162,13 @@ def _explain(exc: OSError, host: str, port: int) -> str:
     return f"cannot bind to {where}: {exc.strerror or exc}"
 
 
-def describe_socket(sock: socket.socket) -> str:
-    """How the log names a listening socket: ``http://127.0.0.1:8000`` or ``unix:/path``."""
+def describe_socket(sock: socket.socket, *, tls: bool = False) -> str:
+    """How the log names a listening socket: ``http://127.0.0.1:8000`` or ``unix:/path``.
+
+    With ``tls`` the scheme is ``https``: the address a person can paste into a browser."""
     if sock.family == socket.AF_UNIX:
         return f"unix:{sock.getsockname()}"
     host, port = sock.getsockname()[:2]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"

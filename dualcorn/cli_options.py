@@ -35,11 +35,13 @@ examples:
   dualcorn -w 4 -b unix:/run/app.sock --access-logfile - wsgi:app   # gunicorn's habits
 
 Every option can also be set in the environment as DUALCORN_<OPTION>: --timeout-keep-alive 10
-is DUALCORN_TIMEOUT_KEEP_ALIVE=10 (lists comma-separated); the command line wins.  Sizes take
+is DUALCORN_TIMEOUT_KEEP_ALIVE=10 (lists comma-separated), or in dualcorn.toml as
+timeout-keep-alive = 10; the command line wins, then the environment, then the file.  Sizes take
 binary units (512K, 10M, 1G) or plain bytes; durations are seconds (0.5 is fine).
 """
 
-_SIZES = {"limit_request_body", "limit_request_head", "limit_request_line", "ws_max_size"}
+_SIZES = {"limit_request_body", "limit_request_head", "limit_request_line", "ws_max_size",
+          "ws_max_queue_bytes", "wsgi_outbuf_overflow", "wsgi_outbuf_high_watermark"}  # fmt: skip
 _SPECIAL_DEFAULTS = {
     "threads": "min(32, CPUs + 4)",
     "workers": "$WEB_CONCURRENCY or 1",
@@ -50,7 +52,10 @@ _SPECIAL_DEFAULTS = {
     "access_logfile": "stderr",
     "error_logfile": "stderr",
     "root_path": "none",
+    "reload_dirs": "the current directory",
     "forwarded_allow_ips": "127.0.0.1,::1 or $FORWARDED_ALLOW_IPS",
+    "access_log_format": "dualcorn's own line",
+    "metrics_port": "off",
 }
 
 
@@ -153,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "app", metavar="APP", help="import string such as 'main:app' or 'pkg.mod:make()'"
+        "app",
+        metavar="APP",
+        nargs="?",
+        help="import string such as 'main:app' or 'pkg.mod:make()' (or app in the config file)",
     )
     p.add_argument("--version", action="store_true", help="print versions and exit")
     g = p.add_argument_group("binding")
@@ -213,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--timeout-graceful-shutdown", "--graceful-timeout"), parse_optional_duration,
          "wait for requests in flight"),
         (("--timeout-worker-healthcheck", "-t", "--timeout"), parse_duration,
-         "a silent worker is restarted after"),
+         "a silent worker is restarted after; 0 never"),
     )  # fmt: skip
     for flags, kind, text in options:
         g.add_argument(*flags, type=kind, help=text)
@@ -255,9 +263,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="X-Forwarded-Prefix from a trusted proxy sets root_path")  # fmt: skip
     g.add_argument("--proxy-protocol", action=argparse.BooleanOptionalAction,
                    help="expect a PROXY protocol v1/v2 preamble from trusted peers")  # fmt: skip
+    g = p.add_argument_group("bounds under attack")
+    g.add_argument("--ws-max-queue-bytes", type=parse_size,
+                   help="unread WebSocket bytes (decompressed) before reading pauses")  # fmt: skip
+    g.add_argument("--ws-max-fragments", type=int,
+                   help="fragments of one WebSocket message before closing with 1008")  # fmt: skip
+    g.add_argument("--timeout-send", type=parse_duration,
+                   help="seconds a response waits for a client that reads nothing")  # fmt: skip
+    g.add_argument("--wsgi-outbuf-overflow", type=parse_size,
+                   help="WSGI response bytes kept in memory, then in a temporary file")  # fmt: skip
+    g.add_argument("--wsgi-outbuf-high-watermark", type=parse_size,
+                   help="WSGI response bytes buffered before the app thread waits")  # fmt: skip
+    g.add_argument("--wsgi-queue", type=int,
+                   help="WSGI requests waiting for a thread before 503s")  # fmt: skip
+    g = p.add_argument_group("config file and log formats")
+    g.add_argument("-c", "--config", dest="_config", metavar="FILE",
+                   help="read options from this TOML file, as gunicorn's -c does from "
+                        "Python (default: ./dualcorn.toml, else [tool.dualcorn] in "
+                        "./pyproject.toml)")  # fmt: skip
+    g.add_argument("--access-log-format", "--access-logformat", metavar="FORMAT",
+                   help="the access line in gunicorn's atoms: "
+                        "'%%(h)s \"%%(r)s\" %%(s)s'...")  # fmt: skip
+    g.add_argument("--log-format", choices=_CHOICES["log_format"],
+                   help="text, or json: one JSON object per line")  # fmt: skip
+    g.add_argument("--request-id-header", metavar="NAME",
+                   help="echo the request id in this response header "
+                        "(e.g. X-Request-ID)")  # fmt: skip
+    g = p.add_argument_group("metrics (pip install 'dualcorn[metrics]')")
+    g.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics on this port, never the app's")  # fmt: skip
+    g.add_argument("--metrics-host", metavar="HOST",
+                   help="address of the /metrics listener")  # fmt: skip
     g = p.add_argument_group("process and platform")
     g.add_argument("--shutdown-delay", type=parse_duration,
                    help="after SIGTERM, keep serving this long with Connection: close")  # fmt: skip
+    _add_tls_group(p)
+
     _add_mount_group(p)
     g = p.add_argument_group("request policy")
     g.add_argument("--limit-request-field-size", "--limit-request-field_size",  # gunicorn's
@@ -266,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--header-map", choices=_CHOICES["header_map"],
                    help="names with '_': drop, refuse (400) or dangerous (keep)")  # fmt: skip
     g = p.add_argument_group("logging")
-    g.add_argument("--log-level", choices=_CHOICES["log_level"], help="the error log's level")
+    g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
+                   help="the error log's level")  # fmt: skip
     g.add_argument("--log-config", help="logging config file: .json, .yaml or .ini (uvicorn's too)")
     g.add_argument("--access-log", action=argparse.BooleanOptionalAction,
                    help="one line per response")  # fmt: skip
@@ -274,6 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour the level names")  # fmt: skip
     _add_defaults(p)
     return p
+
+
+def _add_tls_group(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("TLS (uvicorn's option names)")
+    g.add_argument("--ssl-certfile", metavar="FILE",
+                   help="certificate chain (PEM); turns on TLS")  # fmt: skip
+    g.add_argument("--ssl-keyfile", metavar="FILE",
+                   help="private key (PEM); none: the key is in the certfile")  # fmt: skip
+    g.add_argument("--ssl-keyfile-password", metavar="TEXT",
+                   help="password of an encrypted key (better: the environment)")  # fmt: skip
+    g.add_argument("--ssl-version", type=int,
+                   help="17: TLS 1.2 and 1.3; 5: TLS 1.2 only")  # fmt: skip
+    g.add_argument("--ssl-cert-reqs", type=int,
+                   help="client certificates: 0 none, 1 optional, 2 required")  # fmt: skip
+    g.add_argument("--ssl-ca-certs", metavar="FILE",
+                   help="CA file that client certificates must chain to")  # fmt: skip
+    g.add_argument("--ssl-ciphers", metavar="LIST",
+                   help="OpenSSL cipher list for TLS 1.2; none: Python's")  # fmt: skip
 
 
 def _add_mount_group(p: argparse.ArgumentParser) -> None:
@@ -307,12 +367,6 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
                    help="write access lines to FILE; '-' is stdout")  # fmt: skip
     g.add_argument("--error-logfile", "--log-file", metavar="FILE",
                    help="write the error log to FILE; '-' is stderr")  # fmt: skip
-    later = "comes with the config and log-format work (issue #14)"
-    g.add_argument("--access-logformat", action=_Refused, dest="_refused_access_logformat",
-                   metavar="FORMAT", reason=f"the log format {later}")  # fmt: skip
-    g.add_argument("-c", "--config", action=_Refused, dest="_refused_config", metavar="FILE",
-                   reason=f"a config file {later}; use options or DUALCORN_* variables "
-                          "meanwhile")  # fmt: skip
     g.add_argument("--reset-contextvars", action=_AlreadySo, dest="_already_reset_contextvars",
                    reason="each request runs in its own copy of the server's context, "
                           "which holds nothing lifespan set")  # fmt: skip
@@ -333,13 +387,15 @@ def _add_defaults(parser: argparse.ArgumentParser) -> None:
     """End each help line with its default, from Config, unless the line states it already."""
     fields = {f.name: f for f in dataclasses.fields(Config)}
     for action in parser._actions:
-        if not action.option_strings or action.help is None or "(default:" in action.help:
+        if not action.option_strings or action.help is None:
             continue
         if isinstance(action, _Refused | _Ignored | _AlreadySo):
             continue
         if action.metavar is None and action.nargs != 0 and action.choices is None:
             metavar = _DEST_METAVARS.get(action.dest) or _METAVARS.get(action.type, "TEXT")
             action.metavar = metavar
+        if "(default:" in action.help:
+            continue
         field = fields.get(action.dest)
         if field is None:
             continue

@@ -25,6 +25,7 @@ LoopName = Literal["auto", "asyncio", "uvloop"]
 HTTPName = Literal["auto", "h11", "httptools"]
 WSName = Literal["auto", "websockets", "wsproto", "none"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "interface": ("auto", "asgi3", "asgi2", "wsgi"),
@@ -33,11 +34,21 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "http": ("auto", "h11", "httptools"),
     "ws": ("auto", "websockets", "wsproto", "none"),
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
+    "log_format": ("text", "json"),
     "header_map": ("drop", "refuse", "dangerous"),
 }
 
+# ssl.PROTOCOL_* numbers that --ssl-version accepts (uvicorn passes the number to
+# ssl.SSLContext).  The numbers are spelled out so that a Config does not import ssl.
+SSL_PROTOCOL_TLS_SERVER = 17
+SSL_VERSIONS = (17, 2, 5)  # PROTOCOL_TLS_SERVER, PROTOCOL_TLS, PROTOCOL_TLSv1_2
+
 KIB = 1024
+_NOT_TOKEN = ' \t\r\n\0:"(),/;<=>?@[\\]{}'
 MIB = 1024 * KIB
+_INT_MAX = 2**31 - 1  # the largest value a C int option (listen backlog) takes
+# gunicorn's "--timeout 0" (Cloud Run's documented command line) means no worker timeout.
+_NO_LIMIT_AT_0 = "timeout_worker_healthcheck"
 
 
 def _default_threads() -> int:
@@ -118,7 +129,7 @@ class Config:
     timeout_request_head: float = 20.0
     timeout_body_read: float = 20.0
     timeout_graceful_shutdown: float | None = 30.0  # gunicorn graceful_timeout
-    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout
+    timeout_worker_healthcheck: float = 30.0  # gunicorn --timeout; 0 disables it, as there
     timeout_worker_startup: float = 60.0
 
     # --- WSGI ----------------------------------------------------------------------------
@@ -139,6 +150,18 @@ class Config:
     reload_includes: tuple[str, ...] = ()
     reload_excludes: tuple[str, ...] = ()
     reload_delay: float = 0.25  # uvicorn --reload-delay
+
+    # --- TLS ---------------------------------------------------------------------------
+    # uvicorn's option names and meanings (its config.py); TLS is on when ssl_certfile is set.
+    # The files are read when a server process starts (dualcorn.tls), not here: a Config stays
+    # plain data, and every new worker or reloaded process reads renewed certificates afresh.
+    ssl_keyfile: str | None = None  # None: the private key is in ssl_certfile (ssl module rule)
+    ssl_certfile: str | None = None
+    ssl_keyfile_password: str | None = field(default=None, repr=False)  # never logged
+    ssl_version: int = SSL_PROTOCOL_TLS_SERVER  # uvicorn: ssl.PROTOCOL_TLS_SERVER (17)
+    ssl_cert_reqs: int = 0  # uvicorn: ssl.CERT_NONE, no client certificate asked for
+    ssl_ca_certs: str | None = None
+    ssl_ciphers: str | None = None  # uvicorn 0.54: None, OpenSSL's (and Python's) defaults
 
     # --- Migration: gunicorn's and uvicorn's habits ---------------------------------------
     # gunicorn --bind, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, fd://N.  When given, the
@@ -178,6 +201,42 @@ class Config:
     # hypercorn startup_timeout and shutdown_timeout (60 s): a lifespan startup or shutdown
     # that hangs stops the server (exit status 3) instead of holding it forever.
     timeout_lifespan: float | None = 60.0
+
+    # --- Bounds under attack (what a client can make the server hold) --------------------
+    # Unread WebSocket message bytes (decompressed) before reading pauses: uvicorn's bound is
+    # 128 MiB; 4 MiB keeps a deflate bomb small.
+    ws_max_queue_bytes: int = 4 * MIB
+    # Fragments of one WebSocket message before 1008: 16 MiB in 4 KiB frames; browsers send one.
+    ws_max_fragments: int = 4096
+    # nginx send_timeout (60 s): the longest a response waits for a client that reads nothing.
+    timeout_send: float = 60.0
+    # waitress outbuf_overflow (1 MiB): WSGI response bytes held in memory before spilling to a
+    # temporary file; outbuf_high_watermark (16 MiB): in all, before the app thread waits.
+    wsgi_outbuf_overflow: int = 1 * MIB
+    wsgi_outbuf_high_watermark: int = 16 * MIB
+    # WSGI requests waiting for a thread before 503s; gunicorn's gthread worker_connections.
+    wsgi_queue: int = 1000
+
+    # --- Config file and log formats (issue #14) -------------------------------------------
+    # The file the CLI read options from (dualcorn.toml, pyproject.toml, --config); only for
+    # the start-up log: a Config built in Python reads no file.
+    config_file: str | None = None
+    # gunicorn --access-log-format: its atoms (%(h)s %(r)s %(s)s %({name}i)s...); None keeps
+    # dualcorn's own line (uvicorn's fields: client - "request line" status bytes time).
+    access_log_format: str | None = None
+    # "json": one JSON object per line for every error and access record (Loki, Elasticsearch,
+    # CloudWatch); "text" is the default, as in uvicorn and gunicorn.
+    log_format: LogFormat = "text"
+    # Heroku router, nginx $request_id: the response header echoing the request id (e.g.
+    # X-Request-ID).  The same request header from a --forwarded-allow-ips peer is kept.
+    request_id_header: str | None = None
+
+    # --- Metrics -------------------------------------------------------------------------
+    # Prometheus exporters (node_exporter, nginx's stub_status) listen apart from what they
+    # measure: off unless a port is given, on a listener of its own, loopback unless asked
+    # (uvicorn's and gunicorn's --host default).  Needs the dualcorn[metrics] extra.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     # --- Process and platform (systemd, Kubernetes) ---------------------------------------
     # After SIGTERM, keep accepting and serving this long (each response "Connection: close")
@@ -219,7 +278,10 @@ class Config:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         self._check_ranges()
         self._check_slow_clients()
+        self._check_log_formats()
+        self._check_metrics()
         self._check_conflicts()
+        self._check_tls()
         # Normalise sequences so a frozen Config is hashable and safe to share.
         for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -238,7 +300,8 @@ class Config:
         positive = (
             "backlog", "limit_request_head", "limit_request_fields", "limit_request_line",
             "limit_request_field_size", "read_high_water", "write_high_water", "threads",
-            "ws_max_size", "ws_max_queue", "workers",
+            "ws_max_size", "ws_max_queue", "workers", "ws_max_queue_bytes", "ws_max_fragments",
+            "wsgi_outbuf_overflow", "wsgi_outbuf_high_watermark", "wsgi_queue",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
@@ -256,11 +319,21 @@ class Config:
         timeouts = (
             "timeout_keep_alive", "timeout_request_head", "timeout_body_read",
             "timeout_worker_healthcheck", "timeout_worker_startup", "ws_close_timeout",
-            "reload_delay",
+            "reload_delay", "timeout_send",
         )  # fmt: skip
         for name in timeouts:
-            if getattr(self, name) <= 0 and name != "reload_delay":
+            if getattr(self, name) <= 0 and name not in ("reload_delay", _NO_LIMIT_AT_0):
                 raise ConfigError(f"{name} must be more than 0 seconds")
+        for name in ("reload_delay", _NO_LIMIT_AT_0):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        # listen(2) takes a C int; the kernel caps it at net.core.somaxconn anyway.
+        if self.backlog > _INT_MAX:
+            raise ConfigError(f"backlog must be at most {_INT_MAX}; got {self.backlog}")
+        if self.fd is not None and self.fd < 0:
+            raise ConfigError(f"fd must be a descriptor number (0 or more); got {self.fd}")
+        if self.uds is not None and not self.uds:
+            raise ConfigError("uds needs a path, as in /run/app.sock")
         for name in ("timeout_graceful_shutdown", "ws_ping_interval", "ws_ping_timeout"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -283,7 +356,7 @@ class Config:
             raise ConfigError("bind replaces uds and fd: give the addresses in bind only")
         if not 0 <= self.uds_mode <= 0o777:
             raise ConfigError(
-                f"uds_mode must be a permission mode such as 0o660; got {self.uds_mode!r}"
+                f"uds_mode must be a permission mode such as 0o660; got {oct(self.uds_mode)}"
             )
 
     def _check_slow_clients(self) -> None:
@@ -296,7 +369,37 @@ class Config:
         if self.timeout_lifespan is not None and self.timeout_lifespan <= 0:
             raise ConfigError("timeout_lifespan must be more than 0 seconds (or unset)")
 
+    def _check_log_formats(self) -> None:
+        if self.access_log_format is not None:
+            from dualcorn.access_format import compile_format
+
+            compile_format(self.access_log_format)  # a malformed format fails here, once
+        if self.log_format == "json" and self.log_config is not None:
+            raise ConfigError(
+                "log_format json and log_config cannot be combined: use the formatter "
+                "dualcorn.json_logs.JSONFormatter in the log config instead"
+            )
+        name = self.request_id_header
+        # RFC 9110 5.1: a field name is a token.
+        if name is not None and (not name or any(c in name for c in _NOT_TOKEN)):
+            raise ConfigError(f"request_id_header: {name!r} is not a valid header name")
+
+    def _check_metrics(self) -> None:
+        port = self.metrics_port
+        if port is None:
+            return
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"metrics_port must be between 0 and 65535; got {port}")
+        if not self.metrics_host:
+            raise ConfigError("metrics_host must not be empty")
+        serves_tcp_port = not self.bind and self.uds is None and self.fd is None
+        if port != 0 and serves_tcp_port and port == self.port:
+            # Its own listener, never the app's: metrics must not be public by accident.
+            raise ConfigError(f"metrics_port must differ from port (both are {port})")
+
     def _check_conflicts(self) -> None:
+        if self.wsgi_outbuf_overflow > self.wsgi_outbuf_high_watermark:
+            raise ConfigError("wsgi_outbuf_overflow must not exceed wsgi_outbuf_high_watermark")
         self._check_migration()
         if self.uds is not None and self.fd is not None:
             raise ConfigError("uds and fd cannot both be given: choose one socket to serve on")
@@ -310,6 +413,35 @@ class Config:
             )
         if self.factory and self.interface != "auto" and not isinstance(self.app, str):
             raise ConfigError("factory needs the app as an import string")
+
+    def _check_tls(self) -> None:
+        if self.ssl_certfile is None:
+            for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"{name} needs ssl_certfile: TLS is on only with a certificate"
+                    )
+        if self.ssl_version not in SSL_VERSIONS:
+            raise ConfigError(
+                f"ssl_version {self.ssl_version} is not supported: use 17 "
+                "(ssl.PROTOCOL_TLS_SERVER, TLS 1.2 and 1.3), 2 (ssl.PROTOCOL_TLS, the same) or 5 "
+                "(TLS 1.2 only); TLS 1.0 and 1.1 are deprecated by RFC 8996"
+            )
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ConfigError(
+                f"ssl_cert_reqs must be 0 (none), 1 (optional) or 2 (required); "
+                f"got {self.ssl_cert_reqs!r}"
+            )
+        if self.ssl_cert_reqs and self.ssl_ca_certs is None:
+            raise ConfigError(
+                "ssl_cert_reqs 1 or 2 asks for client certificates, which are checked against "
+                "ssl_ca_certs: give the CA file"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS (https and wss)."""
+        return self.ssl_certfile is not None
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some options changed, validated again."""

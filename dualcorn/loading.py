@@ -98,15 +98,17 @@ def _hint(import_string: str) -> str:
             "; a factory is called with no arguments, as 'module:create_app()' "
             "(read settings from the environment, e.g. with --env-file)"
         )
-    if not colon:
-        # "main.app" or "main": people coming from gunicorn's optional ":application".
-        head, dot, tail = module_name.rpartition(".")
-        return f" (did you mean '{head}:{tail}'?)" if dot and head else ""
     # "main.py:app" parses (module "py" in package "main") but fails to import; say why.
     if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
         path = re.sub(r"\.py\Z", "", module_name).replace("\\", "/").strip("/")
         dotted = path.replace("/", ".")
         return f" (a module name, not a file path: did you mean '{dotted}:{attribute or 'app'}'?)"
+    if not colon and _DOTTED_NAME.match(module_name):
+        # "main.app" or "main": gunicorn reads a bare module as 'module:application'
+        # (Django's documented 'gunicorn myproject.wsgi').
+        head, dot, tail = module_name.rpartition(".")
+        gunicorn = f"gunicorn's bare '{module_name}' means '{module_name}:application'"
+        return f" (did you mean '{head}:{tail}'? {gunicorn})" if dot else f" ({gunicorn})"
     return ""
 
 

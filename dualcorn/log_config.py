@@ -68,7 +68,13 @@ def _apply_file(path: str) -> None:
         with open(path, encoding="utf-8") as file:
             parser.read_file(file)
         translate_ini(parser)
-        logging.config.fileConfig(parser, disable_existing_loggers=False)
+        try:
+            logging.config.fileConfig(parser, disable_existing_loggers=False)
+        except KeyError as exc:  # fileConfig indexes sections and keys: str(exc) is "'name'"
+            raise ConfigError(
+                f"log_config {path}: no section or key {exc.args[0]!r} "
+                "(an ini log config needs [loggers], [handlers] and [formatters] with keys=)"
+            ) from None
 
 
 def translate_dict(config: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import os
 import sys
 from typing import IO, Literal, cast
 
+from dualcorn.access_format import WEBSOCKET, AccessEntry, client_address, printable
 from dualcorn.config import Config
 from dualcorn.errors import ConfigError
 
@@ -88,29 +89,28 @@ class AccessFormatter(ColourFormatter):
     """What ``uvicorn.logging.AccessFormatter`` becomes: uvicorn's access fields, filled in.
 
     Its format strings use ``%(client_addr)s``, ``%(request_line)s`` and ``%(status_code)s``;
-    they are taken from dualcorn's access record (client, method, target, version, status,
-    bytes, milliseconds) so a uvicorn format prints the same line it does under uvicorn.
+    they are taken from dualcorn's access record (:class:`~dualcorn.access_format.AccessEntry`)
+    so a uvicorn format prints the same line it does under uvicorn.
     """
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        args = record.args if isinstance(record.args, tuple) else ()
+        args = record.args
+        entry = args[0] if isinstance(args, tuple) and len(args) == 1 else None
         fields: dict[str, object] = {
             "client_addr": "-",
             "request_line": record.getMessage(),
             "status_code": "",
         }
-        if len(args) >= 7:  # HTTP: client, method, target, version, status, bytes, ms
-            client, method, target, version, status = args[:5]
+        if isinstance(entry, AccessEntry):
+            status = entry.status
+            if entry.kind == WEBSOCKET:
+                request_line = f"WebSocket {printable(entry.target)}"
+            else:
+                version = printable(entry.scope["http_version"])
+                request_line = f"{printable(entry.method)} {printable(entry.target)} HTTP/{version}"
             fields.update(
-                client_addr=client,
-                request_line=f"{method} {target} HTTP/{version}",
-                status_code=f"{status} {_phrase(status)}".rstrip(),
-            )
-        elif len(args) == 4:  # WebSocket: client, target, status, ms
-            client, target, status = args[:3]
-            fields.update(
-                client_addr=client,
-                request_line=f"WebSocket {target}",
+                client_addr=client_address(entry.scope),
+                request_line=request_line,
                 status_code=f"{status} {_phrase(status)}".rstrip(),
             )
         record.__dict__.update(fields)
@@ -143,21 +143,56 @@ def configure_logging(config: Config, *, show_pid: bool = False) -> None:
                     logger.removeHandler(handler)
                     handler.close()
             handler = _handler(name, target)
-            stream = getattr(handler, "stream", None) if target is None or target == "-" else None
-            formatter = ColourFormatter(
-                use_colors=config.use_colors if stream is not None else False, stream=stream
-            )
-            formatter.show_pid = show_pid
-            handler.setFormatter(formatter)
+            handler.setFormatter(_formatter(config, handler, name, target, show_pid))
             handler._dualcorn = True  # type: ignore[attr-defined]
             logger.addHandler(handler)
             logger.propagate = False
+        if config.log_format == "json":
+            _json_elsewhere(config)
     if config.log_level is not None or config.log_config is None:
         level = level_number(config.log_level)
         logging.getLogger("dualcorn.error").setLevel(level)
         logging.getLogger("dualcorn.access").setLevel(level)
     if not config.access_log:
         logging.getLogger("dualcorn.access").setLevel(logging.CRITICAL + 1)
+
+
+def _formatter(
+    config: Config, handler: logging.Handler, name: str, target: str | None, show_pid: bool
+) -> logging.Formatter:
+    if config.log_format == "json":
+        from dualcorn.json_logs import JSONFormatter
+
+        return JSONFormatter()
+    if name == "dualcorn.access" and config.access_log_format is not None:
+        # gunicorn prints its access format bare: no level prefix, so the line is the same.
+        return logging.Formatter("%(message)s")
+    stream = getattr(handler, "stream", None) if target is None or target == "-" else None
+    formatter = ColourFormatter(
+        use_colors=config.use_colors if stream is not None else False, stream=stream
+    )
+    formatter.show_pid = show_pid
+    return formatter
+
+
+def _json_elsewhere(config: Config) -> None:
+    """With --log-format json, what other code logs is JSON too, so every line parses.
+
+    asyncio's own messages ("Task exception was never retrieved"), warnings, and an app's
+    loggers that reach the root logger with no handler (Python's last resort prints plain
+    text) go to one JSON handler on the root logger, at the root's own level.
+    """
+    from dualcorn.json_logs import JSONFormatter
+
+    root = logging.getLogger()
+    if any(getattr(handler, "_dualcorn", False) for handler in root.handlers):
+        return
+    if not root.handlers:
+        handler = _handler("dualcorn.error", config.error_logfile)
+        handler.setFormatter(JSONFormatter())
+        handler._dualcorn = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    logging.captureWarnings(True)
 
 
 def _handler(name: str, target: str | None) -> logging.Handler:

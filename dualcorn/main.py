@@ -22,6 +22,16 @@ def run(app: Any, **options: Any) -> None:
 
 def serve_config(config: Config) -> None:
     """Run one server, or the supervisor that ``reload`` or ``workers`` ask for."""
+    if config.tls and (config.reload or config.workers > 1):
+        from dualcorn.tls import load_tls
+
+        # Each server process reads the certificate files itself; reading them here first
+        # stops a broken file with one clear error before any process starts.
+        load_tls(config)
+    if config.metrics_port is not None:
+        from dualcorn.metrics import require_prometheus
+
+        require_prometheus()  # one line naming the extra, before anything starts
     if config.reload:
         from dualcorn.supervisors.reload import run_reloader
 

@@ -25,7 +25,6 @@ status 3) with an error that names the mount.  Each mount keeps its own lifespan
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,16 +86,23 @@ class AppSet:
                 raise
             self._started.append(served)
 
-    async def shutdown(self, config: Config) -> None:
-        """Lifespan shutdown in reverse order, then every WSGI pool (they are dualcorn's)."""
+    async def shutdown(self, config: Config, pool_grace: float | None = None) -> None:
+        """Every WSGI pool first, then lifespan shutdown in reverse order.
+
+        The pools are dualcorn's, not the apps': they close within what is left of the one
+        grace period (``pool_grace``), so stuck threads cannot stretch the shutdown, and a WSGI
+        adapter's own lifespan then finds its pool gone and completes at once.
+        """
+        if pool_grace is None:
+            pool_grace = config.timeout_graceful_shutdown
+        for served in reversed(self.served):
+            if served.interface == "wsgi":
+                await _close_wsgi_pool(served.app, pool_grace)
         grace = _lifespan_grace(config)
         while self._started:
             served = self._started.pop()
             assert served.lifespan is not None
             await served.lifespan.shutdown(grace)
-        for served in reversed(self.served):
-            if served.interface == "wsgi":
-                await _close_wsgi_pool(served.app, config.timeout_graceful_shutdown)
 
 
 def build_apps(config: Config) -> AppSet:
@@ -197,10 +203,13 @@ async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
     """Stop a WSGI thread pool, whatever --lifespan said: the pool is dualcorn's, not the app's.
 
     A thread stuck in the app cannot be interrupted; after the grace period it is left behind
-    rather than holding the process forever.
+    rather than holding the process forever, and the log says which requests it was running.
     """
-    try:
-        async with asyncio.timeout(grace):
-            await adapter.shutdown()
-    except TimeoutError:
-        logger.warning("WSGI threads still busy after %s s; exiting without them.", grace)
+    stuck = await adapter.shutdown(grace)
+    if stuck:
+        logger.warning(
+            "%d WSGI thread(s) still in the app when the grace period ended; exiting without "
+            "them. Abandoned: %s",
+            len(stuck),
+            ", ".join(stuck),
+        )

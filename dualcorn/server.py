@@ -3,6 +3,10 @@
 Shutdown order (SIGINT, SIGTERM or :meth:`Server.stop` from any thread): stop accepting; close
 idle connections at once; let requests in flight finish within ``timeout_graceful_shutdown``;
 cancel what is left; then lifespan shutdown.  A second signal skips the waiting.
+
+The grace period is one deadline for the whole shutdown: WSGI threads still stuck in the app
+when it passes are named in the log and left behind (they are daemon threads, and nothing here
+waits on them in an executor), so ``--timeout-graceful-shutdown`` is kept however the app hangs.
 """
 
 from __future__ import annotations
@@ -15,16 +19,20 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.config_file import announce_config_file
 from dualcorn.listener import Listening, listen
 from dualcorn.logs import reopen_log_files
 from dualcorn.loops import loop_factory
 from dualcorn.protocols.state import ServerState
 from dualcorn.proxy_protocol import preamble_factory
 from dualcorn.routing import build_apps
+
+if TYPE_CHECKING:
+    from dualcorn.tls import ServerTLS
 
 __all__ = ["Server"]
 
@@ -50,9 +58,12 @@ class Server:
         self._bound: list[socket.socket] = []  # sockets this server bound (not inherited)
         # Supervised servers share sockets their supervisor bound and announced already.
         self.announce = True
+        self._deadline: float | None = None  # loop time when the grace period ends
         # Hooks for supervisors: called (in the loop thread) once listening, and each second.
         self.on_started: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
+        # --metrics-port: False in a supervised process (its supervisor serves the total).
+        self.serve_metrics = True
         self.on_stopping: list[Callable[[], None]] = []  # called once, as shutdown begins
 
     # --- Entry points --------------------------------------------------------------------
@@ -77,15 +88,31 @@ class Server:
         self._force = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
+        if self.announce:
+            announce_config_file(config)
+        # Read the certificate files before the app: this process serves what is on disk now
+        # (a renewed certificate after HUP or --reload), or fails before importing anything.
+        tls = None
+        if config.tls:
+            from dualcorn.tls import load_tls
+
+            tls = load_tls(config)
         apps = build_apps(config)  # the app, or a router in front of --mount and --static
         self.interface = apps.interface
         state = self.state = ServerState(config, apps.app, apps.interface)
         await apps.startup(config, state.lifespan_state)
+        metrics = None
         try:
+            if config.metrics_port is not None:
+                from dualcorn.metrics.serving import start_process_metrics
+
+                pools = [(s.app, s.prefix) for s in apps.served if s.interface == "wsgi"]
+                metrics = await start_process_metrics(state, pools, listen=self.serve_metrics)
+                self.on_tick.append(metrics.tick)
             # Handlers first: once the log says "running on", a signal never meets the default
             # action (a SIGHUP or SIGTERM would otherwise end the process on the spot).
             self._install_signal_handlers()
-            await self._listen(state, sockets)
+            await self._listen(state, sockets, tls)
             self._count_requests(state)
             for callback in self.on_started:
                 callback()
@@ -98,7 +125,9 @@ class Server:
         finally:
             self._remove_signal_handlers()
             close_listeners(self._bound)  # and remove the Unix socket files it created
-            await apps.shutdown(config)
+            if metrics is not None:
+                await metrics.close()
+            await apps.shutdown(config, self._grace_left())
             self.started.clear()
 
     def stop(self, force: bool = False, drain: bool = False) -> None:
@@ -118,11 +147,19 @@ class Server:
 
     # --- Internals -----------------------------------------------------------------------
 
-    async def _listen(self, state: ServerState, sockets: list[socket.socket] | None) -> None:
+    async def _listen(
+        self, state: ServerState, sockets: list[socket.socket] | None, tls: ServerTLS | None
+    ) -> None:
         from dualcorn.protocols import protocol_class
 
         protocol = protocol_class(self.config.http)
-        factory = preamble_factory(state, lambda: protocol(state))  # --proxy-protocol
+        make: Callable[[], asyncio.BaseProtocol] = lambda: protocol(state)  # noqa: E731
+        if tls is not None:
+            from dualcorn.tls import TLSHandshake
+
+            make = lambda: TLSHandshake(state, protocol, tls)  # noqa: E731
+        # --proxy-protocol: the preamble is read first, before any TLS handshake.
+        factory = preamble_factory(state, make)
         loop = asyncio.get_running_loop()
         if not sockets:
             sockets = self._bound = bind_sockets(self.config)
@@ -130,7 +167,7 @@ class Server:
             # Not loop.create_server: see dualcorn.listener (descriptors running out).
             server = await listen(loop, sock, factory, backlog=self.config.backlog)
             self._servers.append(server)
-            address = describe_socket(sock)
+            address = describe_socket(sock, tls=tls is not None)
             self.addresses.append(address)
             if self.announce:
                 logger.info("dualcorn running on %s (Press CTRL+C to quit)", address)
@@ -173,6 +210,7 @@ class Server:
                 connection.shutdown()
         timeout = self.config.timeout_graceful_shutdown
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        self._deadline = deadline
         if state.tasks:
             logger.info("Waiting for %d request(s) in flight to finish.", len(state.tasks))
             await self._wait_unless_forced(state.tasks, deadline)
@@ -216,6 +254,16 @@ class Server:
         await asyncio.wait({waiting, forced}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         forced.cancel()
+
+    def _grace_left(self) -> float | None:
+        """Seconds left of the grace period (all of it if shutdown never began); a moment at
+        least, for threads that are finishing because their requests were just cancelled."""
+        grace = self.config.timeout_graceful_shutdown
+        if self._force is not None and self._force.is_set():
+            return 0.5
+        if self._deadline is None or grace is None:
+            return grace
+        return max(0.5, self._deadline - asyncio.get_running_loop().time())
 
     def _request_stop(self) -> None:
         if self._stop is not None:

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The core logs exactly "dualcorn running on http://127.0.0.1:PORT" once it listens; with
 # --port 0 this line is the only way to learn the port the kernel chose.
-PORT_LINE = re.compile(r"running on http://127\.0\.0\.1:(\d+)")
+PORT_LINE = re.compile(r"running on https?://127\.0\.0\.1:(\d+)")
 # Any listening address (IPv6, a Unix socket, an inherited descriptor) marks the server ready.
 READY_LINE = re.compile(r"running on (\S+)")
 

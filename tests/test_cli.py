@@ -91,12 +91,27 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "ws_ping_interval": ("none", None, ["--ws-ping-interval", "3"], 3.0),
     "ws_ping_timeout": ("1", 1.0, ["--ws-ping-timeout", "none"], None),
     "ws_per_message_deflate": ("false", False, ["--ws-per-message-deflate", "true"], True),
+    "ws_max_queue_bytes": ("65536", 65536, ["--ws-max-queue-bytes", "4096"], 4096),
+    "ws_max_fragments": ("16", 16, ["--ws-max-fragments", "17"], 17),
+    "timeout_send": ("7", 7.0, ["--timeout-send", "8"], 8.0),
+    "wsgi_outbuf_overflow": ("1000", 1000, ["--wsgi-outbuf-overflow", "2000"], 2000),
+    "wsgi_outbuf_high_watermark": ("2000000", 2000000, ["--wsgi-outbuf-high-watermark",
+                                   "3000000"], 3000000),
+    "wsgi_queue": ("10", 10, ["--wsgi-queue", "11"], 11),
     "workers": ("3", 3, ["--workers", "2"], 2),
     "reload": ("on", True, ["--no-reload"], False),
     "reload_dirs": ("src,lib", ("src", "lib"), ["--reload-dir", "app"], ("app",)),
     "reload_includes": ("*.py", ("*.py",), ["--reload-include", "*.toml"], ("*.toml",)),
     "reload_excludes": ("*.tmp", ("*.tmp",), ["--reload-exclude", "*.log"], ("*.log",)),
     "reload_delay": ("0.5", 0.5, ["--reload-delay", "1"], 1.0),
+    "ssl_certfile": ("a.pem", "a.pem", ["--ssl-certfile", "b.pem"], "b.pem"),
+    "ssl_keyfile": ("a.key", "a.key", ["--ssl-keyfile", "b.key"], "b.key"),
+    "ssl_keyfile_password": ("pw1", "pw1", ["--ssl-keyfile-password", "pw2"], "pw2"),
+    "ssl_version": ("5", 5, ["--ssl-version", "17"], 17),
+    "ssl_cert_reqs": ("1", 1, ["--ssl-cert-reqs", "2"], 2),
+    "ssl_ca_certs": ("ca1.pem", "ca1.pem", ["--ssl-ca-certs", "ca2.pem"], "ca2.pem"),
+    "ssl_ciphers": ("ECDHE+AESGCM", "ECDHE+AESGCM", ["--ssl-ciphers", "ECDHE"], "ECDHE"),
+
     "proxy_headers": ("false", False, ["--proxy-headers"], True),
     "forwarded_allow_ips": ("10.0.0.1,10.0.0.2", ("10.0.0.1", "10.0.0.2"),
                             ["--forwarded-allow-ips", "*"], ("*",)),
@@ -112,6 +127,11 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "uds_mode": ("660", 0o660, ["--uds-mode", "600"], 0o600),
     "access_logfile": ("-", "-", ["--access-logfile", "a.log"], "a.log"),
     "error_logfile": ("e.log", "e.log", ["--log-file", "-"], "-"),
+    "access_log_format": ("%(h)s %(s)s", "%(h)s %(s)s", ["--access-logformat", "%(r)s"],
+                          "%(r)s"),
+    "log_format": ("json", "json", ["--log-format", "text"], "text"),
+    "request_id_header": ("X-Request-ID", "X-Request-ID", ["--request-id-header", "X-Trace"],
+                          "X-Trace"),
     "mounts": ("/a=x:app,/b=y:app@wsgi:2", (Mount("/a", "x:app"), Mount("/b", "y:app", "wsgi", 2)),
                ["--mount", "/c=z:app"], (Mount("/c", "z:app"),)),
     "static": (f"/s={REPO_ROOT / 'tests'}", (StaticDir("/s", str(REPO_ROOT / "tests")),),
@@ -122,9 +142,18 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "static_dotfiles": ("true", True, ["--no-static-dotfiles"], False),
     "static_follow_symlinks": ("true", True, ["--no-static-follow-symlinks"], False),
     "static_fallthrough": ("true", True, ["--no-static-fallthrough"], False),
+    "metrics_port": ("9100", 9100, ["--metrics-port", "9200"], 9200),
+    "metrics_host": ("0.0.0.0", "0.0.0.0", ["--metrics-host", "::1"], "::1"),
 }  # fmt: skip
 # uvicorn's name for the head limit lands in the same Config field.
 ATTRIBUTE = {"h11_max_incomplete_event_size": "limit_request_head"}
+# Options that are valid only beside another: the other comes from the environment too.
+COMPANIONS = {
+    name: {"DUALCORN_SSL_CERTFILE": "cert.pem", "DUALCORN_SSL_CA_CERTS": "ca.pem"}
+    for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_version", "ssl_cert_reqs",
+                 "ssl_ciphers")
+}  # fmt: skip
+COMPANIONS["ssl_ca_certs"] = {"DUALCORN_SSL_CERTFILE": "cert.pem"}
 
 
 def env_name(dest: str) -> str:
@@ -157,6 +186,8 @@ def test_option_from_environment_and_cli_wins(clean_env: pytest.MonkeyPatch, des
     raw, from_env, cli_args, from_cli = OPTIONS[dest]
     attribute = ATTRIBUTE.get(dest, dest)
     clean_env.setenv(env_name(dest), raw)
+    for name, value in COMPANIONS.get(dest, {}).items():
+        clean_env.setenv(name, value)
     assert getattr(config_from_args(["main:app"]), attribute) == from_env
     assert getattr(config_from_args(["main:app", *cli_args]), attribute) == from_cli
 

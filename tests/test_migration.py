@@ -122,17 +122,6 @@ def test_gunicorn_and_uvicorn_spellings(args: list[str], field: str, value: obje
     assert getattr(config_from_args([*args, "main:app"]), field) == value
 
 
-@pytest.mark.parametrize("option", [["--access-logformat", "%(h)s"], ["-c", "gunicorn.conf.py"],
-                                    ["--config", "gunicorn.conf.py"]])  # fmt: skip
-def test_options_of_the_config_issue_are_refused_in_one_line(option: list[str]) -> None:
-    result = run_to_exit(*option, APP)
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 2, result.stderr
-    assert lines[0].startswith("dualcorn: error: ") and "issue #14" in lines[0]
-    assert lines[1] == "run 'dualcorn --help' for the options"
-
-
 def test_meaningless_gunicorn_options_warn_and_go_on() -> None:
     args = ("-k", "uvicorn.workers.UvicornWorker", "--preload", "--port", "0", APP)
     with run_dualcorn(*args) as server:

@@ -10,11 +10,9 @@ from websockets.frames import BINARY, CONT, TEXT, Frame
 
 from dualcorn import Config
 from dualcorn.errors import AppContractError
-from dualcorn.protocols.flow import ReadFlow
 from dualcorn.protocols.state import ServerState
 from dualcorn.protocols.ws_handshake import AppResponse, Handshake, is_websocket_upgrade
-from dualcorn.protocols.ws_inbox import Inbox, InvalidText
-from tests.support import MemoryTransport
+from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
 
 UPGRADE = [(b"host", b"x"), (b"connection", b"keep-alive, Upgrade"), (b"upgrade", b"WebSocket")]
 
@@ -32,9 +30,9 @@ def test_upgrade_detection(headers: list[tuple[bytes, bytes]], expected: bool) -
     assert is_websocket_upgrade(headers) is expected
 
 
-def _inbox(max_queue: int = 32) -> tuple[Inbox, MemoryTransport]:
-    transport = MemoryTransport()
-    return Inbox(ReadFlow(transport), max_queue), transport
+def _inbox(max_queue: int = 32, **bounds: int) -> tuple[Inbox, list[str]]:
+    calls: list[str] = []
+    return Inbox(lambda: calls.append("room"), max_queue, **bounds), calls
 
 
 async def test_fragments_become_one_message_and_utf8_may_split() -> None:
@@ -55,17 +53,39 @@ async def test_invalid_utf8_is_refused_at_the_fragment_that_carries_it() -> None
         inbox.feed(Frame(CONT, b"\xff", fin=False))
 
 
+async def test_too_many_fragments_are_refused_and_the_next_message_is_whole() -> None:
+    inbox, _ = _inbox(max_fragments=3)
+    inbox.feed(Frame(BINARY, b"a", fin=False))
+    inbox.feed(Frame(CONT, b"b", fin=False))
+    inbox.feed(Frame(CONT, b"c", fin=False))
+    with pytest.raises(TooManyFragments):
+        inbox.feed(Frame(CONT, b"d", fin=False))
+
+
 async def test_reading_pauses_at_max_queue_and_resumes_when_drained() -> None:
-    inbox, transport = _inbox(max_queue=4)
+    inbox, calls = _inbox(max_queue=4)
     for i in range(4):
         inbox.feed(Frame(TEXT, b"%d" % i))
-    assert not transport.reading
+    assert inbox.full
     for _ in range(3):
         await inbox.get()
-    assert transport.reading  # one left: below a quarter of the queue
+    assert calls == ["room"] and not inbox.full  # one left: below a quarter of the queue
     inbox.close(1000, "")
     assert (await inbox.get())["text"] == "3"
     assert await inbox.get() == {"type": "websocket.disconnect", "code": 1000, "reason": ""}
+
+
+async def test_the_queue_is_bounded_in_bytes_and_dropped_when_the_client_leaves() -> None:
+    inbox, calls = _inbox(max_queue=1000, max_bytes=1000)
+    inbox.feed(Frame(BINARY, b"x" * 600))
+    assert not inbox.full
+    inbox.feed(Frame(BINARY, b"x" * 600))
+    assert inbox.full and inbox.queued_bytes == 1200
+    assert len((await inbox.get())["bytes"]) == 600
+    assert inbox.full and not calls  # 600 bytes are still more than a quarter
+    inbox.close(1006, "")  # the app fell behind: what it did not read is dropped
+    assert inbox.queued_bytes == 0
+    assert (await inbox.get())["type"] == "websocket.disconnect"
 
 
 async def test_get_waits_for_a_message() -> None:

@@ -61,7 +61,15 @@ def adapt_app(
     if chosen == "wsgi":
         from dualcorn.adapters.wsgi import WSGIAdapter
 
-        return WSGIAdapter(app, threads=threads, multiprocess=config.workers > 1), chosen
+        adapter = WSGIAdapter(
+            app,
+            threads=threads,
+            multiprocess=config.workers > 1,
+            queue=config.wsgi_queue,
+            outbuf_overflow=config.wsgi_outbuf_overflow,
+            outbuf_high_watermark=config.wsgi_outbuf_high_watermark,
+        )
+        return adapter, chosen
     return app, chosen
 
 

@@ -18,9 +18,16 @@ The server only ever speaks ASGI 3 (design rule 1), so a WSGI app is wrapped in
 * ``websocket``: WSGI has no WebSockets; the handshake is refused (the server answers 403).
 
 The pool is bounded (``threads``): when every thread is busy, further requests wait in the
-pool's queue, holding no thread.  A request task cancelled by the server aborts its bridge and
-its outbox, so its app thread stops at its next hop or post (or never starts the application)
-and returns to the pool.
+pool's queue, holding no thread, and that queue is bounded too (``queue``, ``--wsgi-queue``):
+past it the request is answered 503 at once, as ``--limit-concurrency`` does.  A request
+without a body that has to wait watches its client meanwhile: one that hangs up before a thread
+is free aborts its outbox, and the thread that takes it skips the application.  A request task
+cancelled by the server aborts its bridge and its outbox, so its app thread stops at its next
+hop or post (or never starts the application) and returns to the pool.
+
+Shutting down never blocks the loop: the pool is told to stop and its threads are awaited as an
+event, only as long as the server's grace period allows; then the server names the requests it
+abandons.
 """
 
 from __future__ import annotations
@@ -35,9 +42,18 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
 
-from dualcorn.adapters.wsgi_input import ClientDisconnected, LoopBridge, Receive, Send, WSGIInput
+from dualcorn.access_format import REQUEST_ID_KEY
+from dualcorn.adapters.wsgi_input import (
+    ClientDisconnected,
+    LoopBridge,
+    Message,
+    Receive,
+    Send,
+    WSGIInput,
+)
+from dualcorn.adapters.wsgi_pool import WorkerPool
 from dualcorn.adapters.wsgi_responder import FileWrapper, Responder
-from dualcorn.adapters.wsgi_threads import Outbox, WorkerPool
+from dualcorn.adapters.wsgi_threads import OUTBOX_LIMIT, OUTBOX_MEMORY, Outbox
 from dualcorn.errors import ConfigError
 
 __all__ = [
@@ -58,6 +74,12 @@ _SERVER_PROTOCOLS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2"}
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 # Bytes of a partial line wsgi.errors holds before it logs them anyway.
 _ERRORS_LINE_LIMIT = 8192
+_BUSY_START = {
+    "type": "http.response.start",
+    "status": 503,
+    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+}
+_BUSY_BODY = {"type": "http.response.body", "body": b"Service Unavailable", "more_body": False}
 
 
 class ErrorStream(io.TextIOBase):
@@ -193,6 +215,10 @@ class EnvironBuilder:
         environ["PATH_INFO"] = _path_info(scope, root, script_name)
         environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
         environ["wsgi.url_scheme"] = scheme
+        if scheme == "https":
+            # The CGI variable (RFC 3875 4.1.18's "protocol-specific" ones; mod_ssl, gunicorn)
+            # that some frameworks and middleware read instead of wsgi.url_scheme.
+            environ["HTTPS"] = "on"
         version = scope.get("http_version", "1.1")
         if version != "1.1":
             environ["SERVER_PROTOCOL"] = _SERVER_PROTOCOLS.get(version, "HTTP/" + version)
@@ -222,6 +248,9 @@ class EnvironBuilder:
         if client is not None:
             environ["REMOTE_ADDR"] = client[0]
             environ["REMOTE_PORT"] = str(client[1])
+        extensions = scope.get("extensions")
+        if extensions and REQUEST_ID_KEY in extensions:  # PEP 3333: server keys carry its name
+            environ[REQUEST_ID_KEY] = extensions[REQUEST_ID_KEY]["id"]
         return environ
 
 
@@ -229,15 +258,30 @@ class WSGIAdapter:
     """An ASGI 3 application that runs a WSGI application in at most ``threads`` threads.
 
     ``multiprocess`` is what ``environ["wsgi.multiprocess"]`` reports: true when the server
-    runs several worker processes.
+    runs several worker processes.  ``queue``: requests that may wait for a thread before the
+    next is answered 503; ``outbuf_overflow``, ``outbuf_high_watermark``: see :class:`Outbox`.
     """
 
-    def __init__(self, app: WSGIApplication, *, threads: int, multiprocess: bool = False) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        threads: int,
+        multiprocess: bool = False,
+        queue: int = 1000,
+        outbuf_overflow: int = OUTBOX_MEMORY,
+        outbuf_high_watermark: int = OUTBOX_LIMIT,
+    ) -> None:
         if threads < 1:
             raise ConfigError(f"threads must be at least 1; got {threads!r}")
         self.app = app
         self.threads = threads
+        self.queue = queue
+        self._outbuf = (outbuf_overflow, outbuf_high_watermark)
+        self._busy_logged = float("-inf")
         self._pool: WorkerPool | None = None
+        # --metrics-port: counts busy threads and waiting requests (dualcorn.metrics.recorder).
+        self.pool_tracker: Any = None
         self._environ = EnvironBuilder(
             multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
         )
@@ -254,13 +298,23 @@ class WSGIAdapter:
             # ASGI: "Applications should raise an exception for unknown scope types".
             raise ValueError(f"a WSGI application cannot serve {kind!r} scopes")
 
-    async def shutdown(self) -> None:
-        """Stop the thread pool once the app threads running now have finished."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            # Joining threads blocks, and those threads may still need the loop for their last
-            # hops, so the join happens off the loop.
-            await asyncio.to_thread(pool.shutdown)
+    async def shutdown(self, grace: float | None = None) -> list[str]:
+        """Stop the thread pool and wait up to ``grace`` seconds for its threads to end.
+
+        Returns the requests still running in the app when the time ran out: their daemon
+        threads are left behind (nothing can interrupt a thread), so the process can exit, and
+        the adapter forgets the pool (a later shutdown returns at once).
+        """
+        pool = self._pool
+        if pool is None:
+            return []
+        pool.stop()
+        # Waiting is an event on the loop, not a join in another thread: those threads may
+        # still need the loop for their last hops, and a loop that is closing must not wait
+        # on an executor stuck behind them.
+        stuck = await pool.join(grace)
+        self._pool = None
+        return stuck
 
     def _ensure_pool(self) -> WorkerPool:
         if self._pool is None:
@@ -271,7 +325,8 @@ class WSGIAdapter:
         environ = self._environ.build(scope)
         loop = asyncio.get_running_loop()
         bridge = LoopBridge(loop)
-        if request_may_have_body(environ):
+        body_read = not request_may_have_body(environ)
+        if not body_read:
             wsgi_input = WSGIInput(bridge, receive)
         else:
             # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body, so the
@@ -286,12 +341,31 @@ class WSGIAdapter:
                 more_body=message.get("more_body", False),
             )
         environ["wsgi.input"] = wsgi_input
+        pool = self._ensure_pool()
+        if pool.waiting >= self.queue:
+            # --wsgi-queue: every thread is busy and enough requests wait already (8 KiB or
+            # more each); refuse at once, as --limit-concurrency does, rather than queue more.
+            now = loop.time()
+            if now - self._busy_logged >= 1.0:  # at most once a second: this is an overload
+                self._busy_logged = now
+                logger.warning("--wsgi-queue (%d) reached: answering 503", self.queue)
+            await send(_BUSY_START)
+            await send(_BUSY_BODY)
+            return
         extensions = scope.get("extensions") or {}
-        outbox = Outbox(loop)
+        outbox = Outbox(loop, *self._outbuf)
         responder = Responder(
             self.app, environ, outbox, wsgi_input, zerocopy=ZEROCOPY_EXTENSION in extensions
         )
-        self._ensure_pool().submit(responder.run)
+        job: Any = responder
+        if self.pool_tracker is not None:
+            job = self.pool_tracker.wrap(job)  # --metrics-port: busy threads, waiting requests
+        pool.submit(job)
+        watch = None
+        if body_read and pool.waiting:
+            # It waits for a thread: if its client hangs up meanwhile, nobody should run it.
+            watch = asyncio.ensure_future(receive())
+            watch.add_done_callback(functools.partial(_abandon_if_gone, outbox))
         try:
             await outbox.deliver(send)
         except asyncio.CancelledError:
@@ -299,6 +373,9 @@ class WSGIAdapter:
             outbox.abort()
             bridge.abort()
             raise
+        finally:
+            if watch is not None:
+                watch.cancel()
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -307,6 +384,8 @@ class WSGIAdapter:
                 self._ensure_pool()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                # The requests running now finish first; the server bounds this wait by what is
+                # left of its grace period (cancelling it leaves the pool to the server).
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -316,3 +395,10 @@ class WSGIAdapter:
         if message["type"] == "websocket.connect":
             # ASGI: websocket.close before websocket.accept rejects the handshake (HTTP 403).
             await send({"type": "websocket.close"})
+
+
+def _abandon_if_gone(outbox: Outbox, watch: asyncio.Future[Message]) -> None:
+    """The client of a request waiting for a thread hung up: the thread will skip it."""
+    gone = not watch.cancelled() and watch.exception() is None
+    if gone and watch.result()["type"] == "http.disconnect":
+        outbox.abandon()

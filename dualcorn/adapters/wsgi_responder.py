@@ -7,7 +7,8 @@ Theory of operation
 messages to the request's :class:`~.wsgi_threads.Outbox`, which the loop drains into the
 server's ``send()``.  Posting does not wait for the loop (the block is on its way, as PEP 3333
 "Buffering and Streaming" requires, while the app produces the next one); the thread waits only
-when the client falls :data:`~.wsgi_threads.OUTBOX_LIMIT` bytes behind.
+when the client falls ``--wsgi-outbuf-high-watermark`` bytes behind (past
+``--wsgi-outbuf-overflow`` the outbox keeps them in a temporary file, not in memory).
 
 Headers leave lazily, with the first non-empty chunk or at the end of the iterable (PEP 3333
 "Buffering and Streaming"), together with that chunk.  A list or tuple body under
@@ -32,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from wsgiref.types import WSGIApplication
 
+from dualcorn.access_format import REQUEST_ID_KEY
 from dualcorn.adapters.wsgi_input import ClientDisconnected, Message, WSGIInput
 from dualcorn.adapters.wsgi_threads import Outbox
 from dualcorn.errors import AppContractError
@@ -229,11 +231,16 @@ class Responder:
         if data:
             self._send_chunk(data)
 
+    def describe(self) -> str:
+        """The request, for a log line about a thread the server gave up on."""
+        environ = self._environ
+        return f"{environ['REQUEST_METHOD']} {environ['SCRIPT_NAME']}{environ['PATH_INFO']}"
+
     def run(self) -> None:
         """Call the application and post its response; an app error after the headers is
         handed to the outbox, which re-raises it on the loop."""
-        if self._outbox.aborted:
-            return  # the server gave up on the request before a thread was free
+        if not self._outbox.claim():
+            return  # abandoned (by the server, or its client) before a thread was free
         iterable = None
         error: BaseException | None = None
         try:
@@ -252,7 +259,9 @@ class Responder:
                     error = AppContractError(f"the WSGI application raised {exc!r}")
                     error.__cause__ = exc
             else:
-                logger.error("Exception in WSGI application", exc_info=exc)
+                request_id = self._environ.get(REQUEST_ID_KEY)
+                extra = {"request_id": request_id} if request_id else None
+                logger.error("Exception in WSGI application", exc_info=exc, extra=extra)
                 self._send_server_error()
         finally:
             try:

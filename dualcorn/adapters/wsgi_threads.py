@@ -1,87 +1,75 @@
-"""How WSGI app threads and the event loop hand work to each other, with few wake-ups.
+"""How WSGI app threads hand responses to the event loop, with few wake-ups and bounded memory.
 
 Theory of operation
 -------------------
 Every time one thread must wake another, the request pays for a system call and a GIL hand-off;
-on a small machine those wake-ups, not the application, bound a hello-world's throughput.  This
-module keeps them to the minimum PEP 3333 allows:
-
-* :class:`WorkerPool` (loop -> thread): ``size`` threads take jobs from one
-  :class:`queue.SimpleQueue`.  Submitting a job is one ``put``: no ``concurrent.futures.Future``,
-  no result chained back through ``wrap_future``; a job reports through its :class:`Outbox`.
-* :class:`Outbox` (thread -> loop): the app thread *posts* response messages and carries on.  The
-  loop is woken (one ``call_soon_threadsafe``) only when its consumer is not already scheduled,
-  and the consumer sends everything posted by the time it runs.  A response complete before the
-  loop gets the GIL (a list body, a generator that ends at once, a Content-Length reached) thus
-  costs one wake-up each way, its end included.
+on a small machine those wake-ups, not the application, bound a hello-world's throughput.  The
+pool (:mod:`.wsgi_pool`) takes a job with one ``put``; an :class:`Outbox` brings the response
+back: the app thread *posts* response messages and carries on.  The loop is woken (one
+``call_soon_threadsafe``) only when its consumer is not already scheduled, and the consumer
+sends everything posted by the time it runs.  A response complete before the loop gets the GIL
+(a list body, a generator that ends at once, a Content-Length reached) thus costs one wake-up
+each way, its end included.
 
 PEP 3333 "Buffering and Streaming": a server "must either fully transmit all the data or
 guarantee to continue transmission while the app produces the next block".  Posting is that
-guarantee: the block is already on its way while the application computes the next one.  Design
-rule 2 (every buffer bounded) still holds: once more than :data:`OUTBOX_LIMIT` bytes are posted
-but not yet accepted by the server's ``send()`` (which waits while the transport is paused), the
-app thread waits.  A slow client therefore stalls the application, not the server's memory.
+guarantee.  It also frees the thread: a client that reads slowly (or never) must not hold one
+of the few app threads, or a handful of such clients starve everyone else.  So the outbox takes
+a response off the app thread the way waitress's output buffer does: up to ``memory_limit``
+bytes (``--wsgi-outbuf-overflow``, 1 MiB) posted but not yet sent stay in memory; more spill
+to an unlinked temporary file, read back by the loop as the client drains it; only past
+``limit`` bytes in all (``--wsgi-outbuf-high-watermark``, 16 MiB) does the app thread wait.
+That wait is bounded too: the server's ``send()`` gives up on a client that reads nothing for
+``--timeout-send`` (nginx ``send_timeout``), which aborts the outbox and wakes the thread, whose
+next post raises :class:`ClientDisconnected` (and the responder calls ``close()``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
+import os
+import tempfile
 import threading
-from collections.abc import Callable
 
 from dualcorn.adapters.wsgi_input import ClientDisconnected, Message, Send
 
-__all__ = ["OUTBOX_LIMIT", "Outbox", "WorkerPool"]
+__all__ = ["OUTBOX_LIMIT", "OUTBOX_MEMORY", "Outbox"]
 
 logger = logging.getLogger("dualcorn.error")
 
-# Bytes an app thread may post ahead of the client before it waits: the same order as asyncio's
-# default transport high-water mark (64 KiB), so at most two such buffers exist per response.
-OUTBOX_LIMIT = 64 * 1024
+# waitress's defaults: outbuf_overflow (bytes in memory before a temporary file takes the rest)
+# and outbuf_high_watermark (bytes in all before the app thread waits).
+OUTBOX_MEMORY = 1024 * 1024
+OUTBOX_LIMIT = 16 * 1024 * 1024
+# Spilled bytes are read back and sent in blocks of this size (asyncio's largest socket read).
+_READ_BACK = 256 * 1024
 
-Job = Callable[[], None]
+
+class _SpillFile:
+    """An unlinked temporary file; closed when the last item that refers to it is dropped."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self) -> None:
+        fd, path = tempfile.mkstemp(prefix="dualcorn-wsgi-")
+        os.unlink(path)
+        self.fd = fd
+
+    def __del__(self) -> None:
+        os.close(self.fd)
 
 
-class WorkerPool:
-    """``size`` threads running jobs in submission order; more jobs wait in the queue.
+class _Spilled:
+    """A body message whose bytes wait in a spill file."""
 
-    The threads start with the pool (as waitress's and gunicorn's gthread workers do): a
-    ``submit()`` is then one ``put``, with no bookkeeping of idle threads on either side.
-    """
+    __slots__ = ("file", "more_body", "offset", "size")
 
-    __slots__ = ("_jobs", "_threads")
-
-    def __init__(self, size: int, name: str) -> None:
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}_{n}", daemon=True)
-            for n in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, job: Job) -> None:
-        """Queue ``job``: past the bound it waits here, holding no thread (design rule 2)."""
-        self._jobs.put(job)
-
-    def _work(self) -> None:
-        jobs = self._jobs
-        while (job := jobs.get()) is not None:
-            try:
-                job()
-            except BaseException:  # a job handles its own errors; this is a last resort
-                logger.exception("WSGI job failed")
-            job = None  # drop the request's references before waiting for the next one
-
-    def shutdown(self) -> None:
-        """Let queued jobs finish, then stop and join every thread (blocks: call off the loop)."""
-        threads, self._threads = self._threads, []
-        for _ in threads:
-            self._jobs.put(None)
-        for thread in threads:
-            thread.join()
+    def __init__(self, file: _SpillFile, offset: int, size: int, more_body: bool) -> None:
+        self.file = file
+        self.offset = offset
+        self.size = size
+        self.more_body = more_body
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -98,30 +86,50 @@ class Outbox:
     """
 
     __slots__ = (
-        "_done", "_error", "_failed", "_items", "_lock", "_loop", "_queued", "_room",
-        "_scheduled", "_unsent", "_waiter", "_waiting",
+        "_claimed", "_done", "_error", "_failed", "_in_memory", "_items", "_limit", "_lock",
+        "_loop", "_memory_limit", "_queued", "_room", "_scheduled", "_spill", "_spill_end",
+        "_spilled", "_unsent", "_waiter", "_waiting",
     )  # fmt: skip
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        memory_limit: int = OUTBOX_MEMORY,
+        limit: int = OUTBOX_LIMIT,
+    ) -> None:
         self._loop = loop
+        self._memory_limit = memory_limit
+        self._limit = limit
         self._lock = threading.Lock()
         # Where the app thread waits for room; made on first use, as most responses never wait.
         self._room: threading.Condition | None = None
-        self._items: list[tuple[Message, int]] = []  # posted, not yet taken by the consumer
+        # Posted, not yet taken by the consumer: a message, or body bytes in a spill file.
+        self._items: list[tuple[Message | _Spilled, int]] = []
         self._unsent = 0  # body bytes posted and not yet accepted by send()
-        self._queued = 0  # messages posted and not yet accepted by send()
+        self._in_memory = 0  # the part of those held in memory
+        self._spilled = 0  # body bytes in the spill file not yet read back by the loop
+        self._queued = 0  # items posted and not yet accepted by send()
+        self._spill: _SpillFile | None = None  # the app thread's current spill file
+        self._spill_end = 0  # where the app thread writes next in it
         self._waiter: asyncio.Future[None] = loop.create_future()
         self._scheduled = False  # the consumer was woken and has not yet gone back to sleep
         self._waiting = False  # the app thread waits on _room
         self._done = False  # finish() was called
         self._error: BaseException | None = None
         self._failed = False  # the loop side stopped listening
+        self._claimed = False  # an app thread took the request
 
     @property
     def aborted(self) -> bool:
         return self._failed
 
     # --- The app thread ------------------------------------------------------------------
+
+    def claim(self) -> bool:
+        """A thread takes the request: False if it was abandoned while waiting for one."""
+        with self._lock:
+            self._claimed = True
+            return not self._failed
 
     def post(
         self,
@@ -137,17 +145,27 @@ class Outbox:
         ``wait_sent``: return only once ``send()`` accepted everything posted (for a message
         that refers to a resource the thread is about to release, such as an open file).
         """
+        item: Message | _Spilled = message
+        in_memory = size
+        # Spill only when the client is already behind (bytes wait unsent): a response that
+        # keeps up never touches the disk.  Read without the lock: the loop only ever lowers
+        # these, so the worst is an early spill.
+        if size and self._unsent and self._in_memory + size > self._memory_limit:
+            item, in_memory = self._spill_out(message, size), 0
         with self._lock:
             if self._failed:
                 raise ClientDisconnected("the client disconnected")
             if start is not None:
                 self._items.append((start, 0))
                 self._queued += 1
-            self._items.append((message, size))
+            self._items.append((item, size))
             self._unsent += size
+            self._in_memory += in_memory
+            if not in_memory:
+                self._spilled += size
             self._queued += 1
             self._wake_consumer()
-            while not self._failed and (self._queued if wait_sent else self._unsent > OUTBOX_LIMIT):
+            while not self._failed and (self._queued if wait_sent else self._unsent > self._limit):
                 if self._room is None:
                     self._room = threading.Condition(self._lock)
                 self._waiting = True
@@ -155,6 +173,27 @@ class Outbox:
             self._waiting = False
             if self._failed:
                 raise ClientDisconnected("the client disconnected")
+
+    def _spill_out(self, message: Message, size: int) -> _Spilled:
+        """Write a body message's bytes to the spill file (outside the lock: only this thread
+        writes, and the loop reads only regions already handed to it)."""
+        with self._lock:
+            drained = not self._spilled  # the loop has read back everything written so far
+        spill = self._spill
+        if spill is None or (not drained and self._spill_end + size > self._limit):
+            # A new file when the old one still has unread bytes but would grow past the
+            # bound; the old one closes once the loop has read its last item.
+            spill = self._spill = _SpillFile()
+            self._spill_end = 0
+        elif drained:
+            self._spill_end = 0  # rewrite from the start: the file stays at most ~limit long
+        offset = self._spill_end
+        view = memoryview(message["body"])
+        while view:
+            written = os.pwrite(spill.fd, view, offset + size - len(view))
+            view = view[written:]
+        self._spill_end = offset + size
+        return _Spilled(spill, offset, size, bool(message.get("more_body", False)))
 
     def finish(self, error: BaseException | None = None, last: list[Message] | None = None) -> None:
         """No more messages after ``last``; ``error``, if any, is raised on the loop once the
@@ -185,13 +224,16 @@ class Outbox:
     async def deliver(self, send: Send) -> None:
         """Send what the app thread posts until it finishes; re-raise its error, if any.
 
-        A ``send()`` that fails with ``OSError`` means the client left: the app thread is told
-        (its next post raises :class:`ClientDisconnected`) and delivery ends quietly.
+        A ``send()`` that fails with ``OSError`` means the client left (or read nothing for
+        ``--timeout-send``): the app thread is told (its next post raises
+        :class:`ClientDisconnected`) and delivery ends quietly.
         """
         while True:
             await self._waiter
             while True:
                 with self._lock:
+                    if self._failed:
+                        return
                     batch = self._items
                     if not batch:
                         if self._done:
@@ -203,9 +245,12 @@ class Outbox:
                         self._scheduled = False
                         break
                     self._items = []
-                for message, size in batch:
+                for item, size in batch:
                     try:
-                        await send(message)
+                        if type(item) is _Spilled:
+                            await self._send_spilled(item, send)
+                        else:
+                            await send(item)  # type: ignore[arg-type]
                     except OSError:
                         self.abort()
                         return
@@ -213,16 +258,45 @@ class Outbox:
                         self.abort()
                         raise
                     with self._lock:
-                        self._unsent -= size
+                        if type(item) is not _Spilled:
+                            self._unsent -= size
+                            self._in_memory -= size
                         self._queued -= 1
                         self._notify_thread()
 
+    async def _send_spilled(self, item: _Spilled, send: Send) -> None:
+        """Read spilled bytes back and send them, a block at a time."""
+        offset, left = item.offset, item.size
+        while left:
+            # A page-cache read of one block: short enough to make on the loop thread.
+            block = os.pread(item.file.fd, min(left, _READ_BACK), offset)
+            if not block:
+                raise RuntimeError("the WSGI spill file is shorter than what was written to it")
+            offset += len(block)
+            left -= len(block)
+            with self._lock:
+                self._spilled -= len(block)
+            more = item.more_body or left > 0
+            await send({"type": "http.response.body", "body": block, "more_body": more})
+            with self._lock:
+                self._unsent -= len(block)
+                self._notify_thread()
+
     def abort(self) -> None:
-        """Stop listening: the app thread's next (or current) post raises ClientDisconnected."""
+        """Stop listening: the app thread's next (or current) post raises ClientDisconnected.
+        (On the loop thread, as :meth:`abandon`.)"""
         with self._lock:
             self._failed = True
             self._items = []
             self._notify_thread()
+        _wake(self._waiter)  # a deliver() waiting for posts returns
+
+    def abandon(self) -> None:
+        """The client left before any thread took the request: no thread will run it."""
+        with self._lock:
+            if self._claimed:
+                return  # the app runs already; its posts will find the client gone
+        self.abort()
 
     def _notify_thread(self) -> None:
         # Called with the lock held.

@@ -45,6 +45,11 @@ IDLE_DRAIN = 0.5
 class HTTPConnection(asyncio.Protocol, Connection):
     transport: asyncio.Transport
     read_flow: ReadFlow
+    # Plain TCP's; a TLS connection gets its own values once, at its hand-over (dualcorn.tls).
+    scheme = "http"
+    ws_scheme = "ws"
+    extensions = _EXTENSIONS
+    ws_extensions = _WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -131,7 +136,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
             if state.access_log:  # a 503 is a response like any other: it gets its line
-                state.access_logger.info(*refusal_line(self.client, method, target, version, 503))
+                line = refusal_line(self.client, method, target, version, 503, state.access_format)
+                state.access_logger.info(*line)
             return None
         http10 = version == b"1.0"
         # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
@@ -148,7 +154,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "http_version": "1.0" if http10 else "1.1",
             "server": self.server,
             "client": self.client,
-            "scheme": "http",
+            "scheme": self.scheme,
             "method": method.decode("ascii"),
             "root_path": root_path,
             "path": root_path + path,
@@ -156,8 +162,10 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "query_string": query,
             "headers": headers,
             "state": state.lifespan_state.copy(),
-            "extensions": _EXTENSIONS,
+            "extensions": self.extensions,
         }
+        if state.request_ids is not None:
+            state.request_ids.assign(scope, self.client)
         if self.forwarding is not None:
             self.forwarding.rewrite(scope)
         cycle = RequestCycle(
@@ -200,7 +208,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             )
             self.reject(ProtocolError("WebSocket support is not installed", 501))
             if state.access_log:
-                state.access_logger.info(*refusal_line(self.client, method, target, version, 501))
+                line = refusal_line(self.client, method, target, version, 501, state.access_format)
+                state.access_logger.info(*line)
             return
         from dualcorn.protocols.websocket import WebSocketSession
         from dualcorn.protocols.ws_handshake import Handshake, subprotocols
@@ -220,7 +229,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "type": "websocket",
             "asgi": _ASGI,
             "http_version": version.decode("ascii", "replace"),
-            "scheme": "ws",
+            "scheme": self.ws_scheme,
             "server": self.server,
             "client": self.client,
             "root_path": root_path,
@@ -230,8 +239,10 @@ class HTTPConnection(asyncio.Protocol, Connection):
             "headers": headers,
             "subprotocols": subprotocols(headers),
             "state": state.lifespan_state.copy(),
-            "extensions": _WS_EXTENSIONS,
+            "extensions": self.ws_extensions,
         }
+        if state.request_ids is not None:
+            state.request_ids.assign(scope, self.client)
         if self.forwarding is not None:
             self.forwarding.rewrite(scope)
         handshake = Handshake(method, target, version, headers, self.config)
@@ -251,6 +262,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
             self.transport.write(error_response(error.status))
         if cycle is not None:
             cycle.feed_disconnect()
+        elif self.state.metrics is not None:
+            self.state.metrics.request_refused(error.status)
         self.transport.close()
 
     # --- Called by the cycle -------------------------------------------------------------
@@ -298,6 +311,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
     async def _drain(self) -> None:
         """Close once idle for IDLE_DRAIN, or after the request that arrives meanwhile."""
         try:
@@ -324,6 +340,13 @@ class HTTPConnection(asyncio.Protocol, Connection):
             if timer is not None:
                 timer.cancel()
             self._timer = self.loop.call_at(deadline, self._expired)
+
+    def count_handshake(self, accepted_at: float) -> None:
+        """The first head's timeout began at the accept: a TLS handshake spent part of it."""
+        if self.cycle is None and self._deadline is not None:
+            self._head_start = accepted_at
+            left = accepted_at + self.config.timeout_request_head - self.loop.time()
+            self._arm(_HEAD, max(left, 0.0))
 
     def _arm_head(self) -> None:
         self._head_start = self.loop.time()

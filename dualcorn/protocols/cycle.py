@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any, Protocol
 
+from dualcorn.access_format import request_extra
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.flow import BODY, ReadFlow, WriteFlow
 from dualcorn.protocols.logline import access_line
@@ -94,6 +95,7 @@ class RequestCycle:
         "http10",
         "keep_alive",
         "owner",
+        "response_headers",
         "scope",
         "start_time",
         "started",
@@ -134,6 +136,7 @@ class RequestCycle:
         self._head_written = self._chunked = False
         self._declared_length: int | None = None
         self.bytes_sent = 0
+        self.response_headers: Any = ()  # the app's, for the access log's %({name}o)s
 
     # --- Fed by the protocol ------------------------------------------------------------
 
@@ -243,9 +246,7 @@ class RequestCycle:
             more = message.get("more_body", False)
             self._write_body(body, more)
             if more and self.owner.write_flow.paused:
-                await self.owner.write_flow.drain()
-                if self.disconnected:
-                    raise ClientDisconnected("the client disconnected")
+                await self._drain()
             elif not more:
                 self._finish()
         elif kind == "http.response.zerocopysend":
@@ -318,6 +319,9 @@ class RequestCycle:
                 for line in state.default_head.split(b"\r\n")
                 if line and line.split(b":", 1)[0].lower() not in seen_default
             )
+        if state.request_ids is not None:  # --request-id-header echoes the request's id
+            lines.append(state.request_ids.echo_line(self.scope, message.get("headers", ())))
+        self.response_headers = message.get("headers", ())
         date = b""
         if state.date is not None and not date_given:
             date = b"date: %s\r\n" % state.date.value()
@@ -423,9 +427,19 @@ class RequestCycle:
                 left -= len(block)
                 offset += len(block)
                 transport.write(block)
-                await self.owner.write_flow.drain()
+                await self._drain()
         if self._chunked:
             transport.write(b"\r\n")
+
+    async def _drain(self) -> None:
+        """Wait for the client to read; nginx ``send_timeout``: a client that reads nothing
+        for ``--timeout-send`` seconds is dropped, and ``send`` raises."""
+        if not await self.owner.write_flow.drain(self.state.config.timeout_send):
+            self.state.error_logger.debug("the client read nothing in --timeout-send; closing")
+            self.owner.transport.abort()
+            self.feed_disconnect()
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
 
     def _finish(self) -> None:
         self.complete = True
@@ -458,7 +472,8 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
         if cycle.disconnected and isinstance(exc, OSError):
             logger.debug("the client went away during the response: %r", exc)
         else:
-            logger.error("Exception in ASGI application", exc_info=exc)
+            extra = request_extra(cycle.scope)
+            logger.error("Exception in ASGI application", exc_info=exc, extra=extra)
         _fail(cycle)
     else:
         if cycle.disconnected and not cycle.complete:
@@ -473,6 +488,8 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
     finally:
         # The task leaves the server's set itself: cheaper than a done-callback per request.
         cycle.state.tasks.discard(cycle.task)
+        if cycle.state.metrics is not None:
+            cycle.state.metrics.request_done(cycle)
 
 
 def _fail(cycle: RequestCycle) -> None:

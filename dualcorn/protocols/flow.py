@@ -3,7 +3,9 @@
 Reading: a connection stops reading from the socket while any reason to hold back stands: the
 app has not yet read the buffered request body (past a high-water mark), or a pipelined request
 waits for the current response to finish.  Writing: the transport tells the protocol when its
-buffer passes the high-water mark; the app's ``send`` then waits until it drains.
+buffer passes the high-water mark; the app's ``send`` then waits until it drains, but not for
+ever: nginx's ``send_timeout`` (``--timeout-send``) bounds each such wait, so a client that never
+reads cannot hold a response (or a WSGI thread) for longer than that.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class ReadFlow:
             self._transport.pause_reading()
         self._reasons |= reason
 
+    @property
+    def paused(self) -> bool:
+        return bool(self._reasons)
+
     def resume(self, reason: int) -> None:
         if self._reasons & reason:
             self._reasons &= ~reason
@@ -57,10 +63,16 @@ class WriteFlow:
         if self._drained is not None:
             self._drained.set()
 
-    async def drain(self) -> None:
-        """Wait until the transport accepts more data (or the connection is lost)."""
+    async def drain(self, within: float | None = None) -> bool:
+        """Wait until the transport accepts more data (or the connection is lost); False if
+        ``within`` seconds passed first (nginx ``send_timeout``: the caller closes)."""
         if not self.paused:
-            return
+            return True
         if self._drained is None:
             self._drained = asyncio.Event()
-        await self._drained.wait()
+        try:
+            async with asyncio.timeout(within):
+                await self._drained.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -7,11 +7,13 @@ import logging
 from typing import Any
 
 from dualcorn import __version__
+from dualcorn.access_format import compile_format
 from dualcorn.config import Config
 from dualcorn.listener import Throttled
 from dualcorn.protocols.wire import DateHeader
 from dualcorn.protocols.ws_handshake import websocket_support
 from dualcorn.proxies import proxy_headers
+from dualcorn.request_id import request_ids
 
 __all__ = ["Connection", "ServerState"]
 
@@ -80,8 +82,13 @@ class ServerState:
         self.server_software = f"dualcorn/{__version__}"
         # Forwarding headers, for connections whose peer --forwarded-allow-ips trusts.
         self.proxy_headers = proxy_headers(config)
+        # --access-log-format, compiled once; request ids when something reads them (issue #14).
+        self.access_format = compile_format(config.access_log_format)
+        self.request_ids = request_ids(config)
         # Called after every completed request (max-requests accounting by supervisors).
         self.on_request_done: list[Any] = []
+        # --metrics-port: a dualcorn.metrics.recorder.ServerMetrics; None costs a request nothing.
+        self.metrics: Any = None
 
     def at_connection_limit(self) -> bool:
         """Whether a new connection must be closed at once (nginx worker_connections)."""

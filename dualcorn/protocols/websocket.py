@@ -9,7 +9,13 @@ frames (and answers pings, checks sizes, inflates permessage-deflate); an
 :class:`~dualcorn.protocols.ws_inbox.Inbox` makes whole, checked messages of the data frames
 for ``receive``; this class sends keepalive pings, carries the app's ``send`` to the wire, and
 runs the closing handshake with a timeout (RFC 6455 7.1).  Every wait is an event: ``receive``
-waits on the inbox, ``send`` on the transport draining.
+waits on the inbox, ``send`` on the transport draining (at most ``--timeout-send``).
+
+What a client can make the session hold is bounded: a
+:class:`~dualcorn.protocols.ws_reader.BoundedReader` stops reading while the inbox is full
+(``--ws-max-queue`` messages, ``--ws-max-queue-bytes`` decompressed bytes) or the write buffer
+is above its high-water mark (pongs for a client that does not read them), and never inflates
+more than a slice of a read past those bounds.
 
 The session is one of the server's connections with ``long_lived`` set: graceful shutdown
 closes it with 1012 only after the HTTP requests in flight have finished.
@@ -24,26 +30,29 @@ import time
 from typing import Any, cast
 
 from websockets.exceptions import InvalidState, ProtocolError
-from websockets.frames import BINARY, CONT, PONG, TEXT, Frame
+from websockets.frames import BINARY, CONT, PING, PONG, TEXT, Frame
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
+from dualcorn.access_format import WEBSOCKET, AccessEntry, request_extra
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.cycle import ClientDisconnected
 from dualcorn.protocols.flow import ReadFlow, WriteFlow
-from dualcorn.protocols.logline import client_address, printable
+from dualcorn.protocols.logline import client_address
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.ws_handshake import AppResponse, Handshake
-from dualcorn.protocols.ws_inbox import Inbox, InvalidText
+from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
+from dualcorn.protocols.ws_reader import BoundedReader
 
 __all__ = ["WebSocketSession"]
 
 _CONNECT = {"type": "websocket.connect"}
 _HANDSHAKE, _RESPONDING, _OPEN, _DONE = range(4)  # the ASGI side's phase
 _EARLY = 8  # a ReadFlow reason: bytes arrived before the app accepted
+_PONG_BYTE = b"\x8a"  # FIN and opcode 0xA: a server's pong frame starts so (RFC 6455 5.2)
 # RFC 6455 7.4.1 / IANA registry: 1006 is never sent, only reported; 1011 internal error;
 # 1012 service restart.
-_ABNORMAL, _INTERNAL_ERROR, _SERVICE_RESTART = 1006, 1011, 1012
+_ABNORMAL, _POLICY_VIOLATION, _INTERNAL_ERROR, _SERVICE_RESTART = 1006, 1008, 1011, 1012
 
 
 class _QuietLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -81,7 +90,15 @@ class WebSocketSession(asyncio.Protocol, Connection):
         self.start_time = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self._early = bytearray()
-        self.inbox = Inbox(self.read_flow, config.ws_max_queue)
+        self.reader = BoundedReader(
+            self.read_flow, write_flow, deflate=bool(handshake.extensions), process=self._process
+        )
+        self.inbox = self.reader.inbox = Inbox(
+            self.reader.inbox_has_room,
+            config.ws_max_queue,
+            config.ws_max_queue_bytes,
+            config.ws_max_fragments,
+        )
         self._connect_sent = False
         self._closed = self.loop.create_future()
         self._response: AppResponse | None = None
@@ -111,11 +128,11 @@ class WebSocketSession(asyncio.Protocol, Connection):
                 self._early += data
                 self.read_flow.pause(_EARLY)
             return
-        ws.receive_data(data)
-        self._process(ws)
+        self.reader.feed(ws, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        self.reader.drop()
         for timer in (self._ping_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
@@ -133,19 +150,26 @@ class WebSocketSession(asyncio.Protocol, Connection):
         self.write_flow.resume_writing()  # an app waiting in send() sees the disconnect
         if self.state.access_log:
             self._log(code)
+        if self.state.metrics is not None:
+            self.state.metrics.websocket_done(self.scope, self.status)
         if not self._closed.done():
             self._closed.set_result(None)
 
     def pause_writing(self) -> None:
         self.write_flow.pause_writing()
+        # Stop reading too: pongs (and echoes) must not pile up for a client that does not
+        # read them.  RFC 6455 5.5.3 allows a pong to wait.
+        self.reader.write_paused()
 
     def resume_writing(self) -> None:
         self.write_flow.resume_writing()
+        self.reader.write_resumed()
 
     # --- Frames from the client ----------------------------------------------------------
 
     def _process(self, ws: ServerProtocol) -> None:
         failed = False
+        pings = 0
         # Once OPEN, the protocol yields only frames (its other events are handshake messages).
         for event in cast(list[Frame], ws.events_received()):
             opcode = event.opcode
@@ -158,17 +182,29 @@ class WebSocketSession(asyncio.Protocol, Connection):
                     # RFC 6455 8.1: invalid UTF-8 in a text message fails the connection.
                     ws.fail(1007, str(exc))
                     failed = True
+                except TooManyFragments as exc:
+                    # 7.4.1: 1008 "received a message that violates its policy".
+                    ws.fail(_POLICY_VIOLATION, str(exc))
+                    failed = True
             elif opcode is PONG:
                 self._on_pong(event.data)
+            elif opcode is PING:
+                pings += 1
             # PING: the protocol queued the pong (RFC 6455 5.5.2).  CLOSE: it echoed the close
             # (5.5.1) and asked for the TCP close, which _flush performs.
-        self._flush(ws)
+        self._flush(ws, pings - 1)
 
     # --- Writing and closing -------------------------------------------------------------
 
-    def _flush(self, ws: ServerProtocol) -> None:
+    def _flush(self, ws: ServerProtocol, stale_pongs: int = 0) -> None:
+        """Write what the protocol queued; ``stale_pongs``: skip that many pongs first, as
+        RFC 6455 5.5.3 allows ("may elect to send a Pong frame for only the most recently
+        processed Ping frame"), so a burst of pings in one read costs one answer."""
         transport = self.transport
         for data in ws.data_to_send():
+            if stale_pongs > 0 and data[:1] == _PONG_BYTE:
+                stale_pongs -= 1  # the protocol serialises one frame per chunk
+                continue
             if data:
                 if not transport.is_closing():
                     transport.write(data)
@@ -260,7 +296,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
                 self._flush(ws)
                 if self.write_flow.paused:
                     # Backpressure: the client is not reading; the app waits here.
-                    await self.write_flow.drain()
+                    await self._drain()
             elif kind == "websocket.close":
                 self._send_close(ws, message.get("code") or 1000, message.get("reason") or "")
             else:
@@ -286,14 +322,20 @@ class WebSocketSession(asyncio.Protocol, Connection):
             if self._response.complete:
                 self._close_transport()
             elif self.write_flow.paused:
-                await self.write_flow.drain()
+                await self._drain()
         else:
             raise ClientDisconnected("the WebSocket is closed")
+
+    async def _drain(self) -> None:
+        # nginx send_timeout: a client that reads nothing for --timeout-send is dropped.
+        if not await self.write_flow.drain(self.config.timeout_send):
+            self.transport.abort()
+            raise ClientDisconnected("the client read nothing in --timeout-send")
 
     def _accept(self, message: dict[str, Any]) -> None:
         response = self.handshake.accept_response(message, self.state)
         # The handshake was read and checked by the HTTP side, so the protocol starts OPEN.
-        ws = self.ws = ServerProtocol(
+        ws = self.ws = self.reader.ws = ServerProtocol(
             state=OPEN, max_size=self.config.ws_max_size, logger=_LIBRARY_LOG
         )
         ws.extensions = self.handshake.extensions
@@ -336,7 +378,8 @@ class WebSocketSession(asyncio.Protocol, Connection):
             if self.phase == _DONE and isinstance(exc, OSError):
                 logger.debug("the WebSocket client went away: %r", exc)
             else:
-                logger.error("Exception in ASGI application", exc_info=exc)
+                extra = request_extra(self.scope)
+                logger.error("Exception in ASGI application", exc_info=exc, extra=extra)
             self._end(_INTERNAL_ERROR)
         else:
             if self.phase == _HANDSHAKE:
@@ -383,18 +426,13 @@ class WebSocketSession(asyncio.Protocol, Connection):
         return client_address(self.scope)
 
     def _log(self, code: int) -> None:
-        scope = self.scope
-        target = scope["raw_path"].decode("latin-1")
-        if scope["query_string"]:
-            target += "?" + scope["query_string"].decode("latin-1")
-        elapsed = (time.monotonic() - self.start_time) * 1000.0
-        log = self.state.access_logger.info
-        args: tuple[object, ...]
-        if self.status == 101:
-            fmt, args = '%s - "WebSocket %s" 101 close %d %.1fms', (code, elapsed)
-        else:
-            fmt, args = '%s - "WebSocket %s" %d %.1fms', (self.status, elapsed)
-        mount = scope.get("dualcorn.mount")
-        if mount is not None:  # --mount: which app answered (other lines keep their arguments)
-            fmt, args = fmt + " mount=%s", (*args, printable(mount))
-        log(fmt, self.client, printable(target), *args)
+        entry = AccessEntry(
+            self.state.access_format,
+            self.scope,
+            self.status,
+            0,
+            time.monotonic() - self.start_time,
+            kind=WEBSOCKET,
+            close_code=code if self.status == 101 else None,
+        )
+        self.state.access_logger.info("%s", entry)

@@ -90,6 +90,8 @@ def _warm_up(config: Config) -> None:
 
     loop_factory(config.loop)
     protocol_class(config.http)
+    if config.tls:
+        importlib.import_module("dualcorn.tls")  # the ssl module is a noticeable import
     if config.interface in ("auto", "wsgi"):
         # The WSGI adapter is imported lazily for the first WSGI app; a standby pays it ahead.
         with contextlib.suppress(ImportError):
@@ -106,6 +108,8 @@ def _serve(conn: Connection, orders: Orders) -> int:
     # The supervisor announced the address once; each worker saying it again reads as if
     # there were several servers.
     server.announce = False
+    # --metrics-port: the supervisor serves every process's numbers added up.
+    server.serve_metrics = False
     ready = False
 
     def report(*message: Any) -> None:

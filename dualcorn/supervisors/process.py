@@ -252,9 +252,14 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """The wakeup socket carries the signal; see :class:`SignalInbox`."""
 
 
+_LONGEST_WAIT = 3600.0
+
+
 def seconds_until(deadlines: Iterable[float | None]) -> float | None:
     """How long to wait before the nearest deadline (None: no deadline, wait for events)."""
     due = [d for d in deadlines if d is not None]
     if not due:
         return None
-    return max(0.0, min(due) - time.monotonic())
+    # Capped: poll(2) cannot wait 1e300 s (OverflowError), and waking early is harmless,
+    # since every deadline is checked again against the clock.
+    return min(_LONGEST_WAIT, max(0.0, min(due) - time.monotonic()))

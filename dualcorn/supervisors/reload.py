@@ -33,8 +33,10 @@ from typing import Any
 
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.config_file import announce_config_file
 from dualcorn.errors import StartupError
 from dualcorn.logs import configure_logging, reopen_log_files
+from dualcorn.metrics.serving import SupervisorMetrics, supervisor_metrics
 from dualcorn.supervisors.process import (
     ServerProcess,
     SignalInbox,
@@ -86,12 +88,21 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
     watch_filter = ChangeFilter(roots, config.reload_includes, config.reload_excludes)
     sockets = bind_sockets(config)
     # Said once, here, as uvicorn's reloader does: the address outlives every server process.
+    announce_config_file(config)
     for sock in sockets:
-        logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
+        logger.info(
+            "dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock, tls=config.tls)
+        )
     logger.info("Will watch for changes in: %s", ", ".join(repr(str(r)) for r in roots))
     logger.info("Started reloader process using WatchFiles")
+    try:
+        metrics = supervisor_metrics(config)  # before any server process starts
+    except BaseException:
+        close_listeners(sockets)
+        raise
     watcher = Watcher(roots, watch_filter)
     reloader = Reloader(config, sockets)
+    reloader.metrics = metrics
     try:
         watcher.start()
         reloader.start()
@@ -100,6 +111,8 @@ def _supervise(config: Config, inbox: SignalInbox) -> None:
         watcher.stop()
         reloader.kill_all()
         close_listeners(sockets)
+        if reloader.metrics is not None:
+            reloader.metrics.close()
 
 
 class Reloader:
@@ -116,6 +129,7 @@ class Reloader:
         self.changed_at = 0.0
         self.changes: set[str] = set()  # seen, not yet acted on: the burst may go on
         self.first_change_at = self.last_change_at = 0.0
+        self.metrics: SupervisorMetrics | None = None  # --metrics-port
 
     def processes(self) -> list[ServerProcess]:
         found = [self.current, self.candidate, self.standby, *self.retiring]
@@ -210,6 +224,8 @@ class Reloader:
     # --- Reports from the children -------------------------------------------------------
 
     def _on_event(self, process: ServerProcess, event: str) -> None:
+        if event == "exited" and self.metrics is not None:
+            self.metrics.process_exited(process.pid)
         if process is self.candidate:
             if event == "ready":
                 self._promote(process)
@@ -265,7 +281,7 @@ class Reloader:
         return min(self.last_change_at + delay, self.first_change_at + max(_LONGEST_BURST, delay))
 
     def _notify(self) -> None:
-        where = ", ".join(describe_socket(s) for s in self.sockets)
+        where = ", ".join(describe_socket(s, tls=self.config.tls) for s in self.sockets)
         if self.stopping:
             status = "Shutting down"
         elif self.candidate is not None and self.current is not None:

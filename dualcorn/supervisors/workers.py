@@ -34,8 +34,10 @@ from typing import Any
 from dualcorn.addresses import listen_addresses
 from dualcorn.binding import _explain, bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
+from dualcorn.config_file import announce_config_file
 from dualcorn.errors import LoadError, StartupError
 from dualcorn.logs import configure_logging, reopen_log_files
+from dualcorn.metrics.serving import SupervisorMetrics, supervisor_metrics
 from dualcorn.supervisors.process import (
     BOOT_FAILED,
     ServerProcess,
@@ -67,9 +69,20 @@ def run_workers(config: Config) -> None:
         inbox.close()
         raise
     arbiter = Arbiter(worker_config, listen)
+    try:
+        arbiter.metrics = supervisor_metrics(config)  # before any worker starts
+    except BaseException:
+        inbox.close()
+        close_listeners(held)
+        raise
+    if arbiter.metrics is not None:
+        arbiter.metrics.watch(arbiter)
     # Said once, here: the workers share these sockets and do not announce them again.
+    announce_config_file(config)
     for sock in held:
-        logger.info("dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock))
+        logger.info(
+            "dualcorn running on %s (Press CTRL+C to quit)", describe_socket(sock, tls=config.tls)
+        )
     logger.info("Started parent process; starting %d workers.", config.workers)
     try:
         arbiter.loop(inbox)
@@ -77,6 +90,8 @@ def run_workers(config: Config) -> None:
         inbox.close()
         arbiter.kill_all()
         close_listeners(held)
+        if arbiter.metrics is not None:
+            arbiter.metrics.close()
     logger.info("Stopped parent process")
     if arbiter.halt is not None:
         kind, message = arbiter.halt
@@ -121,6 +136,8 @@ class Arbiter:
         self.aborted: dict[int, float] = {}  # pid -> when SIGABRT was sent
         self.stopping = False
         self.halt: tuple[str, str] | None = None  # why the whole server stops with status 3
+        self.restarts = 0  # workers replaced after exiting on their own
+        self.metrics: SupervisorMetrics | None = None  # --metrics-port
 
     def processes(self) -> list[ServerProcess]:
         return self.workers + self.retiring
@@ -216,6 +233,8 @@ class Arbiter:
             return
         if event != "exited":
             return
+        if self.metrics is not None:
+            self.metrics.process_exited(worker.pid)
         self.aborted.pop(worker.pid, None)
         if worker in self.retiring:
             self.retiring.remove(worker)
@@ -224,6 +243,7 @@ class Arbiter:
         if worker in self.outdated:
             self.outdated.remove(worker)
         if worker.ready:
+            self.restarts += 1
             how = describe_exit(worker.returncode)
             if worker.returncode == 0:  # --limit-max-requests, or someone else's SIGTERM
                 logger.info("Worker [%d] %s; replacing it.", worker.pid, how)
@@ -236,6 +256,7 @@ class Arbiter:
         failure = worker.failure
         if failure is None and worker.returncode != BOOT_FAILED:
             # Killed or crashed before it could say why (gunicorn restarts these too).
+            self.restarts += 1
             logger.error("Worker [%d] %s before it was ready; replacing it.", worker.pid,
                          describe_exit(worker.returncode))  # fmt: skip
             return
@@ -262,7 +283,8 @@ class Arbiter:
     def _notify(self) -> None:
         ready = sum(1 for w in self.workers if w.ready)
         where = (
-            ", ".join(describe_socket(s) for s in self.listen or ()) or self.config.bind_description
+            ", ".join(describe_socket(s, tls=self.config.tls) for s in self.listen or ())
+            or self.config.bind_description
         )
         status = f"{ready} of {self.target} workers serving on {where}"
         if self.outdated:
@@ -282,7 +304,8 @@ class Arbiter:
             elif worker.killed:
                 continue
             elif worker.ready:
-                found.append(worker.last_beat + config.timeout_worker_healthcheck)
+                if config.timeout_worker_healthcheck > 0:  # 0: never, as gunicorn's -t 0
+                    found.append(worker.last_beat + config.timeout_worker_healthcheck)
             else:
                 found.append(worker.going_at + config.timeout_worker_startup)
         for worker in self.retiring:
@@ -310,7 +333,8 @@ class Arbiter:
                         and now >= worker.stop_sent_at + grace + _KILL_MARGIN:  # fmt: skip
                     logger.warning("Worker [%d] did not stop in time: killing it.", worker.pid)
                     worker.kill()
-            elif worker.ready and now >= worker.last_beat + config.timeout_worker_healthcheck:
+            elif worker.ready and 0 < config.timeout_worker_healthcheck \
+                    <= now - worker.last_beat:  # fmt: skip
                 logger.error("Worker [%d] sent no heartbeat for %g s: killing it.",
                              worker.pid, config.timeout_worker_healthcheck)  # fmt: skip
                 self.aborted[worker.pid] = now
