@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         (("--limit-request-body",), parse_optional_size, "body bytes before 413"),
         (("--limit-request-head",), parse_size, "request head bytes before 431"),
         (("--limit-request-fields",), int, "header fields before 431"),
-        (("--limit-request-line",), parse_size, "request-target bytes before 414"),
+        (("--limit-request-line",), parse_size, "request line bytes before 414"),
         (("--h11-max-incomplete-event-size",), parse_size,
          "uvicorn's name for --limit-request-head (default: 64K)"),
     )  # fmt: skip
@@ -288,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tls_group(p)
 
     _add_mount_group(p)
+    g = p.add_argument_group("request policy")
+    g.add_argument("--limit-request-field-size", "--limit-request-field_size",  # gunicorn's
+                   dest="limit_request_field_size", type=parse_size,
+                   help="bytes in one header field line before 431")  # fmt: skip
+    g.add_argument("--header-map", choices=_CHOICES["header_map"],
+                   help="names with '_': drop, refuse (400) or dangerous (keep)")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
                    help="the error log's level")  # fmt: skip
@@ -358,8 +364,6 @@ def _add_migration_group(p: argparse.ArgumentParser) -> None:
         (("--preload",), 0, "each worker imports the app itself"),
         (("-n", "--name"), 1, "process names are left as they are"),
         (("--no-sendfile",), 0, "sendfile is used only where the loop and socket allow it"),
-        (("--limit-request-field_size", "--limit-request-field-size"), 1,
-         "--limit-request-head bounds the whole head, every field in it"),
     )  # fmt: skip
     for flags, nargs, why in ignored:
         dest = "_ignored_" + flags[-1].lstrip("-").replace("-", "_")

@@ -35,6 +35,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ws": ("auto", "websockets", "wsproto", "none"),
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
     "log_format": ("text", "json"),
+    "header_map": ("drop", "refuse", "dangerous"),
 }
 
 # ssl.PROTOCOL_* numbers that --ssl-version accepts (uvicorn passes the number to
@@ -111,7 +112,9 @@ class Config:
     # nginx 4 x 8 KiB buffers, Node.js 16 KiB; 64 KiB admits large cookies and JWTs.
     limit_request_head: int = 64 * KIB
     limit_request_fields: int = 100  # gunicorn limit_request_fields
-    limit_request_line: int = 8190  # gunicorn limit_request_field_size; nginx 8 KiB buffers
+    # The whole request line.  gunicorn's limit_request_line is 4094; nginx's 8 KiB
+    # large_client_header_buffers admit 8190, which long query strings need.
+    limit_request_line: int = 8190
     # Bodies stream, so an unlimited body costs no memory; uvicorn and gunicorn set no limit.
     limit_request_body: int | None = None
     # Unread request body held per connection before reading pauses (uvicorn: 64 KiB).
@@ -253,6 +256,13 @@ class Config:
     static_follow_symlinks: bool = False  # nginx "disable_symlinks": links leaving DIR refused
     static_fallthrough: bool = False  # a missing file goes to the app (try_files $uri /index)
 
+    # --- Request policy (docs/request-policy.md) -----------------------------------------
+    # One header field line: gunicorn limit_request_field_size and nginx's 8 KiB buffer; 431.
+    limit_request_field_size: int = 8190
+    # Field names with "_": gunicorn 22+ header_map ("drop" by default, as nginx's
+    # underscores_in_headers off), "refuse" answers 400, "dangerous" passes them on.
+    header_map: Literal["drop", "refuse", "dangerous"] = "drop"
+
     # --- Logging -------------------------------------------------------------------------
     log_level: LogLevel | None = None  # None: leave logging as the host program set it
     log_config: str | dict[str, Any] | None = None
@@ -289,9 +299,9 @@ class Config:
     def _check_ranges(self) -> None:
         positive = (
             "backlog", "limit_request_head", "limit_request_fields", "limit_request_line",
-            "read_high_water", "write_high_water", "threads", "ws_max_size", "ws_max_queue",
-            "workers", "ws_max_queue_bytes", "ws_max_fragments", "wsgi_outbuf_overflow",
-            "wsgi_outbuf_high_watermark", "wsgi_queue",
+            "limit_request_field_size", "read_high_water", "write_high_water", "threads",
+            "ws_max_size", "ws_max_queue", "workers", "ws_max_queue_bytes", "ws_max_fragments",
+            "wsgi_outbuf_overflow", "wsgi_outbuf_high_watermark", "wsgi_queue",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:

@@ -74,3 +74,17 @@ def serve(loop_name: str, http_name: str) -> Iterator[Callable[..., ServerThread
     yield start
     for server in started:
         server.close()
+
+
+@pytest.fixture(params=["h11", "httptools"] if "httptools" in HTTPS else ["h11"])
+def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """``async with connect(app, interface=..., **options) as conn:`` an in-memory connection.
+
+    Parametrized over both HTTP/1.1 parsers (see tests/memconn.py); ``conn.parser`` names it.
+    """
+    from tests.memconn import MemoryConnection
+
+    def make(app: Any, **options: Any) -> MemoryConnection:
+        return MemoryConnection(str(request.param), app, **options)
+
+    yield make

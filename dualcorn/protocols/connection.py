@@ -1,6 +1,7 @@
 """What every HTTP/1.1 connection does, whichever parser reads its bytes.
 
-A subclass (h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
+The message loop (:mod:`dualcorn.protocols.http1`, whose subclasses only pick the field
+tokenizer, h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
 ``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
 rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
 timeouts (idle keep-alive, request head, body stall), flow control, graceful shutdown, and the
@@ -16,8 +17,8 @@ from urllib.parse import unquote_to_bytes
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
-from dualcorn.protocols.head import HeadFacts, HeadScanner
 from dualcorn.protocols.logline import refusal_line
+from dualcorn.protocols.request_head import HeadFacts
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.wire import error_response
 from dualcorn.protocols.ws_handshake import is_websocket_upgrade
@@ -44,7 +45,6 @@ IDLE_DRAIN = 0.5
 class HTTPConnection(asyncio.Protocol, Connection):
     transport: asyncio.Transport
     read_flow: ReadFlow
-    scanner: HeadScanner  # set by the parser subclass
     # Plain TCP's; a TLS connection gets its own values once, at its hand-over (dualcorn.tls).
     scheme = "http"
     ws_scheme = "ws"
@@ -113,19 +113,6 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.write_flow.resume_writing()
 
     # --- Called by the parser subclass ---------------------------------------------------
-
-    def scan_head(self, data: bytes) -> bool:
-        """Show the subclass's HeadScanner the bytes of a head; False if it was refused."""
-        if self.cycle is None:
-            self.head_started()
-            if self.config.timeout_min_rate:
-                self._credit_head(len(data))
-        try:
-            self.scanner.feed(data)
-        except ProtocolError as exc:
-            self.reject(exc)
-            return False
-        return True
 
     def head_started(self) -> None:
         """The first bytes of a request head arrived: the head timeout replaces idle's."""

@@ -270,6 +270,11 @@ class RequestCycle:
 
     def _prepare_head(self, message: dict[str, Any]) -> None:
         status = message["status"]
+        # ASGI HTTP spec: http.response.start carries the final response.  RFC 9110 15.2: a 1xx
+        # is interim (a 101 would switch a proxy to a tunnel, and a client would read the next
+        # response as this one's), and 15: a status is three digits from 100 to 599.
+        if type(status) is not int or not 200 <= status <= 599:
+            raise AppContractError(f"invalid final response status {status!r} (200 to 599)")
         state = self.state
         lines: list[bytes] = []
         seen_default: set[bytes] | None = None  # default headers the app set itself
@@ -278,8 +283,7 @@ class RequestCycle:
         for name, value in message.get("headers", ()):
             if name == b"content-length" and type(value) is bytes and value.isdigit():
                 # The one header that differs on nearly every response: skip the cache.
-                self._declared_length = int(value)
-                lines.append(b"content-length: %s\r\n" % value)
+                self._content_length(status, value, lines)
                 continue
             try:
                 entry = known.get((name, value))
@@ -293,8 +297,7 @@ class RequestCycle:
             if kind == PLAIN:
                 lines.append(line)
             elif kind == CONTENT_LENGTH:
-                self._declared_length = int(value)
-                lines.append(line)
+                self._content_length(status, value, lines)
             elif kind == CONNECTION:
                 if b"close" in value.lower():
                     self.keep_alive = False
@@ -325,6 +328,19 @@ class RequestCycle:
         self.status = status
         self.started = True
         self._head = b"%s%s%s%s" % (status_line(status), date, defaults, b"".join(lines))
+
+    def _content_length(self, status: int, value: bytes, lines: list[bytes]) -> None:
+        if self._declared_length is not None:
+            # RFC 9112 6.3 (5): two lengths make the response unreadable to every recipient.
+            raise AppContractError("the app sent more than one Content-Length header")
+        length = self._declared_length = int(value)
+        if status == 204:
+            # RFC 9110 8.6: a server MUST NOT send Content-Length in a 204.  "0" (Django's
+            # CommonMiddleware adds it) is dropped; any other length means a body was meant.
+            if length:
+                raise AppContractError(f"a 204 response with Content-Length {length}")
+            return
+        lines.append(b"content-length: %d\r\n" % length)
 
     def _framing(self, body: bytes, more: bool) -> bytes:
         """Finish the head once the first body message shows how the body is delimited."""

@@ -35,9 +35,10 @@ __all__ = [
 # RFC 9110 5.1: field-name = token; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
 # "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA.
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")
-# RFC 9110 5.5: a field value never contains CR, LF or NUL; allowing them would let an app (or
-# the user data it echoes) split the response.
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
+# RFC 9110 5.5: a field value is VCHAR, obs-text, SP and HTAB.  CR, LF and NUL would let an
+# app (or the user data it echoes) split the response; other control bytes (\x01, \x7f) make
+# parsers downstream disagree, so every one is refused.
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -74,7 +75,8 @@ def validate_header(name: object, value: object) -> None:
         raise AppContractError(f"invalid response header name {name!r} (RFC 9110 5.1: a token)")
     if _FORBIDDEN_IN_VALUE.search(value) is not None:
         raise AppContractError(
-            f"the value of response header {name!r} contains CR, LF or NUL (RFC 9110 5.5)"
+            f"the value of response header {name!r} contains a control byte "
+            "(CR, LF or NUL would split the response; RFC 9110 5.5)"
         )
 
 

@@ -1,0 +1,154 @@
+"""An in-memory HTTP/1.1 connection: feed bytes, read what the server wrote, no socket.
+
+Layer 2 of the test plan (uvicorn's ``get_connected_protocol`` is the model): a real protocol
+object (h11 or httptools), a real :class:`ServerState` and a real app (ASGI, or WSGI through
+the real adapter and its thread pool) on a :class:`~tests.support.MemoryTransport`.  Nothing
+is mocked but the socket, so these tests exercise exactly the code a socket would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from typing import Any
+
+from dualcorn import Config
+from dualcorn.adapters import prepare_app
+from dualcorn.protocols.state import ServerState
+from tests.rawhttp import Response
+from tests.support import MemoryTransport
+
+__all__ = ["PARSERS", "MemoryConnection", "parse_responses", "protocol_class"]
+
+PARSERS = ["h11", "httptools"] if importlib.util.find_spec("httptools") else ["h11"]
+
+
+def protocol_class(name: str) -> Any:
+    from dualcorn.protocols import protocol_class as resolve
+
+    return resolve(name)
+
+
+class MemoryConnection:
+    """One connection of a server that is not listening anywhere.
+
+    ``await conn.send(data)`` feeds bytes (a list feeds them as separate reads) and lets the
+    app run until every request it can answer is answered; ``conn.written`` is what the server
+    wrote, ``conn.closed`` whether it closed, ``conn.responses()`` the parsed answers.
+    """
+
+    def __init__(self, parser: str, app: Any, *, interface: str = "asgi3", **options: Any) -> None:
+        options.setdefault("lifespan", "off")
+        options.setdefault("access_log", False)
+        self.config = Config(app=app, interface=interface, http=parser, **options)  # type: ignore[arg-type]
+        self.parser = parser
+        self.app, self.interface = prepare_app(self.config)
+        self.state = ServerState(self.config, self.app, self.interface)
+        self.protocol: Any = None
+        self.transport = MemoryTransport()
+
+    async def __aenter__(self) -> MemoryConnection:
+        self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def open(self) -> None:
+        self.protocol = protocol_class(self.parser)(self.state)
+        self.transport.protocol = self.protocol
+        self.protocol.connection_made(self.transport)
+
+    @property
+    def written(self) -> bytes:
+        return bytes(self.transport.written)
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.closed
+
+    async def send(self, data: bytes | list[bytes], *, settle: float = 5.0) -> None:
+        """Feed ``data`` (a list: one read each) and let the server answer what it can."""
+        reads = [data] if isinstance(data, bytes) else data
+        for chunk in reads:
+            if self.transport.closed:
+                break
+            self.protocol.data_received(chunk)
+            await asyncio.sleep(0)
+        await self.settle(settle)
+
+    async def settle(self, limit: float = 5.0) -> None:
+        """Wait (bounded) until no app task is left running; apps blocked on input stay."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        idle_rounds = 0
+        while idle_rounds < 3 and loop.time() < deadline:
+            await asyncio.sleep(0)
+            tasks = [task for task in self.state.tasks if not task.done()]
+            if not tasks:
+                idle_rounds += 1
+                continue
+            idle_rounds = 0
+            if self._stuck():
+                return
+            await asyncio.wait(tasks, timeout=min(0.05, max(deadline - loop.time(), 0)))
+
+    def _stuck(self) -> bool:
+        # An app waiting for body bytes that were never sent cannot progress in memory.
+        cycle = getattr(self.protocol, "cycle", None)
+        wake = getattr(cycle, "_wake", None)
+        return wake is not None and not wake.is_set() and cycle._more_body  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        if not self.transport.closed:
+            self.transport.closed = True
+            self.protocol.connection_lost(None)
+        await self.settle(2.0)
+        if self.interface == "wsgi":
+            await self.app.shutdown()
+
+    def responses(self) -> list[Response]:
+        return parse_responses(self.written)
+
+
+def parse_responses(data: bytes) -> list[Response]:
+    """Every complete response in ``data`` (interim 1xx responses folded into the next)."""
+    responses: list[Response] = []
+    interim: list[int] = []
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            break
+        lines = data[pos:end].split(b"\r\n")
+        version, status, *reason = lines[0].split(b" ", 2)
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.append((name.strip().lower(), value.strip()))
+        response = Response(int(status), headers, b"", b"", b"".join(reason), version)
+        pos = end + 4
+        if response.status < 200:
+            interim.append(response.status)
+            continue
+        length = response.header(b"content-length")
+        if response.header(b"transfer-encoding") == b"chunked":
+            parts = []
+            while True:
+                line_end = data.index(b"\r\n", pos)
+                size = int(data[pos:line_end].split(b";")[0], 16)
+                parts.append(data[line_end + 2 : line_end + 2 + size])
+                pos = line_end + 2 + size + 2
+                if size == 0:
+                    break
+            response.body = b"".join(parts)
+        elif length is not None:
+            response.body = data[pos : pos + int(length)]
+            pos += int(length)
+        elif response.status not in (204, 304):
+            response.body = data[pos:]
+            pos = len(data)
+        response.raw = data[:pos]
+        response.interim, interim = interim, []
+        responses.append(response)
+    return responses
