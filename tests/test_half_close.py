@@ -176,9 +176,11 @@ def test_a_client_that_half_closes_and_never_reads_is_dropped(serve: Serve) -> N
             assert outcome and outcome[0] != "complete"
 
 
-def test_a_closed_answer_to_a_client_that_never_reads_is_dropped(serve: Serve) -> None:
-    """The last answer fits the transport's buffer but the client reads none of it: the
-    connection still ends within --timeout-send rather than waiting on close() for ever."""
+@pytest.mark.parametrize("fin", [True, False], ids=["fin", "keep-alive-timeout"])
+def test_a_closed_answer_to_a_client_that_never_reads_is_dropped(serve: Serve, fin: bool) -> None:
+    """The last answer fits the transport's buffer but the client reads none of it: once the
+    connection is to close (the client's FIN, or the keep-alive timeout), it still ends within
+    --timeout-send rather than waiting on close() for ever."""
     body = b"y" * (4 * 1024 * 1024)
 
     async def one_send(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -187,13 +189,14 @@ def test_a_closed_answer_to_a_client_that_never_reads_is_dropped(serve: Serve) -
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
 
-    with serve(one_send, timeout_send=0.5) as server:
+    with serve(one_send, timeout_send=0.5, timeout_keep_alive=0.3) as server:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         with sock:
             sock.connect(("127.0.0.1", server.port))
             sock.sendall(get("/"))
-            sock.shutdown(socket.SHUT_WR)
+            if fin:
+                sock.shutdown(socket.SHUT_WR)
             assert _connection_count_reaches(server, 0), "the connection was never dropped"
 
 

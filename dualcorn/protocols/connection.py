@@ -422,7 +422,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             # RFC 9110 15.5.9: 408 tells the client the server gave up waiting for the head.
             self.reject(ProtocolError("the request head did not arrive in time", 408))
         else:
-            self.transport.close()
+            self.close_after_writing()
 
 
 def _address(value: Any) -> tuple[str, int] | None:

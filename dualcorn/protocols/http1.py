@@ -88,6 +88,9 @@ class HTTP1Connection(HTTPConnection):
             or transport.is_closing()
             or transport.get_extra_info("ssl_object") is not None
         ):
+            # The transport closes on None; a response still buffered (an idle keep-alive
+            # connection's last) must not keep it open for ever if the client never reads.
+            self.close_after_writing()
             return None
         self.read_flow.pause(EOF)  # for good: there is nothing more to read
         return True
