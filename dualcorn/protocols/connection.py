@@ -304,8 +304,10 @@ class HTTPConnection(asyncio.Protocol, Connection):
         """Close once the buffered response is sent; a client that reads none of it for
         --timeout-send (nginx ``send_timeout``) is dropped: close() alone would wait for ever."""
         transport = self.transport
-        transport.close()
-        if self._linger is None:
+        if not transport.is_closing():  # a second close() breaks asyncio's TLS transport
+            transport.close()
+        # TLS transports bound their own closing (ssl_shutdown_timeout in asyncio and uvloop).
+        if self._linger is None and transport.get_extra_info("ssl_object") is None:
             self._check_linger(0)
 
     def _check_linger(self, before: int) -> None:

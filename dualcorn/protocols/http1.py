@@ -82,12 +82,9 @@ class HTTP1Connection(HTTPConnection):
         """
         self.eof = True
         transport = self.transport
-        if (
-            self.cycle is None
-            or self._part != _HEAD
-            or transport.is_closing()
-            or transport.get_extra_info("ssl_object") is not None
-        ):
+        if transport.get_extra_info("ssl_object") is not None:
+            return None
+        if self.cycle is None or self._part != _HEAD or transport.is_closing():
             # The transport closes on None; a response still buffered (an idle keep-alive
             # connection's last) must not keep it open for ever if the client never reads.
             self.close_after_writing()
