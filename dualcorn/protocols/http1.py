@@ -77,8 +77,10 @@ class HTTP1Connection(HTTPConnection):
         stream is seen only once every byte before it was framed: what is left is at most an
         incomplete head (no request yet) or an incomplete body (the app's receive() returns
         http.disconnect, as it did before half-closes were served).  Both close at once, as
-        does an idle keep-alive connection.  TLS transports cannot half-close (asyncio and
-        uvloop ignore the return value and close): returning None keeps their behaviour.
+        does an idle keep-alive connection.  An app that waits in receive() past its body
+        (for a disconnect) still gets one: see RequestCycle.feed_eof.  TLS transports cannot
+        half-close (asyncio and uvloop ignore the return value and close): returning None
+        keeps their behaviour.
         """
         self.eof = True
         transport = self.transport
@@ -90,6 +92,7 @@ class HTTP1Connection(HTTPConnection):
             self.close_after_writing()
             return None
         self.read_flow.pause(EOF)  # for good: there is nothing more to read
+        self.cycle.feed_eof()
         return True
 
     # --- The loop ------------------------------------------------------------------------
