@@ -34,7 +34,8 @@ class MemoryConnection:
 
     ``await conn.send(data)`` feeds bytes (a list feeds them as separate reads) and lets the
     app run until every request it can answer is answered; ``conn.written`` is what the server
-    wrote, ``conn.closed`` whether it closed, ``conn.responses()`` the parsed answers.
+    wrote, ``conn.closed`` whether it closed, ``conn.responses()`` the parsed answers;
+    ``await conn.eof()`` half-closes the client's side.
     """
 
     def __init__(self, parser: str, app: Any, *, interface: str = "asgi3", **options: Any) -> None:
@@ -75,6 +76,12 @@ class MemoryConnection:
                 break
             self.protocol.data_received(chunk)
             await asyncio.sleep(0)
+        await self.settle(settle)
+
+    async def eof(self, *, settle: float = 5.0) -> None:
+        """The client half-closes: as asyncio does, close unless eof_received says keep open."""
+        if not self.transport.closed and not self.protocol.eof_received():
+            self.transport.close()
         await self.settle(settle)
 
     async def settle(self, limit: float = 5.0) -> None:

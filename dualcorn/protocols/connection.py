@@ -70,6 +70,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self._head_start = 0.0  # when the head timeout started: its extensions stop at the max
         self._head_bytes_seen = False
         self._closed = asyncio.Event()
+        # The client half-closed (RFC 9112 9.6): answer what it sent before, then close.
+        self.eof = False
+        self._linger: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -100,6 +103,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.state.connections.discard(self)
         self._closed.set()
         self._stop_timer()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         cycle = self.cycle
         if cycle is not None and not cycle.complete:
             cycle.feed_disconnect()
@@ -277,7 +283,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         self.cycle = None
         transport = self.transport
         if not cycle.keep_alive or state.stopping or transport.is_closing():
-            transport.close()
+            self.close_after_writing()
             return
         # Resume before the next request is parsed, not after: if yet another pipelined
         # request is buffered behind it, parsing pauses reading again and it must stay paused.
@@ -285,10 +291,35 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if not self.next_request():
             # The app answered before reading all of the body: the rest of it would be read
             # as the next request, so end the connection instead (RFC 9112 9.3).
-            transport.close()
+            self.close_after_writing()
             return
-        if self.cycle is None and not self._head_bytes_seen:
-            self._arm(_IDLE, self.config.timeout_keep_alive)
+        if self.cycle is None:
+            if self.eof:
+                # RFC 9112 9.6: every request sent before the client's FIN is answered.
+                self.close_after_writing()
+            elif not self._head_bytes_seen:
+                self._arm(_IDLE, self.config.timeout_keep_alive)
+
+    def close_after_writing(self) -> None:
+        """Close once the buffered response is sent; a client that reads none of it for
+        --timeout-send (nginx ``send_timeout``) is dropped: close() alone would wait for ever."""
+        transport = self.transport
+        if not transport.is_closing():  # a second close() breaks asyncio's TLS transport
+            transport.close()
+        # TLS transports bound their own closing (ssl_shutdown_timeout in asyncio and uvloop).
+        if self._linger is None and transport.get_extra_info("ssl_object") is None:
+            self._check_linger(0)
+
+    def _check_linger(self, before: int) -> None:
+        self._linger = None
+        left = self.transport.get_write_buffer_size()
+        if not left:
+            return
+        if before and left >= before:
+            self.state.error_logger.debug("the client read nothing in --timeout-send; closing")
+            self.transport.abort()
+            return
+        self._linger = self.loop.call_later(self.config.timeout_send, self._check_linger, left)
 
     def body_stalled(self) -> None:
         self.transport.close()
@@ -393,7 +424,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             # RFC 9110 15.5.9: 408 tells the client the server gave up waiting for the head.
             self.reject(ProtocolError("the request head did not arrive in time", 408))
         else:
-            self.transport.close()
+            self.close_after_writing()
 
 
 def _address(value: Any) -> tuple[str, int] | None:

@@ -82,6 +82,7 @@ class RequestCycle:
         "_body_limit",
         "_body_seen",
         "_chunked",
+        "_client_done",
         "_declared_length",
         "_expect_100",
         "_head",
@@ -128,6 +129,7 @@ class RequestCycle:
         self._more_body = more_body
         self._body = bytearray()
         self._body_done = False  # the final http.request message was delivered
+        self._client_done = False  # the client half-closed after the whole request
         self._body_seen = 0
         self._body_limit = state.config.limit_request_body
         self._body_allowance = state.config.timeout_body_read
@@ -159,6 +161,11 @@ class RequestCycle:
         self.disconnected = True
         self._notify()
 
+    def feed_eof(self) -> None:
+        """The client sent its FIN after the whole request: the response is still due."""
+        self._client_done = True
+        self._notify()
+
     def _notify(self) -> None:
         if self._wake is not None:
             self._wake.set()
@@ -187,6 +194,13 @@ class RequestCycle:
                     self._body_done = True
                 return {"type": "http.request", "body": data, "more_body": self._more_body}
             if self.complete:
+                return _DISCONNECT
+            if self._client_done:
+                # An app that waits past its body waits for the client to go, and a FIN is
+                # all a client that closed shows until a write fails: as before half-closes
+                # were served, it is a disconnect.  An app that just answers is not asked.
+                self.feed_disconnect()
+                self.owner.transport.close()
                 return _DISCONNECT
             if self._wake is None:
                 self._wake = asyncio.Event()

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["BODY", "PIPELINE", "ReadFlow", "WriteFlow"]
+__all__ = ["BODY", "EOF", "PIPELINE", "ReadFlow", "WriteFlow"]
 
 # Reasons to stop reading; a small bit set avoids allocating on the hot path.
 BODY = 1
 PIPELINE = 2
+# The client half-closed: nothing more will come.  Never lifted, because asyncio's transport
+# would re-arm its reader on resume_reading and report the end of the stream again.
+EOF = 4
 
 
 class ReadFlow:

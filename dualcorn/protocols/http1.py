@@ -7,13 +7,18 @@ runs the one :mod:`~dualcorn.protocols.policy` on the result and starts the requ
 is then framed here (Content-Length or chunked), whatever the parser.  While a request is in
 flight, bytes past its body stay unparsed and reading pauses: a client that pipelines and never
 reads holds at most one read of raw bytes, never a queue of parsed requests (issue 12).
+
+A client may half-close once it has sent its requests (RFC 9112 9.6): :meth:`eof_received`
+keeps the connection open for writing while the request in flight, and any complete request
+still buffered behind it, are answered; the connection closes after the last answer.  A
+request whose head or body the end of the stream cut short is dropped without an answer.
 """
 
 from __future__ import annotations
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.connection import HTTPConnection
-from dualcorn.protocols.flow import PIPELINE
+from dualcorn.protocols.flow import EOF, PIPELINE
 from dualcorn.protocols.framing import ChunkedDecoder, check_partial_head, check_raw_head
 from dualcorn.protocols.policy import check_head, split_request_line
 from dualcorn.protocols.request_head import RequestHead
@@ -64,6 +69,31 @@ class HTTP1Connection(HTTPConnection):
         if self.cycle is None and self._min_rate:
             # A head still arriving: its bytes extend the head timeout (--timeout-min-rate).
             self._credit_head(len(data))
+
+    def eof_received(self) -> bool | None:
+        """The client sent its FIN: True keeps the transport open to write the answers due.
+
+        Reading stops while a request is in flight and bytes wait behind it, so the end of the
+        stream is seen only once every byte before it was framed: what is left is at most an
+        incomplete head (no request yet) or an incomplete body (the app's receive() returns
+        http.disconnect, as it did before half-closes were served).  Both close at once, as
+        does an idle keep-alive connection.  An app that waits in receive() past its body
+        (for a disconnect) still gets one: see RequestCycle.feed_eof.  TLS transports cannot
+        half-close (asyncio and uvloop ignore the return value and close): returning None
+        keeps their behaviour.
+        """
+        self.eof = True
+        transport = self.transport
+        if transport.get_extra_info("ssl_object") is not None:
+            return None
+        if self.cycle is None or self._part != _HEAD or transport.is_closing():
+            # The transport closes on None; a response still buffered (an idle keep-alive
+            # connection's last) must not keep it open for ever if the client never reads.
+            self.close_after_writing()
+            return None
+        self.read_flow.pause(EOF)  # for good: there is nothing more to read
+        self.cycle.feed_eof()
+        return True
 
     # --- The loop ------------------------------------------------------------------------
 
@@ -187,4 +217,5 @@ class HTTP1Connection(HTTPConnection):
         buf = self._buf
         if buf:
             self._run(buf, 0)
-        return True
+        # After the client's FIN a body cut short will not be completed: drop its request.
+        return not (self.eof and self._part != _HEAD)
