@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import os
 import shutil
 import socket
 import statistics
@@ -37,8 +38,9 @@ async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     body = VERSION.encode()
-    await send({{"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain")]}})
+    # A length, so every server sends the body as is (no chunked framing for the poller).
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+    await send({{"type": "http.response.start", "status": 200, "headers": headers}})
     await send({{"type": "http.response.body", "body": body}})
 """
 
@@ -119,8 +121,12 @@ class EditResult:
 
 
 def _one_edit(directory: Path, poller: Poller, version: str, timeout: float) -> EditResult:
+    # As an editor saves (and sed -i): a new file renamed over the old one, so no reloader can
+    # read a half-written module.
+    staged = directory / "app.py.tmp"
+    staged.write_text(APP.format(version=version))
     written = time.monotonic()
-    (directory / "app.py").write_text(APP.format(version=version))
+    os.replace(staged, directory / "app.py")
     deadline = written + timeout
     served: float | None = None
     while time.monotonic() < deadline and served is None:
@@ -136,16 +142,20 @@ def _one_edit(directory: Path, poller: Poller, version: str, timeout: float) -> 
     )
 
 
-def run(servers: list[str], edits: int, timeout: float) -> dict[str, list[EditResult]]:
+def run(
+    servers: list[str], edits: int, timeout: float, settle: float
+) -> dict[str, list[EditResult]]:
     commands = _commands()
     results: dict[str, list[EditResult]] = {name: [] for name in servers}
     for round_no in range(1, edits + 1):
         for name in servers:
-            results[name].append(_measure(name, commands[name], round_no, timeout))
+            results[name].append(_measure(name, commands[name], round_no, timeout, settle))
     return results
 
 
-def _measure(name: str, command: Command, round_no: int, timeout: float) -> EditResult:
+def _measure(
+    name: str, command: Command, round_no: int, timeout: float, settle: float
+) -> EditResult:
     with tempfile.TemporaryDirectory(prefix=f"reload-{name}-") as tmp:
         directory = Path(tmp)
         (directory / "app.py").write_text(APP.format(version="v0"))
@@ -155,7 +165,9 @@ def _measure(name: str, command: Command, round_no: int, timeout: float) -> Edit
         with server:
             server.wait_ready()
             with Poller(port).running() as poller:
-                time.sleep(1.0)  # watchers settle; a person edits some time after the start
+                # A person edits some time after the start; a watcher that is still starting
+                # (uvicorn's starts after its first server answers) would miss the edit.
+                time.sleep(settle)
                 result = _one_edit(directory, poller, f"v{round_no}", timeout)
         print(f"  {name:9} edit {round_no}: served after "
               f"{_ms(result.served_after)}, slowest {_ms(result.slowest)}, "
@@ -202,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server", default="dualcorn,uvicorn,granian")
     parser.add_argument("--edits", type=int, default=5, help="edits per server (5)")
     parser.add_argument("--timeout", type=float, default=10.0, help="wait per edit (10 s)")
+    parser.add_argument("--settle", type=float, default=3.0,
+                        help="seconds between the server answering and the edit (3)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     servers = [s for s in args.server.split(",") if s]
@@ -213,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"skipping {name}: not installed")
     servers = [s for s in servers if s not in missing]
     try:
-        results = run(servers, args.edits, args.timeout)
+        results = run(servers, args.edits, args.timeout, args.settle)
     except ServerFailed as exc:
         raise SystemExit(f"a server failed: {exc}") from None
     args.output.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ prints what it measured (``pytest -s`` shows it).
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ async def app(scope, receive, send):
                 await send({{"type": "lifespan.shutdown.complete"}})
                 return
     if scope["path"] == "/block":
-        import time
+        import sys, time
+        print("/block: the event loop is now asleep", file=sys.stderr, flush=True)
         time.sleep(30)  # blocks the event loop: this process cannot stop gracefully
     body = VERSION.encode()
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
@@ -124,11 +126,21 @@ def test_a_stuck_old_process_is_killed_after_the_graceful_timeout(tmp_path: Path
     write(module, ASGI_APP, "v1")
     args = ("app:app", "--reload", "--port", "0", "--timeout-graceful-shutdown", "0.5")
     with start_dualcorn(*args, cwd=tmp_path) as server:
-        blocked = httpx.Client(timeout=0.3)
-        with pytest.raises(httpx.ReadTimeout):
-            blocked.get(server.url + "/block")  # the old process's loop is now asleep
+        # The address is printed (and connections queue) before the first server process is
+        # listening.  Requests sent that early reach it in one burst: it accepts them all, then
+        # /block puts its loop to sleep and the others die with it when it is killed (any
+        # single-threaded event loop server does the same; the kernel cannot take an accepted
+        # connection back).  So /block goes alone to a serving process, and the test knows
+        # from the app itself, not from a client timeout, that the loop is asleep before it
+        # sends anything else.
+        wait_for(lambda: "is serving" in server.stderr_text(), 20, "the first server process")
+        # Held open, not timed out: a client that gives up could be read as gone before the
+        # app is called, and the loop would never block.
+        blocked = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        blocked.sendall(b"GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
+        wait_for(lambda: "event loop is now asleep" in server.stderr_text(), 10, "/block")
         written = write(module, ASGI_APP, "v2")
-        wait_for(lambda: httpx.get(server.url).text == "v2", 5, "the new code")
+        wait_for(lambda: httpx.get(server.url).text == "v2", 10, "the new code")
         wait_for(lambda: "did not stop in time: killing it" in server.stderr_text(), 10, "the kill")
         print(f"\nstuck process killed {time.monotonic() - written:.1f} s after the edit")
         assert httpx.get(server.url).text == "v2"

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -223,9 +224,12 @@ def test_workers_notify_from_the_supervisor_around_a_rolling_restart(
     assert {m.sender for m in notify.messages} == {server.proc.pid}
 
 
-def test_reload_notifies_reloading_then_ready(notify: NotifyListener) -> None:
+def test_reload_notifies_reloading_then_ready(notify: NotifyListener, tmp_path: Path) -> None:
+    # An empty directory of its own: watching all of /tmp made other processes' files reload
+    # this server, and watchfiles holds the GIL while it walks the tree to add its watches
+    # (over a second for /tmp here, far more under load), freezing the supervisor meanwhile.
     command = [sys.executable, "-m", "dualcorn", *APP, "--port", "0", "--reload",
-               "--reload-dir", tempfile.gettempdir()]  # fmt: skip
+               "--reload-dir", str(tmp_path)]  # fmt: skip
     with popen_dualcorn(command, notify.env()) as server:
         server.wait_until_serving(30)
         ready = notify.wait_field("READY")
