@@ -263,6 +263,14 @@ class Outbox:
                             self._in_memory -= size
                         self._queued -= 1
                         self._notify_thread()
+                if self._items:
+                    # The thread posted more meanwhile: let the loop run its other callbacks
+                    # first.  A send() that never has to wait (a fast client) would otherwise
+                    # keep this loop going for as long as the thread keeps posting, starving
+                    # every other connection, and the connection_lost that tells a dead
+                    # client's send() to raise.  (A read without the lock: a stale answer only
+                    # costs or spares one turn of the loop.)
+                    await asyncio.sleep(0)
 
     async def _send_spilled(self, item: _Spilled, send: Send) -> None:
         """Read spilled bytes back and send them, a block at a time."""

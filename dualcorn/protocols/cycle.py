@@ -181,7 +181,7 @@ class RequestCycle:
             # RFC 9110 10.1.1: the 100 goes out only once the app asks for the body, so an app
             # that answers at once (401, 413) spares the client from sending it.
             self._expect_100 = False
-            if not self.started and not self.disconnected:
+            if not self.started and not self.disconnected and not self._gone():
                 self.owner.transport.write(CONTINUE_100)
         while True:
             if self.disconnected or self.body_over_limit:
@@ -255,6 +255,8 @@ class RequestCycle:
             return
         if self.complete:
             raise AppContractError(f"the app sent {kind!r} after the response was complete")
+        if self._gone():
+            raise ClientDisconnected("the client disconnected")
         if kind == "http.response.body":
             body = message.get("body", b"")
             more = message.get("more_body", False)
@@ -438,11 +440,13 @@ class RequestCycle:
                     block = await loop.run_in_executor(None, os.pread, fd, size, offset)
                 if not block:
                     break
+                if self._gone():  # lost while the block was read in a thread
+                    raise ClientDisconnected("the client disconnected") from None
                 left -= len(block)
                 offset += len(block)
                 transport.write(block)
                 await self._drain()
-        if self._chunked:
+        if self._chunked and not self._gone():
             transport.write(b"\r\n")
 
     async def _drain(self) -> None:
@@ -452,8 +456,24 @@ class RequestCycle:
             self.state.error_logger.debug("the client read nothing in --timeout-send; closing")
             self.owner.transport.abort()
             self.feed_disconnect()
-        if self.disconnected:
+        if self.disconnected or self._gone():
             raise ClientDisconnected("the client disconnected")
+
+    def _gone(self) -> bool:
+        """The transport is closing (a failed write, an abort): the client is gone.
+
+        asyncio's transport closes itself when a write fails, but tells the protocol only on the
+        loop's next turn (``connection_lost`` via ``call_soon``); until then it drops writes
+        ("socket.send() raised exception.").  A send that would write into that gap must fail
+        as a disconnect instead (ASGI HTTP spec: ``send`` raises ``OSError`` once the client has
+        gone), or a producer that never has to wait (a WSGI thread posting through the outbox)
+        can keep the loop writing into the void and never let ``connection_lost`` run.
+        """
+        if not self.owner.transport.is_closing():
+            return False
+        if not self.complete:
+            self.feed_disconnect()  # as connection_lost will: receive() says so too
+        return True
 
     def _finish(self) -> None:
         self.complete = True
@@ -507,7 +527,7 @@ async def run_cycle(cycle: RequestCycle, app: Any) -> None:
 
 
 def _fail(cycle: RequestCycle) -> None:
-    if cycle.complete or cycle.disconnected:
+    if cycle.complete or cycle.disconnected or cycle._gone():
         return
     cycle.keep_alive = False
     if not cycle._head_written:
