@@ -19,6 +19,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from typing import Protocol
 
 __all__ = ["Job", "WorkerPool"]
@@ -118,7 +119,16 @@ class WorkerPool:
                 await future
         except TimeoutError:
             return self.running() or ["a request between two jobs"]
+        self._reap()
         return []
+
+    def _reap(self) -> None:
+        """Join the threads, which have all left their loop by now: the last one resolved the
+        waiters from its final lines, a moment before it ends.  Bounded, so a thread that the
+        interpreter is slow to tear down never holds the event loop."""
+        deadline = time.monotonic() + 1.0
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
