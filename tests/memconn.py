@@ -18,7 +18,7 @@ from dualcorn.protocols.state import ServerState
 from tests.rawhttp import Response
 from tests.support import MemoryTransport
 
-__all__ = ["PARSERS", "MemoryConnection", "parse_responses", "protocol_class"]
+__all__ = ["PARSERS", "MemoryConnection", "Wire", "parse_responses", "protocol_class"]
 
 PARSERS = ["h11", "httptools"] if importlib.util.find_spec("httptools") else ["h11"]
 
@@ -159,3 +159,107 @@ def parse_responses(data: bytes) -> list[Response]:
         response.interim, interim = interim, []
         responses.append(response)
     return responses
+
+
+class Wire:
+    """:class:`tests.rawhttp.RawClient`'s API over a :class:`MemoryConnection`.
+
+    ``async with Wire(connect(app)) as client:`` then ``await client.send(raw)`` and read the
+    answers in order with ``read_head``/``read_response``/``read_until_closed``, as a socket
+    test would.  Like the ``serve`` fixture, it fails the test if the event loop reports an
+    error (a callback that raised, a task whose exception was never retrieved).
+    """
+
+    def __init__(self, conn: MemoryConnection) -> None:
+        self.conn = conn
+        self.pos = 0
+        self.loop_errors: list[dict[str, Any]] = []
+        self._handler: Any = None
+
+    async def __aenter__(self) -> Wire:
+        loop = asyncio.get_running_loop()
+        self._handler = loop.get_exception_handler()
+        loop.set_exception_handler(lambda loop, context: self.loop_errors.append(context))
+        self.conn.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self.conn.aclose()
+        finally:
+            asyncio.get_running_loop().set_exception_handler(self._handler)
+        assert not self.loop_errors, f"the event loop reported errors: {self.loop_errors}"
+
+    async def send(self, data: bytes | list[bytes]) -> None:
+        await self.conn.send(data)
+
+    def _unread(self) -> bytes:
+        return self.conn.written[self.pos :]
+
+    def _take_until(self, marker: bytes) -> bytes:
+        rest = self._unread()
+        at = rest.find(marker)
+        if at < 0:
+            raise AssertionError(f"no {marker!r} in what the server wrote: {rest!r}")
+        self.pos += at + len(marker)
+        return rest[: at + len(marker)]
+
+    def _take(self, n: int) -> bytes:
+        rest = self._unread()
+        if len(rest) < n:
+            raise AssertionError(f"{len(rest)} of {n} bytes written: {rest!r}")
+        self.pos += n
+        return rest[:n]
+
+    def read_head(self) -> Response:
+        head = self._take_until(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        version, status, *reason = lines[0].split(b" ", 2)
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.append((name.strip().lower(), value.strip()))
+        return Response(int(status), headers, b"", head, b"".join(reason), version)
+
+    def read_response(self, *, head_request: bool = False) -> Response:
+        """One whole response, framed by Content-Length, chunked coding or the close."""
+        response = self.read_head()
+        interim = []
+        while response.status < 200:
+            interim.append(response.status)
+            response = self.read_head()
+        response.interim = interim
+        raw = bytearray(response.raw)
+        length = response.header(b"content-length")
+        if head_request or response.status in (204, 304):
+            body = b""
+        elif response.header(b"transfer-encoding") == b"chunked":
+            parts = []
+            while True:
+                size_line = self._take_until(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                data = self._take(size + 2)
+                raw += size_line + data
+                if size == 0:
+                    break
+                parts.append(data[:-2])
+            body = b"".join(parts)
+        elif length is not None:
+            body = self._take(int(length))
+            raw += body
+        else:
+            body = self.read_until_closed()
+            raw += body
+        response.body = body
+        response.raw = bytes(raw)
+        return response
+
+    def read_until_closed(self) -> bytes:
+        """The rest of what the server wrote; the server must have closed the connection."""
+        assert self.conn.closed, f"the server did not close; unread: {self._unread()!r}"
+        data = self._unread()
+        self.pos += len(data)
+        return data
+
+    def is_closed_by_server(self) -> bool:
+        return self.conn.closed

@@ -1,7 +1,11 @@
-"""HTTP/1.1 end to end: a real server, real clients, every behaviour issue #2 asks of the core.
+"""HTTP/1.1: every behaviour issue #2 asks of the core, on both parsers and both loops.
 
-Each test runs on asyncio and uvloop (the ``serve`` fixture), and fails if the loop reports an
-error.  Raw sockets are used wherever the bytes on the wire are the point.
+Most tests drive a real protocol, ``ServerState`` and app through an in-memory connection (the
+``connect`` fixture and :class:`tests.memconn.Wire`: bytes in, bytes out, no socket; issue 11):
+framing, keep-alive, pipelining, 100-continue, HEAD, default headers, app errors, limits.  The
+tests whose point is the transport itself (several connections at once, timeouts in real
+time, back-pressure from a real peer, sendfile) start a real server with the ``serve``
+fixture.  Both ways run on asyncio and uvloop and fail if the loop reports an error.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import pytest
 from dualcorn import Config
 from dualcorn.protocols.http_h11 import H11Protocol
 from dualcorn.protocols.state import ServerState
+from tests.memconn import MemoryConnection, Wire
 from tests.rawhttp import RawClient, get
 from tests.support import MemoryTransport
 
 Scope = dict[str, Any]
 Serve = Callable[..., Any]
+Connect = Callable[..., MemoryConnection]
 MIB = 1024 * 1024
 
 
@@ -65,32 +71,34 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 # --- Keep-alive and pipelining --------------------------------------------------------------
 
 
-def test_keep_alive_reuses_one_connection(serve: Serve) -> None:
+async def test_keep_alive_reuses_one_connection(connect: Connect) -> None:
     peers: list[Any] = []
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         peers.append(scope["client"])
         await respond(send, 200, b"hi")
 
-    with serve(app) as server, httpx.Client(base_url=server.url) as client:
+    async with Wire(connect(app)) as client:
         for _ in range(3):
-            response = client.get("/")
-            assert response.status_code == 200
-            assert response.text == "hi"
-            assert response.headers.get("connection") != "close"
+            await client.send(get())
+            response = client.read_response()
+            assert response.status == 200
+            assert response.body == b"hi"
+            assert response.header(b"connection") != b"close"
+            assert not client.is_closed_by_server()
     assert len(peers) == 3
     assert len(set(peers)) == 1, f"each request came on a new connection: {peers}"
 
 
-def test_pipelined_requests_are_answered_in_order(serve: Serve) -> None:
+async def test_pipelined_requests_are_answered_in_order(connect: Connect) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         # The first request is the slowest: an out-of-order server would answer /2 first.
         if scope["path"] == "/1":
             await asyncio.sleep(0.1)
         await echo(scope, receive, send)
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(
+    async with Wire(connect(app)) as client:
+        await client.send(
             get("/1") + b"POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc" + get("/3")
         )
         bodies = [client.read_response().body for _ in range(3)]
@@ -100,19 +108,17 @@ def test_pipelined_requests_are_answered_in_order(serve: Serve) -> None:
 # --- Chunked bodies, both directions --------------------------------------------------------
 
 
-def test_chunked_request_body(serve: Serve) -> None:
-    def parts() -> Iterator[bytes]:
-        for i in range(5):
-            yield b"part%d," % i
-
-    with serve(echo) as server:
-        response = httpx.post(f"{server.url}/up", content=parts())
-    assert response.status_code == 200
-    assert response.request.headers["transfer-encoding"] == "chunked"
-    assert response.content == b"/up:part0,part1,part2,part3,part4,"
+async def test_chunked_request_body(connect: Connect) -> None:
+    head = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = [b"6\r\npart%d,\r\n" % i for i in range(5)]
+    async with Wire(connect(echo)) as client:
+        await client.send([head, *chunks, b"0\r\n\r\n"])  # one read per chunk, as streamed
+        response = client.read_response()
+    assert response.status == 200
+    assert response.body == b"/up:part0,part1,part2,part3,part4,"
 
 
-def test_chunked_trailers_never_join_the_request_headers(serve: Serve) -> None:
+async def test_chunked_trailers_never_join_the_request_headers(connect: Connect) -> None:
     """Trailer fields arrive after the app has its scope; they must not appear in it (issue #6)."""
     seen: list[list[tuple[bytes, bytes]]] = []
 
@@ -125,9 +131,9 @@ def test_chunked_trailers_never_join_the_request_headers(serve: Serve) -> None:
         b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Evil\r\n\r\n"
         b"5\r\nhello\r\n0\r\nX-Evil: injected\r\n\r\n"
     )
-    with serve(app) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(raw)
-        answer = sock.recv(65536)
+    async with Wire(connect(app)) as client:
+        await client.send(raw)
+        answer = client.conn.written
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert answer.endswith(b"hello")
     [headers] = seen
@@ -135,15 +141,15 @@ def test_chunked_trailers_never_join_the_request_headers(serve: Serve) -> None:
     assert [name for name, _ in headers] == [b"host", b"transfer-encoding", b"trailer"]
 
 
-def test_chunked_response_framing(serve: Serve) -> None:
+async def test_chunked_response_framing(connect: Connect) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for part in (b"hello", b"", b" world"):
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b"!"})
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(get())
+    async with Wire(connect(app)) as client:
+        await client.send(get())
         response = client.read_response()
         assert response.header(b"transfer-encoding") == b"chunked"
         assert response.header(b"content-length") is None
@@ -151,63 +157,62 @@ def test_chunked_response_framing(serve: Serve) -> None:
         # An empty body message must not become "0\r\n\r\n", which would end the body early.
         assert response.raw.endswith(b"5\r\nhello\r\n6\r\n world\r\n1\r\n!\r\n0\r\n\r\n")
         # The connection stays usable after a chunked response.
-        client.send(get())
+        await client.send(get())
         assert client.read_response().body == b"hello world!"
 
 
 # --- HTTP/1.0 -------------------------------------------------------------------------------
 
 
-def test_http10_closes_unless_keep_alive_is_asked_for(serve: Serve) -> None:
+async def test_http10_closes_unless_keep_alive_is_asked_for(connect: Connect) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         assert scope["http_version"] == "1.0"
         await respond(send, 200, b"ten")
 
-    with serve(app) as server:
-        with RawClient(server.port) as client:
-            client.send(b"GET / HTTP/1.0\r\n\r\n")
+    async with Wire(connect(app)) as client:
+        await client.send(b"GET / HTTP/1.0\r\n\r\n")
+        response = client.read_response()
+        assert response.body == b"ten"
+        assert response.header(b"connection") == b"close"
+        assert client.is_closed_by_server()
+    async with Wire(connect(app)) as client:
+        for _ in range(2):
+            await client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
             response = client.read_response()
             assert response.body == b"ten"
-            assert response.header(b"connection") == b"close"
-            assert client.is_closed_by_server()
-        with RawClient(server.port) as client:
-            for _ in range(2):
-                client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-                response = client.read_response()
-                assert response.body == b"ten"
-                assert response.header(b"connection") == b"keep-alive"
-            assert not client.is_closed_by_server(timeout=0.2)
+            assert response.header(b"connection") == b"keep-alive"
+        assert not client.is_closed_by_server()
 
 
-def test_http10_keep_alive_pipelined(serve: Serve) -> None:
-    with serve(echo) as server, RawClient(server.port) as client:
-        client.send(b"".join(b"GET /%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i
-                             for i in range(3)))  # fmt: skip
+async def test_http10_keep_alive_pipelined(connect: Connect) -> None:
+    async with Wire(connect(echo)) as client:
+        await client.send(b"".join(b"GET /%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i
+                                   for i in range(3)))  # fmt: skip
         assert [client.read_response().body for _ in range(3)] == [b"/0:", b"/1:", b"/2:"]
-        client.send(b"GET /last HTTP/1.0\r\n\r\n")
+        await client.send(b"GET /last HTTP/1.0\r\n\r\n")
         assert client.read_response().body == b"/last:"
         assert client.is_closed_by_server()
 
 
-def test_http11_close_ends_the_connection_after_the_response(serve: Serve) -> None:
-    with serve(echo) as server, RawClient(server.port) as client:
+async def test_http11_close_ends_the_connection_after_the_response(connect: Connect) -> None:
+    async with Wire(connect(echo)) as client:
         # Whatever follows a "Connection: close" request is never answered (RFC 9112 9.6).
-        client.send(get("/a", headers=b"Connection: close\r\n") + get("/b"))
+        await client.send(get("/a", headers=b"Connection: close\r\n") + get("/b"))
         response = client.read_response()
         assert response.body == b"/a:"
         assert response.header(b"connection") == b"close"
         assert client.read_until_closed() == b""
 
 
-def test_http10_streamed_response_is_close_delimited(serve: Serve) -> None:
+async def test_http10_streamed_response_is_close_delimited(connect: Connect) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"a", "more_body": True})
         await send({"type": "http.response.body", "body": b"b"})
 
-    with serve(app) as server, RawClient(server.port) as client:
+    async with Wire(connect(app)) as client:
         # Keep-alive is asked for, but without a length the close is the only delimiter.
-        client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        await client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         head = client.read_head()
         assert head.header(b"transfer-encoding") is None  # chunked does not exist in 1.0
         assert head.header(b"content-length") is None
@@ -218,25 +223,25 @@ def test_http10_streamed_response_is_close_delimited(serve: Serve) -> None:
 # --- Expect: 100-continue -------------------------------------------------------------------
 
 
-def test_100_continue_is_sent_when_the_app_reads(serve: Serve) -> None:
-    with serve(echo) as server, RawClient(server.port) as client:
-        client.send(
+async def test_100_continue_is_sent_when_the_app_reads(connect: Connect) -> None:
+    async with Wire(connect(echo)) as client:
+        await client.send(
             b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         )
         interim = client.read_head()
         assert interim.status == 100
-        client.send(b"hello")
+        await client.send(b"hello")
         response = client.read_response()
         assert response.status == 200
         assert response.body == b"/c:hello"
 
 
-def test_no_100_continue_when_the_app_answers_without_reading(serve: Serve) -> None:
+async def test_no_100_continue_when_the_app_answers_without_reading(connect: Connect) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await respond(send, 401, b"who are you")
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(
+    async with Wire(connect(app)) as client:
+        await client.send(
             b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         )
         response = client.read_response()
@@ -250,7 +255,7 @@ def test_no_100_continue_when_the_app_answers_without_reading(serve: Serve) -> N
 # --- HEAD -----------------------------------------------------------------------------------
 
 
-def test_head_writes_no_body_but_keeps_content_length(serve: Serve) -> None:
+async def test_head_writes_no_body_but_keeps_content_length(connect: Connect) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["path"] == "/declared":
             headers = [(b"content-length", b"11")]
@@ -258,65 +263,69 @@ def test_head_writes_no_body_but_keeps_content_length(serve: Serve) -> None:
         else:  # a framework that sends the GET body for HEAD too
             await respond(send, 200, b"hello world")
 
-    with serve(app) as server, RawClient(server.port) as client:
+    async with Wire(connect(app)) as client:
         for path in ("/declared", "/sent"):
-            client.send(get(path, method=b"HEAD"))
+            await client.send(get(path, method=b"HEAD"))
             response = client.read_response(head_request=True)
             assert response.status == 200
             assert response.header(b"content-length") == b"11"
         # Nothing but the heads was written: the next response starts right after them.
-        client.send(get("/sent"))
+        await client.send(get("/sent"))
         assert client.read_response().body == b"hello world"
 
 
 # --- Date, Server and default headers -------------------------------------------------------
 
 
-def test_date_and_server_headers(serve: Serve) -> None:
+async def test_date_and_server_headers(connect: Connect) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await respond(send, 200, b"x")
 
-    with serve(app) as server:
-        response = httpx.get(server.url)
-        assert response.headers["server"] == "dualcorn"
-        date = response.headers["date"]
-        assert date.endswith(" GMT") and len(date) == 29, date  # IMF-fixdate, RFC 9110 5.6.7
-    with serve(app, date_header=False, server_header=False) as server:
-        response = httpx.get(server.url)
-        assert "date" not in response.headers
-        assert "server" not in response.headers
+    async with Wire(connect(app)) as client:
+        await client.send(get())
+        response = client.read_response()
+        assert response.all(b"server") == [b"dualcorn"]
+        [date] = response.all(b"date")
+        assert date.endswith(b" GMT") and len(date) == 29, date  # IMF-fixdate, RFC 9110 5.6.7
+    async with Wire(connect(app, date_header=False, server_header=False)) as client:
+        await client.send(get())
+        response = client.read_response()
+        assert response.header(b"date") is None
+        assert response.header(b"server") is None
 
 
-def test_default_headers_and_app_headers_win(serve: Serve) -> None:
+async def test_default_headers_and_app_headers_win(connect: Connect) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         headers = [(b"X-A", b"from-app"), (b"server", b"mine")] if scope["path"] == "/own" else []
         await respond(send, 200, b"x", headers)
 
-    with serve(app, headers=(("x-a", "b"), ("x-b", "c"))) as server:
-        response = httpx.get(server.url)
-        assert response.headers.get_list("x-a") == ["b"]
-        assert response.headers["x-b"] == "c"
-        assert response.headers["server"] == "dualcorn"
-        response = httpx.get(server.url + "/own")
-        assert response.headers.get_list("x-a") == ["from-app"]
-        assert response.headers.get_list("server") == ["mine"]
-        assert response.headers["x-b"] == "c"
+    async with Wire(connect(app, headers=(("x-a", "b"), ("x-b", "c")))) as client:
+        await client.send(get())
+        response = client.read_response()
+        assert response.all(b"x-a") == [b"b"]
+        assert response.all(b"x-b") == [b"c"]
+        assert response.all(b"server") == [b"dualcorn"]
+        await client.send(get("/own"))
+        response = client.read_response()
+        assert response.all(b"x-a") == [b"from-app"]
+        assert response.all(b"server") == [b"mine"]
+        assert response.all(b"x-b") == [b"c"]
 
 
 # --- Content-Length checked against what the app sends --------------------------------------
 
 
 @pytest.mark.parametrize("sent", [5, 20])
-def test_content_length_mismatch_closes(
-    serve: Serve, errors: pytest.LogCaptureFixture, sent: int
+async def test_content_length_mismatch_closes(
+    connect: Connect, errors: pytest.LogCaptureFixture, sent: int
 ) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         headers = [(b"content-length", b"10")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"x" * sent})
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(get())
+    async with Wire(connect(app)) as client:
+        await client.send(get())
         data = client.read_until_closed()
         head, _, body = data.partition(b"\r\n\r\n")
         if sent < 10:
@@ -335,14 +344,14 @@ def test_content_length_mismatch_closes(
 
 
 @pytest.mark.parametrize("bad", [b"a\r\nset-cookie: evil=1", b"a\nb", b"a\x00b", b"a\rb"])
-def test_response_splitting_is_impossible(
-    serve: Serve, errors: pytest.LogCaptureFixture, bad: bytes
+async def test_response_splitting_is_impossible(
+    connect: Connect, errors: pytest.LogCaptureFixture, bad: bytes
 ) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await respond(send, 200, b"x", [(b"x-ok", b"1"), (b"x-evil", bad)])
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(get())
+    async with Wire(connect(app)) as client:
+        await client.send(get())
         response = client.read_response()
         assert response.status == 500
         assert response.body == b""
@@ -351,24 +360,29 @@ def test_response_splitting_is_impossible(
     assert "CR, LF or NUL" in errors.text
 
 
-def test_invalid_header_name_is_refused(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+async def test_invalid_header_name_is_refused(
+    connect: Connect, errors: pytest.LogCaptureFixture
+) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await respond(send, 200, b"x", [(b"bad name", b"1")])
 
-    with serve(app) as server:
-        assert httpx.get(server.url).status_code == 500
+    async with Wire(connect(app)) as client:
+        await client.send(get())
+        assert client.read_response().status == 500
     assert "invalid response header name" in errors.text
 
 
 # --- App errors -----------------------------------------------------------------------------
 
 
-def test_exception_before_start_gives_500(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+async def test_exception_before_start_gives_500(
+    connect: Connect, errors: pytest.LogCaptureFixture
+) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         raise ValueError("boom before start")
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(get())
+    async with Wire(connect(app)) as client:
+        await client.send(get())
         response = client.read_response()
         assert response.status == 500
         assert response.body == b""
@@ -380,16 +394,16 @@ def test_exception_before_start_gives_500(serve: Serve, errors: pytest.LogCaptur
     assert "Traceback" in errors.text
 
 
-def test_exception_between_start_and_body_is_still_a_500(
-    serve: Serve, errors: pytest.LogCaptureFixture
+async def test_exception_between_start_and_body_is_still_a_500(
+    connect: Connect, errors: pytest.LogCaptureFixture
 ) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         headers = [(b"content-length", b"5"), (b"x-app", b"1")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         raise ValueError("boom between start and body")
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(get())
+    async with Wire(connect(app)) as client:
+        await client.send(get())
         response = client.read_response()
         # Nothing of the app's head reached the wire, so the client gets an honest 500.
         assert response.status == 500
@@ -399,14 +413,16 @@ def test_exception_between_start_and_body_is_still_a_500(
     assert "boom between start and body" in errors.text
 
 
-def test_exception_after_start_closes(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+async def test_exception_after_start_closes(
+    connect: Connect, errors: pytest.LogCaptureFixture
+) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         raise ValueError("boom after start")
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(get())
+    async with Wire(connect(app)) as client:
+        await client.send(get())
         head = client.read_head()
         assert head.status == 200
         rest = client.read_until_closed()
@@ -415,24 +431,29 @@ def test_exception_after_start_closes(serve: Serve, errors: pytest.LogCaptureFix
     assert "boom after start" in errors.text
 
 
-def test_app_returning_without_a_response(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+async def test_app_returning_without_a_response(
+    connect: Connect, errors: pytest.LogCaptureFixture
+) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         return None
 
-    with serve(app) as server:
-        response = httpx.get(server.url)
-        assert response.status_code == 500
-        assert response.content == b""
+    async with Wire(connect(app)) as client:
+        await client.send(get())
+        response = client.read_response()
+        assert response.status == 500
+        assert response.body == b""
     assert "returned without starting a response" in errors.text
 
 
-def test_app_returning_mid_response_closes(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+async def test_app_returning_mid_response_closes(
+    connect: Connect, errors: pytest.LogCaptureFixture
+) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"a", "more_body": True})
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(get())
+    async with Wire(connect(app)) as client:
+        await client.send(get())
         assert client.read_head().status == 200
         assert client.read_until_closed() == b"1\r\na\r\n"
     assert "without completing the response" in errors.text
@@ -441,7 +462,7 @@ def test_app_returning_mid_response_closes(serve: Serve, errors: pytest.LogCaptu
 # --- Limits ---------------------------------------------------------------------------------
 
 
-def test_limit_request_body(serve: Serve) -> None:
+async def test_limit_request_body(connect: Connect) -> None:
     calls: list[str] = []
     seen: list[dict[str, Any]] = []
 
@@ -455,30 +476,53 @@ def test_limit_request_body(serve: Serve) -> None:
         if message["type"] == "http.request":
             await respond(send, 200, b"ok")
 
-    with serve(app, limit_request_body=100) as server:
-        with RawClient(server.port) as client:
-            client.send(b"POST /declared HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n")
-            response = client.read_response()
-            assert response.status == 413
-            assert response.header(b"connection") == b"close"
-        assert calls == []  # refused from the head alone
-        # At the limit exactly: served.
-        response = httpx.post(server.url + "/exact", content=b"x" * 100)
-        assert response.status_code == 200
-        with RawClient(server.port) as client:
-            client.send(
-                b"POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + b"40\r\n" + b"x" * 64 + b"\r\n"
-                + b"40\r\n" + b"x" * 64 + b"\r\n"
-            )  # fmt: skip
-            response = client.read_response()
-            assert response.status == 413
-            assert client.read_until_closed() == b""
+    async with Wire(connect(app, limit_request_body=100)) as client:
+        await client.send(b"POST /declared HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n")
+        response = client.read_response()
+        assert response.status == 413
+        assert response.header(b"connection") == b"close"
+    assert calls == []  # refused from the head alone
+    # At the limit exactly: served.
+    async with Wire(connect(app, limit_request_body=100)) as client:
+        await client.send(b"POST /exact HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
+        await client.send(b"x" * 100)
+        assert client.read_response().status == 200
+    async with Wire(connect(app, limit_request_body=100)) as client:
+        await client.send(
+            b"POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"40\r\n" + b"x" * 64 + b"\r\n"
+            + b"40\r\n" + b"x" * 64 + b"\r\n"
+        )  # fmt: skip
+        response = client.read_response()
+        assert response.status == 413
+        assert client.read_until_closed() == b""
     assert calls == ["/exact", "/chunked"]
     # The app never saw more than the limit, and learnt that the request was cut off.
     delivered = sum(len(m.get("body", b"")) for m in seen if m["type"] == "http.request")
     assert delivered <= 100 + 100  # /exact's 100, plus at most the limit of /chunked
     assert seen[-1]["type"] == "http.disconnect"
+
+
+async def test_limit_keepalive_requests(connect: Connect) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await respond(send, 200, b"ok")
+
+    async with Wire(connect(app, limit_keepalive_requests=3)) as client:
+        for _ in range(2):
+            await client.send(get())
+            response = client.read_response()
+            assert response.header(b"connection") is None
+        await client.send(get())
+        response = client.read_response()
+        assert response.status == 200
+        assert response.header(b"connection") == b"close"
+        assert client.is_closed_by_server()
+
+
+# --- On real sockets: what is about the transport itself ------------------------------------
+# Everything above runs in memory (tests/memconn.py); below, the tests whose point is the
+# socket: several connections against one server, timeouts in real time, back-pressure from a
+# real peer, sendfile.
 
 
 def test_limit_concurrency_answers_503(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
@@ -502,22 +546,6 @@ def test_limit_concurrency_answers_503(serve: Serve, errors: pytest.LogCaptureFi
         assert slow.read_response().status == 200
         assert httpx.get(server.url + "/fast").status_code == 200
     assert "--limit-concurrency" in errors.text
-
-
-def test_limit_keepalive_requests(serve: Serve) -> None:
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
-        await respond(send, 200, b"ok")
-
-    with serve(app, limit_keepalive_requests=3) as server, RawClient(server.port) as client:
-        for _ in range(2):
-            client.send(get())
-            response = client.read_response()
-            assert response.header(b"connection") is None
-        client.send(get())
-        response = client.read_response()
-        assert response.status == 200
-        assert response.header(b"connection") == b"close"
-        assert client.is_closed_by_server()
 
 
 # --- Timeouts -------------------------------------------------------------------------------
