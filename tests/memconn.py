@@ -15,7 +15,7 @@ from typing import Any
 from dualcorn import Config
 from dualcorn.adapters import prepare_app
 from dualcorn.protocols.state import ServerState
-from tests.rawhttp import Response
+from tests.rawhttp import Response, ResponseReader
 from tests.support import MemoryTransport
 
 __all__ = ["PARSERS", "MemoryConnection", "Wire", "parse_responses", "protocol_class"]
@@ -161,7 +161,7 @@ def parse_responses(data: bytes) -> list[Response]:
     return responses
 
 
-class Wire:
+class Wire(ResponseReader):
     """:class:`tests.rawhttp.RawClient`'s API over a :class:`MemoryConnection`.
 
     ``async with Wire(connect(app)) as client:`` then ``await client.send(raw)`` and read the
@@ -210,49 +210,6 @@ class Wire:
             raise AssertionError(f"{len(rest)} of {n} bytes written: {rest!r}")
         self.pos += n
         return rest[:n]
-
-    def read_head(self) -> Response:
-        head = self._take_until(b"\r\n\r\n")
-        lines = head[:-4].split(b"\r\n")
-        version, status, *reason = lines[0].split(b" ", 2)
-        headers = []
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers.append((name.strip().lower(), value.strip()))
-        return Response(int(status), headers, b"", head, b"".join(reason), version)
-
-    def read_response(self, *, head_request: bool = False) -> Response:
-        """One whole response, framed by Content-Length, chunked coding or the close."""
-        response = self.read_head()
-        interim = []
-        while response.status < 200:
-            interim.append(response.status)
-            response = self.read_head()
-        response.interim = interim
-        raw = bytearray(response.raw)
-        length = response.header(b"content-length")
-        if head_request or response.status in (204, 304):
-            body = b""
-        elif response.header(b"transfer-encoding") == b"chunked":
-            parts = []
-            while True:
-                size_line = self._take_until(b"\r\n")
-                size = int(size_line.split(b";")[0], 16)
-                data = self._take(size + 2)
-                raw += size_line + data
-                if size == 0:
-                    break
-                parts.append(data[:-2])
-            body = b"".join(parts)
-        elif length is not None:
-            body = self._take(int(length))
-            raw += body
-        else:
-            body = self.read_until_closed()
-            raw += body
-        response.body = body
-        response.raw = bytes(raw)
-        return response
 
     def read_until_closed(self) -> bytes:
         """The rest of what the server wrote; the server must have closed the connection."""

@@ -29,7 +29,65 @@ class Response:
         return [value for key, value in self.headers if key == name.lower()]
 
 
-class RawClient:
+class ResponseReader:
+    """Reads HTTP/1.1 responses from what a server wrote; subclasses say where bytes come from
+    (a socket, or an in-memory connection's output)."""
+
+    def _take_until(self, marker: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _take(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    def read_until_closed(self) -> bytes:
+        raise NotImplementedError
+
+    def read_head(self) -> Response:
+        head = self._take_until(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        version, status, *reason = lines[0].split(b" ", 2)
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.append((name.strip().lower(), value.strip()))
+        return Response(int(status), headers, b"", head, b"".join(reason), version)
+
+    def read_response(self, *, head_request: bool = False) -> Response:
+        """One whole response, framed by Content-Length, chunked coding or the close."""
+        response = self.read_head()
+        interim = []
+        while response.status < 200:  # interim responses (100 Continue) come first
+            interim.append(response.status)
+            response = self.read_head()
+        response.interim = interim
+        raw = bytearray(response.raw)
+        length = response.header(b"content-length")
+        if head_request or response.status in (204, 304):
+            body = b""
+        elif response.header(b"transfer-encoding") == b"chunked":
+            parts = []
+            while True:
+                size_line = self._take_until(b"\r\n")
+                raw += size_line
+                size = int(size_line.split(b";")[0], 16)
+                data = self._take(size + 2)
+                raw += data
+                if size == 0:
+                    break
+                parts.append(data[:-2])
+            body = b"".join(parts)
+        elif length is not None:
+            body = self._take(int(length))
+            raw += body
+        else:
+            body = self.read_until_closed()
+            raw += body
+        response.body = body
+        response.raw = bytes(raw)
+        return response
+
+
+class RawClient(ResponseReader):
     """One TCP connection; responses are parsed from a buffer, so pipelining just works."""
 
     def __init__(self, port: int, *, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
@@ -76,50 +134,6 @@ class RawClient:
         data = bytes(self.buf[:n])
         del self.buf[:n]
         return data
-
-    def read_head(self) -> Response:
-        head = self._take_until(b"\r\n\r\n")
-        lines = head[:-4].split(b"\r\n")
-        version, status, *reason = lines[0].split(b" ", 2)
-        headers = []
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers.append((name.strip().lower(), value.strip()))
-        return Response(int(status), headers, b"", head, b"".join(reason), version)
-
-    def read_response(self, *, head_request: bool = False) -> Response:
-        """One whole response, framed by Content-Length, chunked coding or the close."""
-        response = self.read_head()
-        interim = []
-        while response.status < 200:  # interim responses (100 Continue) come first
-            interim.append(response.status)
-            response = self.read_head()
-        response.interim = interim
-        raw = bytearray(response.raw)
-        length = response.header(b"content-length")
-        if head_request or response.status in (204, 304):
-            body = b""
-        elif response.header(b"transfer-encoding") == b"chunked":
-            parts = []
-            while True:
-                size_line = self._take_until(b"\r\n")
-                raw += size_line
-                size = int(size_line.split(b";")[0], 16)
-                data = self._take(size + 2)
-                raw += data
-                if size == 0:
-                    break
-                parts.append(data[:-2])
-            body = b"".join(parts)
-        elif length is not None:
-            body = self._take(int(length))
-            raw += body
-        else:
-            body = self.read_until_closed()
-            raw += body
-        response.body = body
-        response.raw = bytes(raw)
-        return response
 
     def read_until_closed(self) -> bytes:
         deadline = time.monotonic() + self.timeout
