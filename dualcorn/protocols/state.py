@@ -10,6 +10,7 @@ from dualcorn import __version__
 from dualcorn.access_format import compile_format
 from dualcorn.config import Config
 from dualcorn.listener import Throttled
+from dualcorn.protocols.logline import AccessLogger
 from dualcorn.protocols.wire import DateHeader
 from dualcorn.protocols.ws_handshake import websocket_support
 from dualcorn.proxies import proxy_headers
@@ -77,7 +78,8 @@ class ServerState:
         )
         # Validated response header lines by (name, value): see wire.classify_header.
         self.header_lines: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
-        self.access_logger = logging.getLogger("dualcorn.access")
+        # Direct writes for dualcorn's own access handler, logging for any other set-up.
+        self.access_logger = AccessLogger(logging.getLogger("dualcorn.access"))
         self.error_logger = logging.getLogger("dualcorn.error")
         self.server_software = f"dualcorn/{__version__}"
         # Forwarding headers, for connections whose peer --forwarded-allow-ips trusts.
