@@ -14,13 +14,14 @@ from benchmarks.runner import Settings
 
 __all__ = ["describe", "estimate"]
 
-# Seconds, measured (a 1 x 2 s run of everything, 2026-11-30): starting a server and
+# Seconds, fitted to a run of everything at 1 x 2 s (2026-11-30, 17.6 min: 133 server turns
+# in 16 throughput scenarios in 9.6 min, 18 idle runs in 8.0 min): starting a server and
 # checking its answer; the bookkeeping around one round of one server (the /proc samples,
-# wrk's start and report); one idle scenario's fixed part (start, hold, close) and its cost
-# per connection opened.
-START_S = 2.5
-ROUND_OVERHEAD_S = 0.6
-IDLE_BASE_S = 9.0
+# wrk's start and report); an idle run's fixed part (start, the opening deadline some
+# servers reach, close) and its cost per connection opened.
+START_S = 0.4
+ROUND_OVERHEAD_S = 0.3
+IDLE_BASE_S = 11.7
 IDLE_PER_CONNECTION_S = 0.0012
 
 
