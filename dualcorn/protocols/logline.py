@@ -42,13 +42,12 @@ class AccessLogger:
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
+        # state.access_log asks once per response: the logger's own (cached) answer, no hop.
+        self.isEnabledFor = logger.isEnabledFor
         # The handler and formatter the direct path was checked for, and the line's prefix.
         self._handler: logging.Handler | None = None
         self._formatter: logging.Formatter | None = None
         self._prefix = ""
-
-    def isEnabledFor(self, level: int) -> bool:  # logging's name: state.access_log calls it
-        return self.logger.isEnabledFor(level)
 
     def info(self, msg: str, *args: Any) -> None:
         if len(args) == 1 and type(args[0]) is AccessEntry and msg == "%s":
@@ -81,20 +80,18 @@ class AccessLogger:
     def _write(self, handler: Any, entry: AccessEntry) -> bool:
         """Write the line; False if the handler has no stream open (logging reopens it)."""
         line = self._prefix + str(entry) + handler.terminator
-        handler.acquire()
-        try:
+        with handler.lock:  # Handler.acquire() without its two Python calls
             stream = handler.stream  # read under the lock: a reopen swaps it (SIGUSR1)
             if stream is None:
                 return False
-            stream.write(line)
-            stream.flush()
-        except Exception:
-            # What StreamHandler.emit does on a broken stream: logging.raiseExceptions says.
-            handler.handleError(
-                self.logger.makeRecord(self.logger.name, _INFO, "", 0, "%s", (entry,), None)
-            )
-        finally:
-            handler.release()
+            try:
+                stream.write(line)
+                stream.flush()
+            except Exception:
+                # What StreamHandler.emit does on a broken stream: logging.raiseExceptions says.
+                handler.handleError(
+                    self.logger.makeRecord(self.logger.name, _INFO, "", 0, "%s", (entry,), None)
+                )
         return True
 
 
