@@ -177,3 +177,55 @@ def test_a_real_server_writes_one_line_per_response(tmp_path: Path) -> None:
         assert re.fullmatch(
             rf'INFO:     127\.0\.0\.1:\d+ - "GET /n{n}\?q={n} HTTP/1\.1" 200 2 \d+\.\dms', line
         ), line
+
+
+class CountingStream:
+    """A file's stand-in that records each write and flush (the handler's stream)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def _entries(n: int) -> list[Any]:
+    from dualcorn.access_format import AccessEntry, AccessFormat
+
+    scope = {"method": "GET", "http_version": "1.1", "raw_path": b"/", "query_string": b"",
+             "client": ("127.0.0.1", 1)}  # fmt: skip
+    return [AccessEntry(AccessFormat(), {**scope, "raw_path": b"/%d" % i}, 200, 2, 0.0)
+            for i in range(n)]  # fmt: skip
+
+
+async def test_the_lines_of_one_loop_iteration_leave_in_one_write(
+    tmp_path: Path, access_logger: logging.Logger
+) -> None:
+    import asyncio
+    import threading
+
+    from dualcorn.protocols.logline import AccessLogger
+
+    configure_logging(Config(app=app, access_logfile=str(tmp_path / "a.log"), log_level="info"))
+    handler: Any = access_logger.handlers[0]
+    handler.stream.close()
+    handler.stream = stream = CountingStream()
+    logger = AccessLogger(access_logger)
+    for entry in _entries(3):
+        logger.info("%s", entry)
+    assert stream.writes == []  # not before this iteration ends...
+    await asyncio.sleep(0)
+    assert stream.writes == [  # ...then all of it at once, in order, flushed
+        "".join(f'INFO:     127.0.0.1:1 - "GET /{i} HTTP/1.1" 200 2 0.0ms\n' for i in range(3))
+    ]
+    assert stream.flushes == 1
+    # Off the event loop (no iteration to wait for) a line is written at once.
+    thread = threading.Thread(target=logger.info, args=("%s", _entries(1)[0]))
+    thread.start()
+    thread.join(10)
+    assert stream.writes[1:] == ['INFO:     127.0.0.1:1 - "GET /0 HTTP/1.1" 200 2 0.0ms\n']
+    handler.stream = None  # nothing for the fixture's close() to flush

@@ -7,7 +7,10 @@ process names read), a formatter pass and a flushed write: about 15 us of CPU, a
 serving the request itself.  So when the logger is exactly as dualcorn set it up (its own one
 handler, a plain stream or file, its own text formatter, no filters, no propagation, the
 default LogRecord factory), the line is formatted here, as that formatter would print it, and
-written to the handler's stream under the handler's lock.  Anything else (``--log-config``,
+written to the handler's stream under the handler's lock, together with the other lines of
+the same event-loop iteration: one write and one flush at the end of the iteration (a
+``call_soon``) however many responses ended in it, so no line waits longer than the
+iteration that produced it.  Anything else (``--log-config``,
 ``--log-format json``, a filter or handler an app or test added, caplog) takes the
 :mod:`logging` path, so every configuration sees the same records as before.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import http
 import logging
 import time
+from asyncio import _get_running_loop as _running_loop
 from typing import TYPE_CHECKING, Any
 
 from dualcorn.access_format import (
@@ -48,6 +52,10 @@ class AccessLogger:
         self._handler: logging.Handler | None = None
         self._formatter: logging.Formatter | None = None
         self._prefix = ""
+        # Lines of the current event-loop iteration, written together at its end (one write
+        # and one flush for all the responses that ended in it), and the handler they go to.
+        self._pending: list[str] = []
+        self._pending_handler: Any = None
 
     def info(self, msg: str, *args: Any) -> None:
         if len(args) == 1 and type(args[0]) is AccessEntry and msg == "%s":
@@ -78,21 +86,46 @@ class AccessLogger:
         return handler
 
     def _write(self, handler: Any, entry: AccessEntry) -> bool:
-        """Write the line; False if the handler has no stream open (logging reopens it)."""
+        """Queue the line for the end of this loop iteration (written at once off a loop).
+
+        False if the handler has no stream open: logging's own path reopens it.
+        """
+        if handler.stream is None:
+            return False
         line = self._prefix + str(entry) + handler.terminator
+        loop = _running_loop()
+        if loop is None:
+            self._emit(handler, line)
+            return True
+        pending = self._pending
+        if pending and handler is not self._pending_handler:
+            self._flush()  # the set-up changed within the iteration: keep the order
+        if not pending:
+            self._pending_handler = handler
+            loop.call_soon(self._flush)
+        pending.append(line)
+        return True
+
+    def _flush(self) -> None:
+        """Write the iteration's lines: one write and one flush, as many lines as responses."""
+        pending = self._pending
+        if pending:
+            text = "".join(pending)
+            pending.clear()
+            self._emit(self._pending_handler, text)
+
+    def _emit(self, handler: Any, text: str) -> None:
         with handler.lock:  # Handler.acquire() without its two Python calls
             stream = handler.stream  # read under the lock: a reopen swaps it (SIGUSR1)
-            if stream is None:
-                return False
             try:
-                stream.write(line)
+                if stream is None:  # closed meanwhile: reopened, as FileHandler.emit does
+                    stream = handler.stream = handler._open()
+                stream.write(text)
                 stream.flush()
             except Exception:
                 # What StreamHandler.emit does on a broken stream: logging.raiseExceptions says.
-                handler.handleError(
-                    self.logger.makeRecord(self.logger.name, _INFO, "", 0, "%s", (entry,), None)
-                )
-        return True
+                record = logging.LogRecord(self.logger.name, _INFO, "", 0, text, None, None)
+                handler.handleError(record)
 
 
 def _prefix(handler: logging.Handler, formatter: logging.Formatter | None) -> str | None:
