@@ -46,7 +46,6 @@ from dualcorn.access_format import REQUEST_ID_KEY
 from dualcorn.adapters.wsgi_input import (
     ClientDisconnected,
     LoopBridge,
-    Message,
     Receive,
     Send,
     WSGIInput,
@@ -54,6 +53,7 @@ from dualcorn.adapters.wsgi_input import (
 from dualcorn.adapters.wsgi_pool import WorkerPool
 from dualcorn.adapters.wsgi_responder import FileWrapper, Responder
 from dualcorn.adapters.wsgi_threads import OUTBOX_LIMIT, OUTBOX_MEMORY, Outbox
+from dualcorn.adapters.wsgi_watch import WaitWatcher
 from dualcorn.errors import ConfigError
 
 __all__ = [
@@ -282,6 +282,7 @@ class WSGIAdapter:
         self._pool: WorkerPool | None = None
         # --metrics-port: counts busy threads and waiting requests (dualcorn.metrics.recorder).
         self.pool_tracker: Any = None
+        self._watcher = WaitWatcher()
         self._environ = EnvironBuilder(
             multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
         )
@@ -342,7 +343,8 @@ class WSGIAdapter:
             )
         environ["wsgi.input"] = wsgi_input
         pool = self._ensure_pool()
-        if pool.waiting >= self.queue:
+        waiting = pool.waiting
+        if waiting >= self.queue:
             # --wsgi-queue: every thread is busy and enough requests wait already (8 KiB or
             # more each); refuse at once, as --limit-concurrency does, rather than queue more.
             now = loop.time()
@@ -362,10 +364,9 @@ class WSGIAdapter:
             job = self.pool_tracker.wrap(job)  # --metrics-port: busy threads, waiting requests
         pool.submit(job)
         watch = None
-        if body_read and pool.waiting:
-            # It waits for a thread: if its client hangs up meanwhile, nobody should run it.
-            watch = asyncio.ensure_future(receive())
-            watch.add_done_callback(functools.partial(_abandon_if_gone, outbox))
+        if body_read and waiting:
+            # It may wait for a thread: if its client hangs up meanwhile, nobody should run it.
+            watch = self._watcher.add(outbox, receive)
         try:
             await outbox.deliver(send)
         except asyncio.CancelledError:
@@ -375,7 +376,7 @@ class WSGIAdapter:
             raise
         finally:
             if watch is not None:
-                watch.cancel()
+                watch.stop()
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -395,10 +396,3 @@ class WSGIAdapter:
         if message["type"] == "websocket.connect":
             # ASGI: websocket.close before websocket.accept rejects the handshake (HTTP 403).
             await send({"type": "websocket.close"})
-
-
-def _abandon_if_gone(outbox: Outbox, watch: asyncio.Future[Message]) -> None:
-    """The client of a request waiting for a thread hung up: the thread will skip it."""
-    gone = not watch.cancelled() and watch.exception() is None
-    if gone and watch.result()["type"] == "http.disconnect":
-        outbox.abandon()

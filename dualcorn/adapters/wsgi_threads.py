@@ -123,6 +123,11 @@ class Outbox:
     def aborted(self) -> bool:
         return self._failed
 
+    @property
+    def claimed(self) -> bool:
+        """Whether an app thread took the request (read without the lock: it only turns true)."""
+        return self._claimed
+
     # --- The app thread ------------------------------------------------------------------
 
     def claim(self) -> bool:
