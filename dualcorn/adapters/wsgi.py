@@ -72,6 +72,8 @@ ZEROCOPY_EXTENSION = "http.response.zerocopysend"
 
 _SERVER_PROTOCOLS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2"}
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+# Environ templates kept (one per connection, roughly) before the cache starts again.
+_TEMPLATES = 1024
 # Bytes of a partial line wsgi.errors holds before it logs them anyway.
 _ERRORS_LINE_LIMIT = 8192
 _BUSY_START = {
@@ -153,9 +155,11 @@ def _below_root(path: str, root: str) -> str:
 
 
 def _path_info(scope: dict[str, Any] | Any, root: str, script_name: str) -> str:
+    raw_path: bytes | None = scope.get("raw_path")
+    if raw_path is not None and not root and b"%" not in raw_path:
+        return raw_path.decode("latin-1")  # nothing to unquote, no mount point to strip
     path: str = scope["path"]
     rest = _as_latin1(_below_root(path, root))
-    raw_path: bytes | None = scope.get("raw_path")
     if raw_path is None:
         return rest
     # PEP 3333: PATH_INFO carries the request's bytes, so a non-UTF-8 "%FF" survives as "\xff";
@@ -184,9 +188,14 @@ def request_may_have_body(environ: dict[str, Any]) -> bool:
 
 
 class EnvironBuilder:
-    """Builds PEP 3333 environs for one adapter; the request-independent part is built once."""
+    """Builds PEP 3333 environs for one adapter from per-connection templates.
 
-    __slots__ = ("_base",)
+    What depends only on the connection (the client and server addresses, the scheme, the
+    mount point, the HTTP version) is assembled once into a template, kept in a small bounded
+    cache; a request's environ is a copy of it plus the request line and the headers.
+    """
+
+    __slots__ = ("_base", "_templates")
 
     def __init__(self, *, multiprocess: bool, errors: ErrorStream, file_wrapper: type) -> None:
         # PEP 3333 "environ Variables": the wsgi.* keys every environ must carry.
@@ -202,53 +211,68 @@ class EnvironBuilder:
             "wsgi.file_wrapper": file_wrapper,
             "SERVER_PROTOCOL": "HTTP/1.1",
         }
+        self._templates: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def build(self, scope: Any) -> dict[str, Any]:
-        """The environ for one HTTP scope, without ``wsgi.input`` (the caller adds it)."""
+    def _template(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        client, server, scheme, root, version = key
         environ = self._base.copy()
-        root: str = scope.get("root_path", "")
-        script_name = _as_latin1(root) if root else ""
-        scheme: str = scope.get("scheme", "http")
-        environ["REQUEST_METHOD"] = scope["method"]
         # PEP 3333: SCRIPT_NAME + PATH_INFO is the request path; SCRIPT_NAME is the mount point.
-        environ["SCRIPT_NAME"] = script_name
-        environ["PATH_INFO"] = _path_info(scope, root, script_name)
-        environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
+        environ["SCRIPT_NAME"] = _as_latin1(root) if root else ""
         environ["wsgi.url_scheme"] = scheme
         if scheme == "https":
             # The CGI variable (RFC 3875 4.1.18's "protocol-specific" ones; mod_ssl, gunicorn)
             # that some frameworks and middleware read instead of wsgi.url_scheme.
             environ["HTTPS"] = "on"
-        version = scope.get("http_version", "1.1")
         if version != "1.1":
             environ["SERVER_PROTOCOL"] = _SERVER_PROTOCOLS.get(version, "HTTP/" + version)
-
-        for raw_name, raw_value in scope["headers"]:
-            key = _environ_key(raw_name)
-            if key is None:
-                continue
-            value = raw_value.decode("latin-1")
-            if key in environ:
-                # RFC 9110 5.3: repeated fields combine with ", "; RFC 6265 5.4: cookies
-                # combine with "; " (HTTP/2 clients send each cookie as its own field).
-                separator = "; " if key == "HTTP_COOKIE" else ", "
-                value = environ[key] + separator + value
-            environ[key] = value
-
-        # PEP 3333: SERVER_NAME and SERVER_PORT are required strings (hypercorn put an int here).
-        server = scope.get("server")
+        # PEP 3333: SERVER_NAME and SERVER_PORT are required strings (hypercorn put an int here);
+        # without a port (a Unix socket) they come from the request's Host (see build()).
         if server is not None and server[1] is not None:
             environ["SERVER_NAME"] = server[0]
             environ["SERVER_PORT"] = str(server[1])
-        else:  # a Unix socket: fall back to what the client asked for
-            host, port = _host_and_port(environ.get("HTTP_HOST", "localhost"), scheme)
-            environ["SERVER_NAME"] = host
-            environ["SERVER_PORT"] = port
-        client = scope.get("client")
         if client is not None:
             environ["REMOTE_ADDR"] = client[0]
             environ["REMOTE_PORT"] = str(client[1])
-        extensions = scope.get("extensions")
+        if len(self._templates) >= _TEMPLATES:
+            self._templates.clear()  # many short connections: start again rather than grow
+        self._templates[key] = environ
+        return environ
+
+    def build(self, scope: Any) -> dict[str, Any]:
+        """The environ for one HTTP scope, without ``wsgi.input`` (the caller adds it)."""
+        get = scope.get
+        root: str = get("root_path", "")
+        version = get("http_version", "1.1")
+        key: tuple[Any, ...] = (get("client"), get("server"), get("scheme", "http"), root, version)
+        try:
+            template = self._templates.get(key)
+        except TypeError:  # an unhashable address (a list from some other server)
+            key = tuple(tuple(part) if type(part) is list else part for part in key)
+            template = self._templates.get(key)
+        if template is None:
+            template = self._template(key)
+        environ = template.copy()
+        environ["REQUEST_METHOD"] = scope["method"]
+        environ["PATH_INFO"] = _path_info(scope, root, environ["SCRIPT_NAME"])
+        environ["QUERY_STRING"] = get("query_string", b"").decode("latin-1")
+
+        for raw_name, raw_value in scope["headers"]:
+            key_name = _environ_key(raw_name)
+            if key_name is None:
+                continue
+            value = raw_value.decode("latin-1")
+            if key_name in environ:
+                # RFC 9110 5.3: repeated fields combine with ", "; RFC 6265 5.4: cookies
+                # combine with "; " (HTTP/2 clients send each cookie as its own field).
+                separator = "; " if key_name == "HTTP_COOKIE" else ", "
+                value = environ[key_name] + separator + value
+            environ[key_name] = value
+
+        if "SERVER_PORT" not in environ:  # a Unix socket: fall back to what the client asked for
+            host, port = _host_and_port(environ.get("HTTP_HOST", "localhost"), key[2])
+            environ["SERVER_NAME"] = host
+            environ["SERVER_PORT"] = port
+        extensions = get("extensions")
         if extensions and REQUEST_ID_KEY in extensions:  # PEP 3333: server keys carry its name
             environ[REQUEST_ID_KEY] = extensions[REQUEST_ID_KEY]["id"]
         return environ
@@ -325,22 +349,21 @@ class WSGIAdapter:
     async def _serve_http(self, scope: Any, receive: Receive, send: Send) -> None:
         environ = self._environ.build(scope)
         loop = asyncio.get_running_loop()
-        bridge = LoopBridge(loop)
         body_read = not request_may_have_body(environ)
+        bridge: LoopBridge | None = None
         if not body_read:
+            bridge = LoopBridge(loop)
             wsgi_input = WSGIInput(bridge, receive)
         else:
             # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body, so the
             # first receive() answers at once; doing it here spares the app thread a hop.
+            # (An HTTP/2 body without a length still says more_body: then it gets a bridge.)
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            wsgi_input = WSGIInput(
-                bridge,
-                receive,
-                body=message.get("body", b""),
-                more_body=message.get("more_body", False),
-            )
+            if message.get("more_body", False):
+                bridge = LoopBridge(loop)
+            wsgi_input = WSGIInput(bridge, receive, body=message.get("body", b""))
         environ["wsgi.input"] = wsgi_input
         pool = self._ensure_pool()
         waiting = pool.waiting
@@ -372,7 +395,8 @@ class WSGIAdapter:
         except asyncio.CancelledError:
             # The server abandoned the request: release the app thread from its hop or wait.
             outbox.abort()
-            bridge.abort()
+            if bridge is not None:
+                bridge.abort()
             raise
         finally:
             if watch is not None:

@@ -206,7 +206,9 @@ class Outbox:
         the whole exchange then costs exactly one wake-up of the loop."""
         with self._lock:
             if last and not self._failed:
-                self._items.extend((message, 0) for message in last)
+                items = self._items
+                for message in last:
+                    items.append((message, 0))
                 self._queued += len(last)
             self._done = True
             self._error = error
@@ -250,6 +252,21 @@ class Outbox:
                         self._scheduled = False
                         break
                     self._items = []
+                    # Everything finished and in memory: no thread waits for room any more.
+                    quick = self._done and not self._spilled
+                if quick:
+                    # The common end (a small response, complete when the app returned) needs
+                    # no accounting; the loop above then returns.
+                    try:
+                        for item, _ in batch:
+                            await send(item)  # type: ignore[arg-type]
+                    except OSError:
+                        self.abort()
+                        return
+                    except BaseException:
+                        self.abort()
+                        raise
+                    continue
                 for item, size in batch:
                     try:
                         if type(item) is _Spilled:
