@@ -37,7 +37,7 @@ import functools
 import io
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
@@ -72,6 +72,7 @@ ZEROCOPY_EXTENSION = "http.response.zerocopysend"
 
 _SERVER_PROTOCOLS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2"}
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_HTTP1 = frozenset(("1.1", "1.0"))
 # Environ templates kept (one per connection, roughly) before the cache starts again.
 _TEMPLATES = 1024
 # Bytes of a partial line wsgi.errors holds before it logs them anyway.
@@ -311,17 +312,20 @@ class WSGIAdapter:
             multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
         )
 
-    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+    # asgiref's marker: an ASGI 3 callable although __call__ is not a coroutine function.
+    _asgi_single_callable = True
+
+    def __call__(self, scope: Any, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        # A plain function returning the coroutine: one coroutine per request, not two.
         kind = scope["type"]
         if kind == "http":
-            await self._serve_http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._serve_lifespan(receive, send)
-        elif kind == "websocket":
-            await self._refuse_websocket(receive, send)
-        else:
-            # ASGI: "Applications should raise an exception for unknown scope types".
-            raise ValueError(f"a WSGI application cannot serve {kind!r} scopes")
+            return self._serve_http(scope, receive, send)
+        if kind == "lifespan":
+            return self._serve_lifespan(receive, send)
+        if kind == "websocket":
+            return self._refuse_websocket(receive, send)
+        # ASGI: "Applications should raise an exception for unknown scope types".
+        return _refuse_scope(kind)
 
     async def shutdown(self, grace: float | None = None) -> list[str]:
         """Stop the thread pool and wait up to ``grace`` seconds for its threads to end.
@@ -354,6 +358,10 @@ class WSGIAdapter:
         if not body_read:
             bridge = LoopBridge(loop)
             wsgi_input = WSGIInput(bridge, receive)
+        elif scope.get("http_version") in _HTTP1:
+            # RFC 9112 6.3 (7): an HTTP/1.x request without Content-Length or Transfer-Encoding
+            # has no body at all; nothing to receive.
+            wsgi_input = WSGIInput(None, receive)
         else:
             # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body, so the
             # first receive() answers at once; doing it here spares the app thread a hop.
@@ -366,8 +374,7 @@ class WSGIAdapter:
             wsgi_input = WSGIInput(bridge, receive, body=message.get("body", b""))
         environ["wsgi.input"] = wsgi_input
         pool = self._ensure_pool()
-        waiting = pool.waiting
-        if waiting >= self.queue:
+        if pool.waiting >= self.queue:
             # --wsgi-queue: every thread is busy and enough requests wait already (8 KiB or
             # more each); refuse at once, as --limit-concurrency does, rather than queue more.
             now = loop.time()
@@ -387,8 +394,9 @@ class WSGIAdapter:
             job = self.pool_tracker.wrap(job)  # --metrics-port: busy threads, waiting requests
         pool.submit(job)
         watch = None
-        if body_read and waiting:
+        if body_read:
             # It may wait for a thread: if its client hangs up meanwhile, nobody should run it.
+            # (Noting it is cheaper than asking the pool whether it waits.)
             watch = self._watcher.add(outbox, receive)
         try:
             await outbox.deliver(send)
@@ -420,3 +428,7 @@ class WSGIAdapter:
         if message["type"] == "websocket.connect":
             # ASGI: websocket.close before websocket.accept rejects the handshake (HTTP 403).
             await send({"type": "websocket.close"})
+
+
+async def _refuse_scope(kind: str) -> None:
+    raise ValueError(f"a WSGI application cannot serve {kind!r} scopes")

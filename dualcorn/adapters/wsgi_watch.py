@@ -19,7 +19,6 @@ behind a busy pool is seen and skipped, as before.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from dualcorn.adapters.wsgi_input import Message, Receive
 from dualcorn.adapters.wsgi_threads import Outbox
@@ -39,7 +38,7 @@ class Watch:
     def __init__(self, outbox: Outbox, receive: Receive) -> None:
         self.outbox: Outbox | None = outbox
         self.receive: Receive | None = receive
-        self.task: asyncio.Future[Message] | None = None
+        self.task: asyncio.Future[bool] | None = None
 
     def stop(self) -> None:
         self.outbox = self.receive = None  # the request is over: let go of it now
@@ -51,7 +50,7 @@ class Watch:
         outbox, receive = self.outbox, self.receive
         if outbox is None or receive is None or outbox.claimed or outbox.aborted:
             return  # over, or a thread took it: its own posts will find a client gone
-        task: asyncio.Future[Message] = asyncio.ensure_future(receive())
+        task: asyncio.Future[bool] = asyncio.ensure_future(_client_gone(receive))
         task.add_done_callback(lambda done: _abandon_if_gone(outbox, done))
         self.task = task
 
@@ -84,8 +83,17 @@ class WaitWatcher:
             self._timer = asyncio.get_running_loop().call_later(self._delay, self._tick)
 
 
-def _abandon_if_gone(outbox: Outbox, watch: asyncio.Future[Any]) -> None:
+async def _client_gone(receive: Receive) -> bool:
+    """Whether the client hung up (waits until it does, or its request's end)."""
+    message: Message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        # An HTTP/1.x request without a body is not received before the app runs: this was
+        # its (empty) body; the next receive() is the one that waits for a disconnect.
+        message = await receive()
+    return bool(message["type"] == "http.disconnect")
+
+
+def _abandon_if_gone(outbox: Outbox, watch: asyncio.Future[bool]) -> None:
     """The client of a request waiting for a thread hung up: the thread will skip it."""
-    gone = not watch.cancelled() and watch.exception() is None
-    if gone and watch.result()["type"] == "http.disconnect":
+    if not watch.cancelled() and watch.exception() is None and watch.result():
         outbox.abandon()
