@@ -180,6 +180,23 @@ async def test_latin1_header_values_are_sent_as_their_bytes() -> None:
     assert exchange.headers == [(b"x-name", b"caf\xe9"), (b"content-length", b"0")]
 
 
+async def test_checked_header_lines_are_remembered_without_changing_answers() -> None:
+    # Lines checked once are looked up next time (Content-Length included, with its own
+    # length): the same lines in a list or a tuple, other lengths, and a str subclass (PEP 3333
+    # native strings) all give what the first, checked, answer gave.
+    class Text(str):
+        pass
+
+    lines = [("Content-Type", "text/plain"), ("Content-Length", "3")]
+    for headers in (lines, lines, [list(line) for line in lines], [(Text("X-A"), Text("1"))]):
+        exchange = await serve(app_returning([b"abc"], "200 OK", headers))  # type: ignore[arg-type]
+        assert exchange.status == 200
+        assert exchange.body == b"abc"
+    exchange = await serve(app_returning([b"abcdef"], "200 OK", [("Content-Length", "2")]))
+    assert exchange.headers == [(b"content-length", b"2")]
+    assert exchange.body == b"ab"  # PEP 3333: not past the declared length
+
+
 async def test_body_runs_ahead_of_a_slow_client_by_at_most_the_outbox_limit() -> None:
     """Backpressure: the app thread may post blocks ahead of send(), but only so many bytes."""
     size = 16 * 1024
@@ -356,6 +373,7 @@ async def test_malformed_status_is_rejected(status: Any, caplog: pytest.LogCaptu
     "headers",
     [
         [("X-A", 1)],
+        [("X-A", ["1"])],
         [(b"X-A", "1")],
         [("X-A", "1", "extra")],
         ["X-A: 1"],

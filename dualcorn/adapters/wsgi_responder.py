@@ -55,9 +55,10 @@ _HOP_BY_HOP = frozenset(
 )  # fmt: skip
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\0]")  # RFC 9110 5.5
-# Header lines already checked and encoded, by their (name, value) pair (bounded; a dict's
-# get and set are atomic, so the app threads share it without a lock).
-_KNOWN_HEADERS: dict[Any, tuple[bytes, bytes]] = {}
+# Header lines already checked and encoded, by their (name, value) pair, with the length a
+# Content-Length line declares (bounded; a dict's get, set and clear are atomic, so the app
+# threads share it without a lock).
+_KNOWN_HEADERS: dict[Any, tuple[tuple[bytes, bytes], int | None]] = {}
 _KNOWN_HEADERS_LIMIT = 1024
 # Iterators over bodies already in memory (a Django HttpResponse iterates its list): taking
 # their next chunk cannot block, so the whole body may be gathered before anything is sent.
@@ -161,13 +162,22 @@ def _encode_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None
     for item in headers:
         # Most responses repeat the same few header lines: those checked once are looked up
         # (a pair of str; a list is unhashable and takes the long way).
-        pair = known.get(item) if type(item) is tuple else None
-        if pair is None:
+        cacheable = type(item) is tuple
+        try:
+            entry = known.get(item) if cacheable else None
+        except TypeError:  # a tuple holding something unhashable: the check says what
+            entry = None
+        if entry is None:
             pair = _encode_header(item)
-            if pair[0] == b"content-length":
-                content_length = int(pair[1])  # differs on nearly every response: not kept
-            elif len(known) < _KNOWN_HEADERS_LIMIT and type(item[0]) is type(item[1]) is str:
-                known[item] = pair
+            length = int(pair[1]) if pair[0] == b"content-length" else None
+            if cacheable and type(item[0]) is type(item[1]) is str:
+                if len(known) >= _KNOWN_HEADERS_LIMIT:
+                    known.clear()  # many distinct lines (lengths, cookies): start again
+                known[item] = entry = (pair, length)
+        else:
+            pair, length = entry
+        if length is not None:
+            content_length = length
         encoded.append(pair)
     return encoded, content_length
 
