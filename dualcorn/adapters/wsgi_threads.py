@@ -160,7 +160,8 @@ class Outbox:
         # these, so the worst is an early spill.
         if size and self._unsent and self._in_memory + size > self._memory_limit:
             item, in_memory = self._spill_out(message, size), 0
-        with self._lock:
+        self._lock.acquire()  # not "with": see claim()
+        try:
             if self._failed:
                 raise ClientDisconnected("the client disconnected")
             if start is not None:
@@ -181,6 +182,8 @@ class Outbox:
             self._waiting = False
             if self._failed:
                 raise ClientDisconnected("the client disconnected")
+        finally:
+            self._lock.release()
 
     def _spill_out(self, message: Message, size: int) -> _Spilled:
         """Write a body message's bytes to the spill file (outside the lock: only this thread
@@ -244,22 +247,26 @@ class Outbox:
         while True:
             await self._waiter
             while True:
-                with self._lock:
-                    if self._failed:
-                        return
-                    batch = self._items
-                    if not batch:
-                        if self._done:
-                            error, self._error = self._error, None
-                            if error is not None:
-                                raise error
-                            return
-                        self._waiter = self._loop.create_future()
-                        self._scheduled = False
-                        break
+                lock = self._lock
+                lock.acquire()  # not "with": see claim()
+                failed, batch, done = self._failed, self._items, self._done
+                if not failed and not batch and not done:
+                    self._waiter = self._loop.create_future()
+                    self._scheduled = False
+                elif batch:
                     self._items = []
-                    # Everything finished and in memory: no thread waits for room any more.
-                    quick = self._done and not self._spilled
+                # Everything finished and in memory: no thread waits for room any more.
+                quick = done and not self._spilled
+                lock.release()
+                if failed:
+                    return
+                if not batch:
+                    if not done:
+                        break  # wait for the next post
+                    error, self._error = self._error, None
+                    if error is not None:
+                        raise error
+                    return
                 if quick:
                     # The common end (a small response, complete when the app returned) needs
                     # no accounting, and nothing can follow it.
