@@ -58,20 +58,23 @@ class Watch:
 class WaitWatcher:
     """Notes waiting requests and watches those still waiting ``delay`` to ``2 * delay`` later."""
 
-    __slots__ = ("_delay", "_old", "_timer", "_young")
+    __slots__ = ("_delay", "_loop", "_old", "_timer", "_young")
 
     def __init__(self, delay: float = WATCH_AFTER) -> None:
         self._delay = delay
         self._young: list[Watch] = []  # noted since the last tick
         self._old: list[Watch] = []  # noted before it: due at the next tick
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, outbox: Outbox, receive: Receive) -> Watch:
         """Note a request that may wait for a thread (on the loop thread)."""
         watch = Watch(outbox, receive)
         self._young.append(watch)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._delay, self._tick)
+        loop = asyncio.get_running_loop()
+        if self._timer is None or self._loop is not loop:  # (an adapter reused on a new loop)
+            self._loop = loop
+            self._timer = loop.call_later(self._delay, self._tick)
         return watch
 
     def _tick(self) -> None:
@@ -79,8 +82,8 @@ class WaitWatcher:
         for watch in due:
             watch.start_if_waiting()
         self._timer = None
-        if self._old:
-            self._timer = asyncio.get_running_loop().call_later(self._delay, self._tick)
+        if self._old and self._loop is not None:
+            self._timer = self._loop.call_later(self._delay, self._tick)
 
 
 async def _client_gone(receive: Receive) -> bool:
