@@ -20,10 +20,11 @@ The server only ever speaks ASGI 3 (design rule 1), so a WSGI app is wrapped in
 The pool is bounded (``threads``): when every thread is busy, further requests wait in the
 pool's queue, holding no thread, and that queue is bounded too (``queue``, ``--wsgi-queue``):
 past it the request is answered 503 at once, as ``--limit-concurrency`` does.  A request
-without a body that has to wait watches its client meanwhile: one that hangs up before a thread
-is free aborts its outbox, and the thread that takes it skips the application.  A request task
-cancelled by the server aborts its bridge and its outbox, so its app thread stops at its next
-hop or post (or never starts the application) and returns to the pool.
+without a body that has to wait watches its client meanwhile (from 50-100 ms on, see
+:mod:`.wsgi_watch`): one that hangs up before a thread is free aborts its outbox, and the thread
+that takes it skips the application.  A request task cancelled by the server aborts its bridge
+and its outbox, so its app thread stops at its next hop or post (or never starts the
+application) and returns to the pool.
 
 Shutting down never blocks the loop: the pool is told to stop and its threads are awaited as an
 event, only as long as the server's grace period allows; then the server names the requests it

@@ -12,7 +12,10 @@ when the client falls ``--wsgi-outbuf-high-watermark`` bytes behind (past
 
 Headers leave lazily, with the first non-empty chunk or at the end of the iterable (PEP 3333
 "Buffering and Streaming"), together with that chunk.  A list or tuple body under
-``WHOLE_BODY_LIMIT`` goes out as one message with an exact Content-Length.  A
+``WHOLE_BODY_LIMIT`` goes out as one message with an exact Content-Length, and so does a body
+whose iterator is a list's or a tuple's (Django's ``HttpResponse``): its chunks are in memory,
+so gathering them delays nothing.  Response header lines are checked once and then looked up
+by their ``(name, value)`` pair.  A
 ``wsgi.file_wrapper`` over a regular file uses the ``http.response.zerocopysend`` extension when
 the server offers it.
 
