@@ -183,7 +183,7 @@ class HTTP1Connection(HTTPConnection):
         if facts.upgrade and not facts.has_body and self.wants_websocket(request.headers):
             trailing = bytes(data[pos:])
             self._buf.clear()
-            self.upgrade_websocket(method, request.target, version, request.headers, trailing)
+            self.upgrade_websocket(request, trailing)
             return -1
         if facts.chunked:
             self._part = _CHUNKED
@@ -193,7 +193,7 @@ class HTTP1Connection(HTTPConnection):
             self._left = facts.content_length
         else:
             self._part = _DONE
-        cycle = self.start_request(method, request.target, version, request.headers, facts)
+        cycle = self.start_request(request, facts)
         if cycle is None:
             self._buf.clear()
             return -1
