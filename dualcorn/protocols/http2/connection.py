@@ -26,7 +26,7 @@ the connection closes.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
@@ -40,13 +40,35 @@ from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.proxies import ProxyHeaders
 
-__all__ = ["GOAWAY_GRACE", "H2Connection"]
+__all__ = ["GOAWAY_GRACE", "H2Connection", "StreamHandler"]
 
 # How long the first GOAWAY waits for its PING to return before the final one (RFC 9113 6.8
 # asks for "at least one round-trip time"); the PING's answer usually ends the wait first.
 GOAWAY_GRACE = 1.0
 _ALL_STREAMS = 2**31 - 1
 _GOAWAY_PING = b"dualcorn"
+
+
+class StreamHandler(Protocol):
+    """What the connection needs of the handler of one stream.
+
+    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle; a
+    WebSocket over HTTP/2 (RFC 8441, an extended CONNECT) would be another handler in the
+    same table, fed the same way.
+    """
+
+    id: int
+    reset: bool
+
+    def feed_body(self, data: bytes, flow_length: int) -> None: ...
+
+    def feed_end(self) -> None: ...
+
+    def lost(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def release(self) -> int: ...
 
 
 class H2Connection(asyncio.Protocol, Connection):
@@ -66,7 +88,7 @@ class H2Connection(asyncio.Protocol, Connection):
         self.limits = limits = limits_for(state)
         self.engine = H2Engine(limits.settings)
         self.guard = FloodGuard(limits, self.loop.time())
-        self.streams: dict[int, H2Stream] = {}
+        self.streams: dict[int, StreamHandler] = {}
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.proxied: tuple[tuple[str, int] | None, tuple[str, int] | None] | None = None
@@ -307,7 +329,7 @@ class H2Connection(asyncio.Protocol, Connection):
         for callback in state.on_request_done:
             callback()
 
-    def stream_finished(self, stream: H2Stream) -> None:
+    def stream_finished(self, stream: StreamHandler) -> None:
         """The app is done and everything it sent is written (or the stream was reset)."""
         if self.streams.pop(stream.id, None) is None:
             return
