@@ -8,6 +8,11 @@ Proxy-Connection, Transfer-Encoding, Upgrade; TE other than "trailers"), CR, LF 
 value (8.2.1; CVE-2025-57804), a Host that differs from ``:authority`` (8.3.1), a
 Content-Length that is not digits or not the length of the DATA.
 
+A plain CONNECT (RFC 9113 8.5) asks for a tunnel, which this server never opens: 501, as over
+HTTP/1.1.  An extended CONNECT (RFC 8441 4, ``:protocol``) is checked as the GET of an RFC 6455
+handshake and comes back with method CONNECT, for the connection to serve as a WebSocket
+(:mod:`~dualcorn.protocols.http2.websocket`).
+
 Everything else is the HTTP/1.1 policy's, applied to the same :class:`RequestHead` value
 (:func:`~dualcorn.protocols.policy.check_head`), so both protocols refuse the same requests
 with the same status: the method token and the request-line limit (414) through
@@ -52,7 +57,7 @@ def h2_request_head(
     underscores: str,
 ) -> tuple[RequestHead, HeadFacts]:
     """The checked head of a request whose pseudo-headers h2 validated; ProtocolError else."""
-    method = path = authority = b""
+    method = path = authority = protocol = b""
     headers: list[tuple[bytes, bytes]] = []
     size = 0
     has_host = False
@@ -65,6 +70,8 @@ def h2_request_head(
                 path = value
             elif name == b":authority":
                 authority = value
+            elif name == b":protocol":
+                protocol = value
             continue  # :scheme is the connection's (the scope's "scheme" is the server's)
         if _NAME.match(name) is None:
             raise ProtocolError(f"invalid header name {name[:60]!r} (RFC 9110 5.1)")
@@ -75,6 +82,15 @@ def h2_request_head(
         headers.append((name, value))
     if size > list_limit:
         raise ProtocolError("the request's header list is larger than the limit", 431)
+    connect = method == b"CONNECT"
+    if connect:
+        if not protocol:
+            # RFC 9113 8.5: a plain CONNECT asks for a tunnel, which this server never opens
+            # (501, as the policy answers it over HTTP/1.1).
+            raise ProtocolError("CONNECT is not supported", 501)
+        # RFC 8441 4: an extended CONNECT is checked as the GET of an RFC 6455 handshake;
+        # the connection decides whether it serves its :protocol.
+        method = b"GET"
     # The policy reads the request line's grammar: one SP between parts, a token method, the
     # line within --limit-request-line (414).
     split_request_line(b"%s %s HTTP/1.1" % (method, path), line_limit)
@@ -85,6 +101,9 @@ def h2_request_head(
         # RFC 9113 8.3.1: ":authority" replaces Host; apps read Host (h2 checked that a
         # Host sent beside it names the same authority).
         headers.insert(0, (b"host", authority))
-    return check_head(
+    head, facts = check_head(
         RequestHead(method, path, VERSION, headers), max_fields=max_fields, underscores=underscores
     )
+    if connect:
+        head = head._replace(method=b"CONNECT")
+    return head, facts

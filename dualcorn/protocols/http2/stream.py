@@ -51,6 +51,7 @@ class H2Stream:
         "_trailers", "_unacked", "_wake", "conn", "cycle", "done", "field_cache",
         "head_request", "id", "reset",
     )  # fmt: skip
+    long_lived = False  # a request, not a WebSocket (see StreamHandler)
 
     def __init__(self, conn: H2Connection, stream_id: int, head_request: bool) -> None:
         self.conn = conn
