@@ -157,9 +157,11 @@ class HTTP1Connection(HTTPConnection):
         end = len(data)
         if pos >= end:
             return pos
-        self.head_started()
         stop = data.find(b"\r\n\r\n", new - 3 if new - 3 > pos else pos)
         if stop < 0:
+            # Only a head still arriving needs its timeout: a whole one starts the request,
+            # which stops the timer at once (most heads arrive in one read).
+            self.head_started()
             if end - pos > self._head_limit:
                 raise ProtocolError("the request head is larger than the limit", 431)
             check_partial_head(data, max(new - 1, pos), end)
