@@ -1,0 +1,381 @@
+"""WebSockets over HTTP/2 (RFC 8441): a real server on 127.0.0.1:0, an extended CONNECT from
+the h2 library over a socket, and wsproto for the RFC 6455 frames inside the DATA frames
+(tests/h2ws_client.py): an implementation other than the server's own."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("h2")
+pytest.importorskip("websockets")
+pytest.importorskip("wsproto")
+
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+
+from dualcorn.protocols.http2.engine import CANCEL, PROTOCOL_ERROR
+from tests.h2client import H2Client
+from tests.h2ws_client import SETTINGS_ENABLE_CONNECT_PROTOCOL, WebSocketOverH2
+from tests.support import ServerThread
+
+
+class App:
+    """``/ws`` echoes; ``/reject`` closes before accepting; ``/deny`` answers 418 itself;
+    ``/flood`` sends 16 KiB messages until send fails; HTTP requests get "ok"."""
+
+    def __init__(self) -> None:
+        self.scopes: list[dict[str, Any]] = []
+        self.disconnects: list[int] = []
+        self.sent = 0
+        self.send_failed: list[BaseException] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok " + scope["path"].encode()})
+            return
+        if scope["type"] != "websocket":
+            return
+        self.scopes.append(scope)
+        assert (await receive())["type"] == "websocket.connect"
+        path = scope["path"]
+        if path == "/reject":
+            await send({"type": "websocket.close"})
+            return
+        if path == "/deny":
+            await send({"type": "websocket.http.response.start", "status": 418,
+                        "headers": [(b"x-why", b"teapot")]})  # fmt: skip
+            await send({"type": "websocket.http.response.body", "body": b"no tea"})
+            return
+        offered = scope["subprotocols"]
+        await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None,
+                    "headers": [(b"x-app", b"yes")]})  # fmt: skip
+        if path == "/flood":
+            try:
+                while True:
+                    await send({"type": "websocket.send", "bytes": b"x" * 16384})
+                    self.sent += 1
+            except OSError as exc:
+                self.send_failed.append(exc)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                self.disconnects.append(message["code"])
+                return
+            message["type"] = "websocket.send"
+            await send(message)
+
+
+def opened(client: H2Client, path: str = "/ws", **kwargs: Any) -> WebSocketOverH2:
+    ws = WebSocketOverH2(client, path, **kwargs)
+    assert ws.response() == 200
+    return ws
+
+
+def test_echo_over_an_extended_connect() -> None:
+    app = App()
+    with ServerThread(app) as server, H2Client(server.port) as client:
+        ws = WebSocketOverH2(client)
+        assert ws.response() == 200
+        # RFC 8441 3: advertised; 5: a 200 without Sec-WebSocket-Accept.
+        assert client.remote_settings.get(SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1
+        assert ws.header(b"sec-websocket-accept") is None
+        assert ws.header(b"x-app") == b"yes"
+        ws.send(TextMessage(data="héllo"))
+        assert ws.next_event(TextMessage).data == "héllo"
+        ws.send(BytesMessage(data=b"\x00\xff" * 5000))
+        assert ws.next_event(BytesMessage).data == b"\x00\xff" * 5000
+        closing = ws.close(1000)
+        assert closing.code == 1000
+        # RFC 8441 5: an orderly close is END_STREAM from both sides.
+        ws.end()
+        client.wait(ws.sid)
+        assert ws.result.ended and ws.result.reset is None
+        scope = app.scopes[0]
+        assert scope["http_version"] == "2" and scope["scheme"] == "ws"
+        assert scope["path"] == "/ws"
+    assert app.disconnects == [1000]
+
+
+def test_subprotocol_is_negotiated() -> None:
+    with ServerThread(App()) as server, H2Client(server.port) as client:
+        ws = opened(client, subprotocols=["chat.v2", "chat.v1"])
+        assert ws.header(b"sec-websocket-protocol") == b"chat.v2"
+        ws.send(TextMessage(data="x"))
+        assert ws.next_event(TextMessage).data == "x"
+
+
+def test_permessage_deflate_compresses_the_data_frames() -> None:
+    with ServerThread(App()) as server, H2Client(server.port) as client:
+        ws = opened(client, deflate=True)
+        accepted = ws.header(b"sec-websocket-extensions")
+        assert accepted is not None and accepted.startswith(b"permessage-deflate")
+        text = "the same words again and again " * 4000  # 124 KB
+        ws.send(TextMessage(data=text))
+        assert ws.next_event(TextMessage).data == text
+        assert ws.wire_bytes < len(text) // 10  # it came back compressed
+
+
+def test_oversize_message_closes_with_1009() -> None:
+    app = App()
+    with ServerThread(app, ws_max_size=1024) as server, H2Client(server.port) as client:
+        ws = opened(client)
+        ws.send(BytesMessage(data=b"x" * 1000))
+        assert len(ws.next_event(BytesMessage).data) == 1000
+        ws.send(BytesMessage(data=b"x" * 2000))
+        assert ws.next_event(CloseConnection).code == 1009  # RFC 6455 7.4.1: too big
+        client.wait(ws.sid)
+    assert app.disconnects == [1009]
+
+
+def test_pings_both_ways() -> None:
+    options = {"ws_ping_interval": 0.2, "ws_ping_timeout": 5.0}
+    with ServerThread(App(), **options) as server, H2Client(server.port) as client:
+        ws = opened(client)
+        ws.send(Ping(payload=b"abc"))
+        assert ws.next_event(Pong).payload == b"abc"
+        ping = ws.next_event(Ping)  # the server's keepalive (--ws-ping-interval)
+        ws.send(ping.response())
+        ws.send(TextMessage(data="still here"))
+        assert ws.next_event(TextMessage).data == "still here"
+
+
+def test_unanswered_ping_closes_with_1011() -> None:
+    options = {"ws_ping_interval": 0.2, "ws_ping_timeout": 0.5}
+    with ServerThread(App(), **options) as server, H2Client(server.port) as client:
+        ws = opened(client)
+        ws.until(lambda: any(isinstance(e, CloseConnection) for e in ws.events))
+        close = next(e for e in ws.events if isinstance(e, CloseConnection))
+        assert close.code == 1011
+
+
+def test_shutdown_closes_with_1012_then_the_connection() -> None:
+    app = App()
+    server = ServerThread(app, timeout_graceful_shutdown=10)
+    with server, H2Client(server.port) as client:
+        ws = opened(client)
+        ws.send(TextMessage(data="before"))
+        assert ws.next_event(TextMessage).data == "before"
+        stopping = threading.Thread(target=server.close)
+        stopping.start()
+        try:
+            close = ws.next_event(CloseConnection)
+            assert close.code == 1012  # service restart
+            ws.send(close.response())
+            ws.end()
+            client.wait_closed()
+            # RFC 9113 6.8: a GOAWAY went out, and the connection closed after the stream.
+            assert client.goaway is not None
+            assert ws.result.ended
+        finally:
+            stopping.join(20)
+    assert app.disconnects == [1012]
+
+
+def test_app_rejection_is_403_and_denial_response_is_the_apps() -> None:
+    with ServerThread(App()) as server, H2Client(server.port) as client:
+        ws = WebSocketOverH2(client, "/reject")
+        assert ws.response() == 403
+        client.wait(ws.sid)
+        deny = WebSocketOverH2(client, "/deny")
+        assert deny.response() == 418
+        client.wait(deny.sid)
+        assert deny.header(b"x-why") == b"teapot"
+        assert bytes(deny.result.data) == b"no tea"
+        # The connection goes on.
+        assert bytes(client.get("/after").data) == b"ok /after"
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"protocol": b"webtransport"}, 501),
+        ({"version": b"8"}, 400),
+        ({"version": None}, 400),
+    ],
+    ids=["other-protocol", "version-8", "no-version"],
+)
+def test_refused_handshakes(fields: dict[str, Any], status: int) -> None:
+    app = App()
+    with ServerThread(app) as server, H2Client(server.port) as client:
+        ws = WebSocketOverH2(client, **fields)
+        assert ws.response() == status
+        client.wait(ws.sid)
+        assert bytes(client.get("/").data) == b"ok /"
+    assert app.scopes == []
+
+
+def test_plain_connect_is_501() -> None:
+    with ServerThread(App()) as server, H2Client(server.port) as client:
+        # RFC 9113 8.5: only :method and :authority.
+        sid = client.raw_headers([(b":method", b"CONNECT"), (b":authority", b"example:443")],
+                                 end=False)  # fmt: skip
+        result = client.wait(sid)[0]
+        assert result.status == 501
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"wsgi"]
+
+
+def test_wsgi_app_gets_no_extended_connect() -> None:
+    with ServerThread(wsgi_app, interface="wsgi") as server, H2Client(server.port) as client:
+        assert bytes(client.get("/").data) == b"wsgi"
+        assert client.remote_settings.get(SETTINGS_ENABLE_CONNECT_PROTOCOL, 0) == 0
+        ws = WebSocketOverH2(client)
+        assert ws.response() == 400  # RFC 9113 8.3: :protocol was never advertised
+        client.wait(ws.sid)
+        assert ws.result.reset == PROTOCOL_ERROR
+        assert bytes(client.get("/").data) == b"wsgi"
+
+
+def test_ws_none_gets_no_extended_connect() -> None:
+    with ServerThread(App(), ws="none") as server, H2Client(server.port) as client:
+        client.get("/")
+        assert client.remote_settings.get(SETTINGS_ENABLE_CONNECT_PROTOCOL, 0) == 0
+
+
+def test_two_websockets_and_a_request_on_one_connection() -> None:
+    with ServerThread(App()) as server, H2Client(server.port) as client:
+        first = opened(client, "/ws")
+        second = opened(client, "/ws")
+        assert first.sid != second.sid
+        first.send(TextMessage(data="one"))
+        second.send(TextMessage(data="two"))
+        sid = client.request("/between")
+        assert second.next_event(TextMessage).data == "two"
+        assert first.next_event(TextMessage).data == "one"
+        assert bytes(client.wait(sid)[0].data) == b"ok /between"
+        first.close()
+        second.send(TextMessage(data="alone"))
+        assert second.next_event(TextMessage).data == "alone"
+
+
+def test_client_that_never_opens_its_window() -> None:
+    """The app's send waits (bounded memory), and after --timeout-send the stream is reset."""
+    app = App()
+    options = {"timeout_send": 1.0, "write_high_water": 65536}
+    with ServerThread(app, **options) as server:
+        with H2Client(server.port, window=0, auto_ack=False) as client:
+            ws = opened(client, "/flood")
+            client.wait(ws.sid, timeout=15)
+            assert ws.result.reset == CANCEL
+        # At most the high-water mark and a message past it waited: 16 KiB messages.
+        assert app.sent <= 65536 // 16384 + 1
+        assert app.send_failed
+        with H2Client(server.port) as client:
+            assert bytes(client.get("/").data) == b"ok /"
+
+
+def test_client_reset_is_a_disconnect() -> None:
+    app = App()
+    with ServerThread(app) as server, H2Client(server.port) as client:
+        ws = opened(client)
+        client.conn.reset_stream(ws.sid, CANCEL)
+        client.flush()
+        assert bytes(client.get("/").data) == b"ok /"
+    # The server stopped after the app returned: it learnt of the reset as a disconnect.
+    assert app.disconnects == [1006]
+
+
+# --- A browser: Chromium opens wss:// on its HTTP/2 connection when the server allows it -----
+
+_PAGE = b"""<!doctype html><title>h2ws</title><p id="out">waiting</p><script>
+const ws = new WebSocket("wss://" + location.host + "/ws");
+const out = document.getElementById("out");
+ws.onopen = () => ws.send("hello over h2");
+ws.onmessage = (event) => { out.textContent = "echoed: " + event.data; ws.close(1000); };
+ws.onerror = () => { out.textContent = "error"; };
+</script>"""
+
+
+class BrowserApp(App):
+    """The page at ``/``; the echo at ``/ws``."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.scopes.append(scope)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/html; charset=utf-8")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": _PAGE})
+            return
+        await super().__call__(scope, receive, send)
+
+
+async def _page_result(url: str) -> str:
+    import re
+    import tempfile
+
+    from websockets.asyncio.client import connect
+
+    from tests.test_websocket_process import _WAIT_FOR_ECHO, CHROMIUM, DevTools
+
+    with tempfile.TemporaryDirectory() as profile:
+        browser = await asyncio.create_subprocess_exec(
+            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--ignore-certificate-errors", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+            "--remote-debugging-port=0", "about:blank",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert browser.stderr is not None
+        try:
+            endpoint = None
+            while endpoint is None:
+                line = await browser.stderr.readline()
+                assert line, "chromium exited before opening the DevTools endpoint"
+                match = re.search(rb"DevTools listening on (ws://\S+)", line)
+                endpoint = match.group(1).decode() if match else None
+            drain = asyncio.ensure_future(browser.stderr.read())
+            async with connect(endpoint, max_size=None) as connection:
+                tools = DevTools(connection)
+                target = await tools.call("Target.createTarget", url="about:blank")
+                attached = await tools.call(
+                    "Target.attachToTarget", targetId=target["targetId"], flatten=True
+                )
+                session = attached["sessionId"]
+                await tools.call("Page.navigate", session, url=url)
+                result = await tools.call(
+                    "Runtime.evaluate", session, expression=_WAIT_FOR_ECHO,
+                    awaitPromise=True, returnByValue=True,
+                )  # fmt: skip
+            drain.cancel()
+            return str(result["result"]["value"])
+        finally:
+            if browser.returncode is None:
+                browser.kill()
+            await browser.wait()
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+    reason="Chromium is not installed (apt-get install chromium)",
+)
+def test_chromium_opens_its_websocket_over_http2(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    app = BrowserApp()
+    options = {"ssl_certfile": str(tmp_path / "cert.pem"), "ssl_keyfile": str(tmp_path / "key.pem")}
+    with ServerThread(app, **options) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+        text = asyncio.run(asyncio.wait_for(_page_result(url), 60))
+    assert text == "echoed: hello over h2"
+    page = next(scope for scope in app.scopes if scope["type"] == "http")  # then /favicon.ico
+    [websocket] = [scope for scope in app.scopes if scope["type"] == "websocket"]
+    assert page["http_version"] == "2"  # ALPN h2
+    # The same connection carried the WebSocket: an extended CONNECT (RFC 8441).
+    assert websocket["type"] == "websocket" and websocket["http_version"] == "2"
+    assert websocket["scheme"] == "wss"
+    assert page["client"] == websocket["client"]
+    assert app.disconnects == [1000]
