@@ -249,7 +249,7 @@ class H2Connection(asyncio.Protocol, Connection):
             self._go_away()
         stream = H2Stream(self, sid, head.method == b"HEAD")
         self.streams[sid] = stream
-        cycle = _cycle_class(
+        cycle = RequestCycle(
             http_scope(self, head),
             stream,
             stream,
@@ -450,10 +450,6 @@ class H2Connection(asyncio.Protocol, Connection):
             self._final_goaway()  # the PING did not come back in time
         elif not self.streams:
             self._go_away()  # idle: end gracefully (a request may be on its way)
-
-
-# The request cycle takes a writer once protocols/cycle.py is reshaped (feat/reshape).
-_cycle_class: Any = RequestCycle
 
 
 def _address(value: Any) -> tuple[str, int] | None:
