@@ -209,6 +209,22 @@ def test_expect_100_continue() -> None:
         assert json.loads(result.data)["body"] == 5
 
 
+def test_early_hints() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert "http.response.early_hint" in scope["extensions"]
+        await send({"type": "http.response.early_hint",
+                    "links": [b"</style.css>; rel=preload; as=style"]})  # fmt: skip
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"page"})
+
+    with ServerThread(app) as server, H2Client(server.port) as client:
+        result = client.get("/")
+        assert result.informational == [
+            [(b":status", b"103"), (b"link", b"</style.css>; rel=preload; as=style")]
+        ]
+        assert result.status == 200 and bytes(result.data) == b"page"
+
+
 def test_app_failures() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["path"] == "/mid":

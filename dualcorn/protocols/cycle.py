@@ -222,6 +222,9 @@ class RequestCycle:
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")
         if not self.started:
+            if kind == "http.response.early_hint":
+                self._early_hint(message)
+                return
             if kind != "http.response.start":
                 raise AppContractError(
                     f"expected 'http.response.start' first, but the app sent {kind!r}"
@@ -267,6 +270,15 @@ class RequestCycle:
             self._finish()
         else:
             raise AppContractError(f"expected 'http.response.body', but the app sent {kind!r}")
+
+    def _early_hint(self, message: dict[str, Any]) -> None:
+        """ASGI "http.response.early_hint": an RFC 8297 103 carrying the app's Link fields."""
+        fields = []
+        for link in message.get("links", ()):
+            validate_header(b"link", link)
+            fields.append(self.writer.encode_field(b"link", link))
+        if fields and not self._gone():
+            self.writer.interim(103, fields)
 
     def _add_trailers(self, message: dict[str, Any]) -> None:
         """ASGI "http.response.trailers": fields after the body; the writer sends them."""

@@ -78,7 +78,9 @@ class H2Connection(asyncio.Protocol, Connection):
     # Plain TCP's; TLS sets its own once per connection (dualcorn.tls).
     scheme = "http"
     ws_scheme = "ws"
-    extensions = HTTP_EXTENSIONS
+    # ASGI "http.response.early_hint" (RFC 8297 103) only over HTTP/2, as hypercorn: an
+    # HTTP/1.1 client that does not expect a 1xx may take it for the response.
+    extensions = {**HTTP_EXTENSIONS, "http.response.early_hint": {}}
     ws_extensions = WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
