@@ -32,6 +32,7 @@ from dualcorn.protocols.writer import (
     CycleOwner,
     ResponseWriter,
     classify_field,
+    validate_header,
 )
 
 __all__ = ["ClientDisconnected", "RequestCycle", "run_cycle"]
@@ -57,6 +58,7 @@ class RequestCycle:
         "_more_body",
         "_no_body",
         "_replaced",
+        "_trailers",
         "_wake",
         "bytes_sent",
         "complete",
@@ -108,6 +110,8 @@ class RequestCycle:
         self._replaced: set[bytes] | None = None
         self._head_sent = False
         self._no_body = False  # HEAD, 204, 304: body bytes are counted nowhere
+        # ASGI "http.response.trailers": None, or the trailer fields once the body has ended.
+        self._trailers: list[Any] | bool | None = None
         self.bytes_sent = 0  # body bytes passed to the writer (the access log's %b)
         self.response_headers: Any = ()  # the app's, for the access log's %({name}o)s
 
@@ -218,6 +222,9 @@ class RequestCycle:
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")
         if not self.started:
+            if kind == "http.response.early_hint":
+                self._early_hint(message)
+                return
             if kind != "http.response.start":
                 raise AppContractError(
                     f"expected 'http.response.start' first, but the app sent {kind!r}"
@@ -233,9 +240,18 @@ class RequestCycle:
             if message.get("more_body", False):
                 if self._write(body, False):
                     await self._drain()
-            else:
+            elif self._trailers is True:
+                # The body ends with the trailers (ASGI "http.response.trailers").
+                self._trailers = []
+                if self._write(body, False):
+                    await self._drain()
+            elif self._trailers is None:
                 self._write(body, True)
                 self._finish()
+            else:
+                raise AppContractError("the app sent a body after it had ended")
+        elif kind == "http.response.trailers" and isinstance(self._trailers, list):
+            self._add_trailers(message)
         elif kind == "http.response.zerocopysend":
             more = message.get("more_body", False)
             await self._sendfile(message["file"], message.get("offset"), message.get("count"), more)
@@ -254,6 +270,26 @@ class RequestCycle:
             self._finish()
         else:
             raise AppContractError(f"expected 'http.response.body', but the app sent {kind!r}")
+
+    def _early_hint(self, message: dict[str, Any]) -> None:
+        """ASGI "http.response.early_hint": an RFC 8297 103 carrying the app's Link fields."""
+        fields = []
+        for link in message.get("links", ()):
+            validate_header(b"link", link)
+            fields.append(self.writer.encode_field(b"link", link))
+        if fields and not self._gone():
+            self.writer.interim(103, fields)
+
+    def _add_trailers(self, message: dict[str, Any]) -> None:
+        """ASGI "http.response.trailers": fields after the body; the writer sends them."""
+        fields = self._trailers
+        assert isinstance(fields, list)
+        for name, value in message.get("headers", ()):
+            validate_header(name, value)
+            fields.append(self.writer.encode_field(name, value))
+        if not message.get("more_trailers", False):
+            self.writer.trailers(fields)
+            self._finish()
 
     def _prepare_head(self, message: dict[str, Any]) -> None:
         status = message["status"]
@@ -311,6 +347,8 @@ class RequestCycle:
         self._close = close
         self._replaced = replaced
         self._no_body = self.head_request or status in _NO_CONTENT
+        if message.get("trailers") is True:
+            self._trailers = True
 
     def _start(self, body: bytes, end: bool) -> None:
         """Hand the writer the head, with the length the first body message shows."""

@@ -52,7 +52,7 @@ def prior_knowledge(connection: Any, data: bytes) -> bool:
     # The addresses and the proxy trust were settled when the connection was accepted.
     h2.proxied = (connection.client, connection.server)
     h2.scheme = connection.scheme
-    h2.extensions = connection.extensions
+    h2.extensions = {**h2.extensions, **connection.extensions}
     transport = connection.transport
     state.connections.discard(connection)
     transport.set_protocol(h2)

@@ -81,7 +81,9 @@ class H2Connection(asyncio.Protocol, Connection):
     # Plain TCP's; TLS sets its own once per connection (dualcorn.tls).
     scheme = "http"
     ws_scheme = "ws"
-    extensions = HTTP_EXTENSIONS
+    # ASGI "http.response.early_hint" (RFC 8297 103) only over HTTP/2, as hypercorn: an
+    # HTTP/1.1 client that does not expect a 1xx may take it for the response.
+    extensions = {**HTTP_EXTENSIONS, "http.response.early_hint": {}}
     ws_extensions = WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
@@ -252,7 +254,7 @@ class H2Connection(asyncio.Protocol, Connection):
         self.opened()
         stream = H2Stream(self, sid, head.method == b"HEAD")
         self.streams[sid] = stream
-        cycle = _cycle_class(
+        cycle = RequestCycle(
             http_scope(self, head),
             stream,
             stream,
@@ -486,10 +488,6 @@ class H2Connection(asyncio.Protocol, Connection):
             self._final_goaway()  # the PING did not come back in time
         elif not self.streams:
             self._go_away()  # idle: end gracefully (a request may be on its way)
-
-
-# The request cycle takes a writer once protocols/cycle.py is reshaped (feat/reshape).
-_cycle_class: Any = RequestCycle
 
 
 def _address(value: Any) -> tuple[str, int] | None:

@@ -22,11 +22,10 @@ cycle talks to (:mod:`dualcorn.protocols.writer`):
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import TYPE_CHECKING, Any
 
 from dualcorn.protocols.http2.engine import CANCEL, INTERNAL_ERROR
-from dualcorn.protocols.writer import ClientDisconnected
+from dualcorn.protocols.writer import ClientDisconnected, file_blocks
 
 if TYPE_CHECKING:
     from dualcorn.protocols.cycle import RequestCycle
@@ -40,7 +39,6 @@ _CONNECTION_SPECIFIC = frozenset((b"keep-alive", b"proxy-connection", b"upgrade"
 _STATUS = {code: b"%d" % code for code in range(100, 600)}
 # RFC 9110 6.4.1: these responses carry no content.
 _NO_CONTENT = frozenset((204, 304))
-_SENDFILE_BLOCK = 64 * 1024
 
 
 class H2Stream:
@@ -216,22 +214,14 @@ class H2Stream:
         )
 
     async def sendfile(self, file: Any, offset: int, count: int) -> None:
-        loop = asyncio.get_running_loop()
-        fd = file.fileno()
-        while count > 0:
-            size = min(count, _SENDFILE_BLOCK)
-            block = await loop.run_in_executor(None, os.pread, fd, size, offset)
-            if not block:
-                break
+        async for block in file_blocks(file.fileno(), offset, count):
             if self.gone():
                 raise ClientDisconnected("the client disconnected")
-            count -= len(block)
-            offset += len(block)
-            if self.body(block, False) and not await self.drain():
+            if self.body(bytes(block), False) and not await self.drain():
                 self.abort()
                 raise ClientDisconnected("the client read nothing in --timeout-send")
-            if self.gone():
-                raise ClientDisconnected("the client disconnected")
+        if self.gone():
+            raise ClientDisconnected("the client disconnected")
 
     def trailers(self, fields: list[Any]) -> None:
         if self.reset:
