@@ -5,6 +5,7 @@ the h2 library over a socket, and wsproto for the RFC 6455 frames inside the DAT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 from pathlib import Path
@@ -26,16 +27,22 @@ from tests.support import ServerThread
 
 class App:
     """``/ws`` echoes; ``/reject`` closes before accepting; ``/deny`` answers 418 itself;
-    ``/flood`` sends 16 KiB messages until send fails; HTTP requests get "ok"."""
+    ``/flood`` sends 16 KiB messages until send fails; ``/held`` reads nothing until an HTTP
+    request to ``/release``, then counts what it receives; HTTP requests get "ok"."""
 
     def __init__(self) -> None:
         self.scopes: list[dict[str, Any]] = []
         self.disconnects: list[int] = []
         self.sent = 0
         self.send_failed: list[BaseException] = []
+        self.release: asyncio.Event | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.release is None:
+            self.release = asyncio.Event()
         if scope["type"] == "http":
+            if scope["path"] == "/release":
+                self.release.set()
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok " + scope["path"].encode()})
             return
@@ -55,6 +62,14 @@ class App:
         offered = scope["subprotocols"]
         await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None,
                     "headers": [(b"x-app", b"yes")]})  # fmt: skip
+        if path == "/held":
+            async with asyncio.timeout(10):
+                await self.release.wait()
+            received = 0
+            while (await receive())["type"] == "websocket.receive":
+                received += 1
+                await send({"type": "websocket.send", "text": str(received)})
+            return
         if path == "/flood":
             try:
                 while True:
@@ -272,6 +287,42 @@ def test_client_that_never_opens_its_window() -> None:
         assert app.send_failed
         with H2Client(server.port) as client:
             assert bytes(client.get("/").data) == b"ok /"
+
+
+def test_client_is_held_back_by_the_window_while_the_app_does_not_read() -> None:
+    """RFC 9113 6.9: the window the client gets back is what the session has read, so an app
+    that reads nothing holds the client to the stream window and --ws-max-queue messages."""
+    message = BytesMessage(data=b"y" * 16000)
+    with ServerThread(App(), ws_max_queue=2) as server, H2Client(server.port) as client:
+        ws = opened(client, "/held")
+        assert ws.ws is not None
+        frame = ws.ws.send(message)
+        sent = 0
+        for _ in range(3):  # the server acknowledges what it took; then nothing more
+            while client.conn.local_flow_control_window(ws.sid) >= len(frame):
+                ws.send_raw(frame)
+                sent += 1
+            with contextlib.suppress(TimeoutError):
+                client.receive_once(timeout=0.5)
+        assert client.conn.local_flow_control_window(ws.sid) < len(frame)
+        # The stream window (64 KiB) and the two queued messages, never the 40 on offer.
+        assert 4 <= sent <= 10
+        assert bytes(client.get("/release").data) == b"ok /release"
+        for _ in range(40 - sent):
+            ws.send(message)  # waits for the window the app's reads open
+        assert ws.next_event(TextMessage).data == "1"
+        ws.until(lambda: any(isinstance(e, TextMessage) and e.data == "40" for e in ws.events))
+
+
+def test_frames_sent_before_the_200_wait_for_the_accept() -> None:
+    from wsproto.connection import Connection, ConnectionType
+
+    with ServerThread(App()) as server, H2Client(server.port) as client:
+        ws = WebSocketOverH2(client)
+        early = Connection(ConnectionType.CLIENT)
+        ws.send_raw(early.send(TextMessage(data="early")))
+        assert ws.response() == 200
+        assert ws.next_event(TextMessage).data == "early"
 
 
 def test_client_reset_is_a_disconnect() -> None:

@@ -107,6 +107,7 @@ def open_websocket(conn: H2Connection, event: ev.Request, head: RequestHead) -> 
     stream.set_protocol(session)
     conn.streams[event.stream_id] = stream
     session.start(b"")
+    stream.task = session.task
     if session.task is not None:
         state.ws_tasks.add(session.task)
         session.task.add_done_callback(state.ws_tasks.discard)

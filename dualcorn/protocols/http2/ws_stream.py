@@ -21,8 +21,10 @@ close is END_STREAM, an abort RST_STREAM CANCEL.  So the same
   the loss of the connection the session's ``connection_lost``.
 
 It is also the connection's :class:`~dualcorn.protocols.http2.connection.StreamHandler` for its
-stream, with ``long_lived`` set: a graceful shutdown waits for the requests in flight, then the
-server closes WebSockets with 1012, this one included, before the connection closes.
+stream (which counts toward SETTINGS_MAX_CONCURRENT_STREAMS until the app returns, as a
+request's does), with ``long_lived`` set: a graceful shutdown waits for the requests in
+flight, then the server closes WebSockets with 1012, this one included, before the
+connection closes.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class WebSocketStream(asyncio.Transport):
         self.id = stream_id
         self.reset = False  # reset by either side: nothing more may be sent
         self.protocol: asyncio.Protocol | None = None
+        self.task: asyncio.Task[None] | None = None  # the session's app
         config = conn.config
         self._high = config.write_high_water
         self._low = self._high // 4  # asyncio's own low-water mark
@@ -287,4 +290,13 @@ class WebSocketStream(asyncio.Transport):
     def _finished(self) -> None:
         if self.protocol is not None:
             self.protocol.connection_lost(None)
+        task = self.task
+        if task is not None and not task.done():
+            # The lesson of Rapid Reset (CVE-2023-44487): a stream counts toward
+            # SETTINGS_MAX_CONCURRENT_STREAMS until its app has returned, as a request does.
+            task.add_done_callback(self._app_returned)
+        else:
+            self.conn.stream_finished(self)
+
+    def _app_returned(self, task: asyncio.Task[None]) -> None:
         self.conn.stream_finished(self)
