@@ -260,7 +260,7 @@ def test_body_limit_and_concurrency_limit() -> None:
 
 
 def test_keepalive_cap_and_idle_timeout_end_gracefully() -> None:
-    options = {"limit_keepalive_requests": 3, "timeout_keep_alive": 0.5}
+    options = {"http2_max_requests": 3, "timeout_keep_alive": 0.5}
     with ServerThread(scope_app, **options) as server:
         with H2Client(server.port) as client:
             sids = [client.request("/") for _ in range(3)]
