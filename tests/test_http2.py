@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -260,7 +261,7 @@ def test_body_limit_and_concurrency_limit() -> None:
 
 
 def test_keepalive_cap_and_idle_timeout_end_gracefully() -> None:
-    options = {"limit_keepalive_requests": 3, "timeout_keep_alive": 0.5}
+    options = {"http2_max_requests": 3, "timeout_keep_alive": 0.5}
     with ServerThread(scope_app, **options) as server:
         with H2Client(server.port) as client:
             sids = [client.request("/") for _ in range(3)]
@@ -363,3 +364,23 @@ def test_h2_over_tls_with_alpn(pki: Any) -> None:
         with H2Client(server.port, tls=context) as client:
             assert client.sock.selected_alpn_protocol() == "h2"  # type: ignore[attr-defined]
             assert client.get("/").status == 200
+
+
+def test_sigterm_sends_goaway_and_lets_the_stream_finish() -> None:
+    """The real command: SIGTERM while a stream is in flight gives GOAWAY, the stream's
+    answer, then the close, and the process exits 0."""
+    from tests.helpers import run_dualcorn
+    from tests.supervising import wait_for
+
+    with run_dualcorn("tests.apps.coretest_app:app", "--port", "0") as server:
+        assert server.port
+        with H2Client(server.port, timeout=30) as client:
+            sid = client.request("/slow", headers=[], end=True)
+            wait_for(lambda: "slow started" in server.stdout_text(), 30, "the app to start")
+            server.proc.send_signal(signal.SIGTERM)
+            assert client.wait_goaway().error_code == 0
+            [result] = client.wait(sid)
+            assert result.status == 200 and bytes(result.data) == b"GET /slow"
+            client.wait_closed()
+            assert client.goaways[-1].last_stream_id == sid
+        assert server.proc.wait(timeout=30) == 0

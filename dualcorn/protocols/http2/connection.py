@@ -14,8 +14,8 @@ stream is refused with REFUSED_STREAM, which a client may retry (RFC 9113 8.7).
 ``--limit-concurrency`` counts streams like requests (503 on the stream).
 
 Ends of a connection, as for HTTP/1.1: ``--timeout-request-head`` until the first request,
-``--timeout-keep-alive`` while no stream is open, ``--limit-keepalive-requests`` streams per
-connection (nginx counts HTTP/2 streams for keepalive_requests too).  Each end, and the
+``--timeout-keep-alive`` while no stream is open, and ``--http2-max-requests`` streams per
+connection if set.  Each end, and the
 server's shutdown, is graceful (RFC 9113 6.8): a GOAWAY with the highest stream id (2^31-1)
 and a PING; once the PING returns (or :data:`GOAWAY_GRACE` passed) every stream the client
 sent before it saw the GOAWAY has arrived, and the final GOAWAY names the last one served.
@@ -268,11 +268,11 @@ class H2Connection(asyncio.Protocol, Connection):
         state.tasks.add(task)
 
     def opened(self) -> None:
-        """A stream is served: the idle timer stops, the keep-alive cap counts it."""
+        """A stream is served: the idle timer stops, --http2-max-requests counts it."""
         if not self._going_away:
             self._stop_timer()  # the idle timer; a graceful end keeps its own
         self.streams_opened += 1
-        cap = self.config.limit_keepalive_requests
+        cap = self.config.http2_max_requests
         if (cap is not None and self.streams_opened >= cap) or self.state.draining:
             self._go_away()
 
