@@ -226,6 +226,30 @@ def test_refused_handshakes(fields: dict[str, Any], status: int) -> None:
     assert app.scopes == []
 
 
+@pytest.mark.parametrize("missing", [b":authority", b":path", b":scheme"])
+def test_extended_connect_without_a_pseudo_header_is_malformed(missing: bytes) -> None:
+    fields = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+              (b":path", b"/ws"), (b":authority", b"localhost"),
+              (b"sec-websocket-version", b"13")]  # fmt: skip
+    app = App()
+    with ServerThread(app) as server, H2Client(server.port) as client:
+        sid = client.raw_headers([field for field in fields if field[0] != missing], end=False)
+        [result] = client.wait(sid)
+        assert result.status == 400  # RFC 8441 4 and RFC 9113 8.1.1: malformed
+        assert result.reset == PROTOCOL_ERROR
+        assert bytes(client.get("/").data) == b"ok /"
+    assert app.scopes == []
+
+
+def test_limit_concurrency_counts_websocket_streams() -> None:
+    with ServerThread(App(), limit_concurrency=1) as server, H2Client(server.port) as client:
+        first = opened(client)
+        second = WebSocketOverH2(client)
+        assert second.response() == 503
+        first.send(TextMessage(data="first"))
+        assert first.next_event(TextMessage).data == "first"
+
+
 def test_plain_connect_is_501() -> None:
     with ServerThread(App()) as server, H2Client(server.port) as client:
         # RFC 9113 8.5: only :method and :authority.
