@@ -28,7 +28,8 @@ from tests.support import ServerThread
 class App:
     """``/ws`` echoes; ``/reject`` closes before accepting; ``/deny`` answers 418 itself;
     ``/flood`` sends 16 KiB messages until send fails; ``/held`` reads nothing until an HTTP
-    request to ``/release``, then counts what it receives; HTTP requests get "ok"."""
+    request to ``/release``, then counts what it receives; HTTP requests get "ok" (``/slow``
+    after a second)."""
 
     def __init__(self) -> None:
         self.scopes: list[dict[str, Any]] = []
@@ -36,6 +37,7 @@ class App:
         self.sent = 0
         self.send_failed: list[BaseException] = []
         self.release: asyncio.Event | None = None
+        self.slow_started = threading.Event()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.release is None:
@@ -43,6 +45,9 @@ class App:
         if scope["type"] == "http":
             if scope["path"] == "/release":
                 self.release.set()
+            elif scope["path"] == "/slow":
+                self.slow_started.set()
+                await asyncio.sleep(1.0)
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok " + scope["path"].encode()})
             return
@@ -170,24 +175,31 @@ def test_unanswered_ping_closes_with_1011() -> None:
         assert close.code == 1011
 
 
-def test_shutdown_closes_with_1012_then_the_connection() -> None:
+def test_shutdown_closes_with_1012_after_the_requests_in_flight() -> None:
+    """As over HTTP/1.1: GOAWAY, the HTTP stream in flight finishes, then 1012 on the
+    WebSocket stream, then the connection closes (a graceful timeout far beyond the test's
+    waits: the WebSocket stream must not hold the shutdown until it runs out)."""
     app = App()
-    server = ServerThread(app, timeout_graceful_shutdown=10)
+    server = ServerThread(app, timeout_graceful_shutdown=60)
     with server, H2Client(server.port) as client:
         ws = opened(client)
         ws.send(TextMessage(data="before"))
         assert ws.next_event(TextMessage).data == "before"
+        slow = client.request("/slow")
+        assert app.slow_started.wait(10)
         stopping = threading.Thread(target=server.close)
         stopping.start()
         try:
             close = ws.next_event(CloseConnection)
             assert close.code == 1012  # service restart
+            # The request's frames came first: the 1012 waited for it.
+            result = client.streams[slow]
+            assert result.ended and bytes(result.data) == b"ok /slow"
+            assert client.goaway is not None and client.goaway.error_code == 0
             ws.send(close.response())
             ws.end()
             client.wait_closed()
-            # RFC 9113 6.8: a GOAWAY went out, and the connection closed after the stream.
-            assert client.goaway is not None
-            assert ws.result.ended
+            assert ws.result.ended  # RFC 8441 5: END_STREAM, not a reset
         finally:
             stopping.join(20)
     assert app.disconnects == [1012]
