@@ -59,6 +59,9 @@ class App:
         if path == "/reject":
             await send({"type": "websocket.close"})
             return
+        if path == "/broken":
+            await send({"type": "websocket.http.response.start", "status": 200, "headers": []})
+            raise RuntimeError("the app failed before its response body")
         if path == "/deny":
             await send({"type": "websocket.http.response.start", "status": 418,
                         "headers": [(b"x-why", b"teapot")]})  # fmt: skip
@@ -215,6 +218,10 @@ def test_app_rejection_is_403_and_denial_response_is_the_apps() -> None:
         client.wait(deny.sid)
         assert deny.header(b"x-why") == b"teapot"
         assert bytes(deny.result.data) == b"no tea"
+        # An app that fails after websocket.http.response.start sent no head: a reset.
+        broken = WebSocketOverH2(client, "/broken")
+        client.wait(broken.sid)
+        assert broken.result.reset == CANCEL and not broken.result.headers
         # The connection goes on.
         assert bytes(client.get("/after").data) == b"ok /after"
 

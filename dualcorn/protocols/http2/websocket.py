@@ -190,9 +190,11 @@ class H2AppResponse(AppResponse):
 
     def __init__(self, message: dict[str, Any], conn: H2Connection, stream: WebSocketStream):
         status = message.get("status")
-        if not isinstance(status, int) or not 100 <= status <= 999 or status == 101:
+        if not isinstance(status, int) or not 200 <= status <= 999:
+            # RFC 9113 8.1: a 1xx is interim, never the response.
             raise AppContractError(
-                f"websocket.http.response.start needs an int status other than 101, not {status!r}"
+                f"websocket.http.response.start over HTTP/2 needs an int status from 200, "
+                f"not {status!r}"
             )
         fields = [(b":status", b"%d" % status)]
         fields += response_fields(conn, message.get("headers", ()), _RESPONSE_DROPPED)

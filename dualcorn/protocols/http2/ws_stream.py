@@ -183,6 +183,11 @@ class WebSocketStream(asyncio.Transport):
         if self._ended:  # a refusal's HEADERS ended the stream
             self._finish()
             return
+        if not self._head_sent:
+            # No response began (the client left before the app answered, or the app failed
+            # after websocket.http.response.start): DATA may not come first (RFC 9113 8.1).
+            self.abort()
+            return
         self._flush()
         if not self._done:
             # The bytes may wait for a window that never opens, the client may never end its
