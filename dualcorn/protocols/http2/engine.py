@@ -24,6 +24,7 @@ Where ``h2`` (python-hyper, 4.x) is kept from doing what RFC 9113 lets a server 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple
 
 import h2.config
@@ -249,8 +250,10 @@ class H2Engine:
             raw = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             return self._fail(str(exc), int(exc.error_code))
-        except ValueError as exc:  # hyperframe's own refusals (an invalid frame layout)
-            return self._fail(str(exc), PROTOCOL_ERROR)
+        except Exception as exc:
+            # hyperframe's own refusals (ValueError, InvalidFrameError) and whatever else a
+            # hostile byte stream can make a parser raise: a connection error, not a traceback.
+            return self._fail(f"{type(exc).__name__}: {exc}", PROTOCOL_ERROR)
         events: list[Event] = []
         append = events.append
         for event in raw:
@@ -286,7 +289,8 @@ class H2Engine:
 
     def _fail(self, message: str, code: int) -> list[Event]:
         if self._conn.state_machine.state != h2.connection.ConnectionState.CLOSED:
-            self._conn.close_connection(code)
+            with contextlib.suppress(Exception):  # the GOAWAY is a courtesy; closing is not
+                self._conn.close_connection(code)
         raise H2ConnectionError(message, code)
 
     def ack(self, stream_id: int, size: int) -> None:
