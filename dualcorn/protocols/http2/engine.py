@@ -299,16 +299,31 @@ class H2Engine:
 
     # --- Writing ----------------------------------------------------------------------------
 
-    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+    # The sending methods return False when the stream can take nothing more (the client
+    # reset it, or the connection is going): the writer then treats it as reset.
+
+    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> bool:
         """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
-        self._conn.send_headers(stream_id, fields, end_stream=end)
+        try:
+            self._conn.send_headers(stream_id, fields, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
-        self._conn.send_data(stream_id, data, end_stream=end)
+        try:
+            self._conn.send_data(stream_id, data, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
-    def end_stream(self, stream_id: int) -> None:
-        self._conn.end_stream(stream_id)
+    def end_stream(self, stream_id: int) -> bool:
+        try:
+            self._conn.end_stream(stream_id)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""
