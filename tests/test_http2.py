@@ -366,6 +366,19 @@ def test_h2_over_tls_with_alpn(pki: Any) -> None:
             assert client.get("/").status == 200
 
 
+def test_wsgi_over_tls_h2(pki: Any) -> None:
+    def wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["wsgi.url_scheme"].encode(), b" ", environ["SERVER_PROTOCOL"].encode()]
+
+    with ServerThread(wsgi, interface="wsgi", **pki.options()) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+        with httpx.Client(http2=True, verify=pki.client_context(), timeout=20) as client:
+            response = client.get(url)
+            assert response.http_version == "HTTP/2"
+            assert response.text == "https HTTP/2"
+
+
 def test_sigterm_sends_goaway_and_lets_the_stream_finish() -> None:
     """The real command: SIGTERM while a stream is in flight gives GOAWAY, the stream's
     answer, then the close, and the process exits 0."""
