@@ -277,6 +277,17 @@ def test_keepalive_cap_and_idle_timeout_end_gracefully() -> None:
             client.wait_closed()
 
 
+def test_client_goaway_lets_open_streams_finish() -> None:
+    """RFC 9113 6.8: a client's GOAWAY (NO_ERROR) stops new streams, not the open ones."""
+    with ServerThread(scope_app) as server, H2Client(server.port) as client:
+        sid = client.request("/", method="POST", end=False)
+        client.send_raw(b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + bytes(8))  # GOAWAY 0
+        client.send_body(sid, b"abc")
+        [result] = client.wait(sid)
+        assert result.status == 200 and json.loads(result.data)["body"] == 3
+        client.wait_closed()
+
+
 def test_graceful_shutdown_sends_goaway_and_finishes_streams() -> None:
     release = threading.Event()
 

@@ -19,7 +19,8 @@ Where ``h2`` (python-hyper, 4.x) is kept from doing what RFC 9113 lets a server 
   block was decoded first, so the HPACK state stays in step with the client's.
 * a graceful GOAWAY: ``h2``'s ``close_connection`` moves its state machine to CLOSED, after
   which the streams still open could not finish.  :meth:`H2Engine.goaway_frame` serializes
-  the frame on its own (RFC 9113 6.8: streams up to the last id are still served).
+  the frame on its own (RFC 9113 6.8: streams up to the last id are still served), and a
+  client's own graceful GOAWAY leaves its open streams to be answered.
 """
 
 from __future__ import annotations
@@ -181,6 +182,18 @@ class _ServerConnection(h2.connection.H2Connection):
             # The frame's bytes still count against the connection window: give them back.
             self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
             return [], [_MalformedHeaders(frame.stream_id, str(exc))]
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> Any:
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)  # an error: nothing more is sent
+        # RFC 9113 6.8: a graceful GOAWAY from the client means it opens no more streams;
+        # those it opened are still answered (h2 would refuse to send on them, and drop
+        # what is queued).
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
     @staticmethod
     def _hpack_failed(exc: Exception) -> bool:
