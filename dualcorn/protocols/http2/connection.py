@@ -33,7 +33,7 @@ from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.engine import H2ConnectionError, H2Engine
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
-from dualcorn.protocols.http2.request import VERSION, h2_request_head
+from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
 from dualcorn.protocols.http2.stream import H2Stream
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
@@ -233,7 +233,8 @@ class H2Connection(asyncio.Protocol, Connection):
                 underscores=self._underscores,
             )
         except ProtocolError as exc:
-            self._refused(sid, event.headers, exc.status, str(exc), ev.NO_ERROR)
+            code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR
+            self._refused(sid, event.headers, exc.status, str(exc), code)
             return
         limit = self.config.limit_request_body
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
