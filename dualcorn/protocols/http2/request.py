@@ -55,6 +55,13 @@ _MALFORMED_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+_WS = b" \t"
+# Field names already checked, so the common ones cost a set lookup; bounded, as names are
+# the client's to choose.
+_GOOD_NAMES: set[bytes] = set()
+_GOOD_NAMES_SIZE = 512
+
+
 class Malformed(ProtocolError):
     """RFC 9113 8.1.1: a malformed request (a stream error of type PROTOCOL_ERROR)."""
 
@@ -75,8 +82,8 @@ def h2_request_head(
     cookies = 0
     for name, value in fields:
         size += len(name) + len(value) + 32
-        if value and _MALFORMED_VALUE.search(value) is not None:
-            raise Malformed(f"NUL, CR, LF or edge whitespace in {name[:60]!r} (RFC 9113 8.2.1)")
+        if value and (_BAD_VALUE.search(value) is not None or value[0] in _WS or value[-1] in _WS):
+            _bad_value(name, value)
         if name[:1] == b":":
             if headers:
                 raise Malformed(f"pseudo-header {name[:60]!r} after a field (RFC 9113 8.3)")
@@ -84,12 +91,10 @@ def h2_request_head(
                 raise Malformed(f"unknown or repeated pseudo-header {name[:60]!r} (8.3)")
             pseudo[name] = value
             continue
-        if _NAME.match(name) is None:
-            raise Malformed(f"invalid header name {name[:60]!r} (RFC 9113 8.2.1)")
+        if name not in _GOOD_NAMES:
+            _check_name(name)
         if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
             raise Malformed(f"connection-specific field {name!r} (RFC 9113 8.2.2)")
-        if _BAD_VALUE.search(value) is not None:
-            raise ProtocolError(f"control character in header {name[:60]!r} (RFC 9110 5.5)")
         if name == b"host":
             if host is not None:
                 raise Malformed("two Host fields (RFC 9113 8.3.1)")
@@ -127,6 +132,19 @@ def h2_request_head(
     return check_head(
         RequestHead(method, path, VERSION, headers), max_fields=max_fields, underscores=underscores
     )
+
+
+def _check_name(name: bytes) -> None:
+    if _NAME.match(name) is None:
+        raise Malformed(f"invalid header name {name[:60]!r} (RFC 9113 8.2.1)")
+    if len(_GOOD_NAMES) < _GOOD_NAMES_SIZE:
+        _GOOD_NAMES.add(name)
+
+
+def _bad_value(name: bytes, value: bytes) -> None:
+    if _MALFORMED_VALUE.search(value) is not None:
+        raise Malformed(f"NUL, CR, LF or edge whitespace in {name[:60]!r} (RFC 9113 8.2.1)")
+    raise ProtocolError(f"control character in header {name[:60]!r} (RFC 9110 5.5)")
 
 
 def _join_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
