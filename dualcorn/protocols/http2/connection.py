@@ -270,6 +270,9 @@ class H2Connection(asyncio.Protocol, Connection):
         if stream is not None:  # DATA that did not add up to Content-Length, mid-request
             stream.lost()
             self._refuse(event.stream_id, ev.PROTOCOL_ERROR)
+            unread = stream.release()
+            if unread:
+                self.engine.ack(event.stream_id, unread)  # the connection window
             self._close_if_idle()
             return
         self._refused(event.stream_id, None, 400, event.reason, ev.PROTOCOL_ERROR)
