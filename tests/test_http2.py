@@ -277,6 +277,17 @@ def test_keepalive_cap_and_idle_timeout_end_gracefully() -> None:
             client.wait_closed()
 
 
+def test_client_goaway_lets_open_streams_finish() -> None:
+    """RFC 9113 6.8: a client's GOAWAY (NO_ERROR) stops new streams, not the open ones."""
+    with ServerThread(scope_app) as server, H2Client(server.port) as client:
+        sid = client.request("/", method="POST", end=False)
+        client.send_raw(b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + bytes(8))  # GOAWAY 0
+        client.send_body(sid, b"abc")
+        [result] = client.wait(sid)
+        assert result.status == 200 and json.loads(result.data)["body"] == 3
+        client.wait_closed()
+
+
 def test_graceful_shutdown_sends_goaway_and_finishes_streams() -> None:
     release = threading.Event()
 
@@ -364,6 +375,19 @@ def test_h2_over_tls_with_alpn(pki: Any) -> None:
         with H2Client(server.port, tls=context) as client:
             assert client.sock.selected_alpn_protocol() == "h2"  # type: ignore[attr-defined]
             assert client.get("/").status == 200
+
+
+def test_wsgi_over_tls_h2(pki: Any) -> None:
+    def wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["wsgi.url_scheme"].encode(), b" ", environ["SERVER_PROTOCOL"].encode()]
+
+    with ServerThread(wsgi, interface="wsgi", **pki.options()) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+        with httpx.Client(http2=True, verify=pki.client_context(), timeout=20) as client:
+            response = client.get(url)
+            assert response.http_version == "HTTP/2"
+            assert response.text == "https HTTP/2"
 
 
 def test_sigterm_sends_goaway_and_lets_the_stream_finish() -> None:

@@ -10,6 +10,8 @@ next client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import threading
 from typing import Any
 
@@ -218,3 +220,38 @@ def test_upload_is_held_back_by_the_window() -> None:
         [result] = client.wait(sid)
         assert result.status == 200
         assert int(result.data) == seen[0] > 0
+
+
+def test_random_frames_never_break_the_server() -> None:
+    """Frames of every type with random flags, stream ids and payloads: each connection ends
+    in a GOAWAY or goes on, the loop reports nothing, and the server serves the next client."""
+    rng = random.Random(1913)
+    with ServerThread(CountingApp()) as server:
+        for _ in range(30):
+            with H2Client(server.port) as client:
+                frames = bytearray()
+                for _ in range(rng.randrange(1, 20)):
+                    payload = rng.randbytes(rng.randrange(0, 64))
+                    frames += len(payload).to_bytes(3, "big")
+                    frames += bytes([rng.randrange(0, 12), rng.randrange(0, 256)])
+                    frames += rng.choice([0, 1, 2, 3, rng.randrange(2**31)]).to_bytes(4, "big")
+                    frames += payload
+                client.send_raw(bytes(frames))
+                # Frames the server accepted leave it waiting for more: no close then.
+                with contextlib.suppress(TimeoutError):
+                    client.wait_closed(timeout=2)
+        still_serving(server)
+
+
+def test_hpack_bomb_gets_goaway() -> None:
+    """A small block that decodes to a huge header list (one large field in the dynamic
+    table, referenced again and again, CVE-2016-6581): the decoder stops at twice the head
+    limit and the connection ends; a list between the limit and that is answered 431."""
+    with ServerThread(CountingApp()) as server:
+        with H2Client(server.port) as client:
+            client.receive_once()
+            sid = client.request("/", headers=[("x-bomb", "a" * 4000)] * 20)
+            assert client.wait(sid)[0].status == 431  # 80 KB: past the 64 KiB head limit
+            client.request("/", headers=[("x-bomb", "a" * 4000)] * 100)  # 400 KB
+            assert client.wait_goaway().error_code == ENHANCE_YOUR_CALM
+        still_serving(server)

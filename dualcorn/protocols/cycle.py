@@ -20,6 +20,7 @@ from typing import Any
 from dualcorn.access_format import request_extra
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.logline import access_line
+from dualcorn.protocols.request_body import RequestBody
 from dualcorn.protocols.state import ServerState
 from dualcorn.protocols.writer import (
     CONNECTION,
@@ -37,32 +38,23 @@ from dualcorn.protocols.writer import (
 
 __all__ = ["ClientDisconnected", "RequestCycle", "run_cycle"]
 
-_DISCONNECT = {"type": "http.disconnect"}
 # RFC 9110 6.4.1: 204 and 304 responses never carry content.
 _NO_CONTENT = frozenset({204, 304})
 
 
-class RequestCycle:
+class RequestCycle(RequestBody):
+    """One request: its body comes in through :class:`RequestBody`, its response goes out here."""
+
     __slots__ = (
-        "_body",
-        "_body_allowance",
-        "_body_done",
-        "_body_limit",
-        "_body_seen",
-        "_client_done",
         "_close",
-        "_expect_100",
         "_fields",
         "_head_sent",
         "_length",
-        "_more_body",
         "_no_body",
         "_replaced",
         "_trailers",
-        "_wake",
         "bytes_sent",
         "complete",
-        "disconnected",
         "head_request",
         "owner",
         "response_headers",
@@ -114,106 +106,6 @@ class RequestCycle:
         self._trailers: list[Any] | bool | None = None
         self.bytes_sent = 0  # body bytes passed to the writer (the access log's %b)
         self.response_headers: Any = ()  # the app's, for the access log's %({name}o)s
-
-    # --- Fed by the protocol ------------------------------------------------------------
-
-    def feed_body(self, data: bytes) -> None:
-        self._body += data
-        self._body_seen += len(data)
-        if self._body_limit is not None and self._body_seen > self._body_limit:
-            # Checked as bytes arrive, so a chunked body is capped like a declared one.
-            self.owner.body_too_large()  # answers 413 if it can, and closes
-            return
-        if len(self._body) > self.state.config.read_high_water:
-            self.owner.pause_body()
-        self._notify()
-
-    def feed_end(self) -> None:
-        self._more_body = False
-        self._notify()
-
-    def feed_disconnect(self) -> None:
-        self.disconnected = True
-        self._notify()
-
-    def feed_eof(self) -> None:
-        """The client sent its FIN after the whole request: the response is still due."""
-        self._client_done = True
-        self._notify()
-
-    def _notify(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    @property
-    def body_over_limit(self) -> bool:
-        return self._body_limit is not None and self._body_seen > self._body_limit
-
-    # --- ASGI receive --------------------------------------------------------------------
-
-    async def receive(self) -> dict[str, Any]:
-        if self._expect_100:
-            # RFC 9110 10.1.1: the 100 goes out only once the app asks for the body, so an app
-            # that answers at once (401, 413) spares the client from sending it.
-            self._expect_100 = False
-            if not self.started and not self.disconnected and not self._gone():
-                self.writer.interim(100, [])
-        while True:
-            if self.disconnected or self.body_over_limit:
-                return _DISCONNECT
-            if self._body or (self._body_done is False and not self._more_body):
-                data = bytes(self._body)
-                self._body.clear()
-                self.owner.resume_body()
-                if not self._more_body:
-                    self._body_done = True
-                return {"type": "http.request", "body": data, "more_body": self._more_body}
-            if self.complete:
-                return _DISCONNECT
-            if self._client_done:
-                # An app that waits past its body waits for the client to go, and a FIN is
-                # all a client that closed shows until a write fails: as before half-closes
-                # were served, it is a disconnect.  An app that just answers is not asked.
-                self.feed_disconnect()
-                self.owner.client_gone()
-                return _DISCONNECT
-            if self._wake is None:
-                self._wake = asyncio.Event()
-            self._wake.clear()
-            if self._more_body:
-                if not await self._wait_for_body(self._wake):
-                    self.state.error_logger.debug("request body too slow; closing the connection")
-                    self.disconnected = True
-                    self.owner.body_stalled()
-                    return _DISCONNECT
-            else:
-                # The body is all read: wait for the client to go or the response to end.
-                await self._wake.wait()
-
-    async def _wait_for_body(self, wake: asyncio.Event) -> bool:
-        """Wait for more of the body; False once the client has run out of time.
-
-        Apache mod_reqtimeout ``body=20,MinRate=500``: the client has ``timeout_body_read``
-        seconds, and every ``timeout_min_rate`` bytes it sends buy one more, banking at most
-        ``timeout_body_read`` ahead.  So a client that stops is closed after that long (nginx
-        client_body_timeout), one trickling below the rate soon after, and one sending at the
-        rate never.  Only time the app spends waiting here counts, not its own pauses.
-        """
-        config = self.state.config
-        loop = asyncio.get_running_loop()
-        seen = self._body_seen
-        started = loop.time()
-        try:
-            async with asyncio.timeout(self._body_allowance):
-                await wake.wait()
-        except TimeoutError:
-            return False
-        rate = config.timeout_min_rate
-        if rate:  # with no rate, only the gap between two reads is limited (nginx)
-            allowance = self._body_allowance - (loop.time() - started)
-            allowance += (self._body_seen - seen) / rate
-            self._body_allowance = min(allowance, config.timeout_body_read)
-        return True
 
     # --- ASGI send -----------------------------------------------------------------------
 

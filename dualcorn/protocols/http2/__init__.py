@@ -40,7 +40,7 @@ def enabled(state: ServerState) -> bool:
 def prior_knowledge(connection: Any, data: bytes) -> bool:
     """Hand an HTTP/1.1 connection that began with the preface to HTTP/2 (RFC 9113 3.3).
 
-    ``connection`` is the :class:`~dualcorn.protocols.connection.HTTPConnection` that read
+    ``connection`` is the :class:`~dualcorn.protocols.http1.connection.HTTPConnection` that read
     ``data`` (the preface onwards); False if HTTP/2 is off, and it answers as HTTP/1.1.
     """
     state = connection.state

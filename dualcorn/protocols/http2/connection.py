@@ -33,7 +33,7 @@ from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.engine import H2ConnectionError, H2Engine
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
-from dualcorn.protocols.http2.request import VERSION, h2_request_head
+from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
 from dualcorn.protocols.http2.stream import H2Stream
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.request_head import RequestHead
@@ -229,6 +229,9 @@ class H2Connection(asyncio.Protocol, Connection):
             # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
             self._refuse(sid, ev.REFUSED_STREAM)
             return
+        # RFC 8441 (WebSockets over HTTP/2) joins here: with SETTINGS_ENABLE_CONNECT_PROTOCOL
+        # on, a CONNECT with ":protocol: websocket" gets a WebSocket StreamHandler in
+        # self.streams instead of a request cycle (request.py refuses ":protocol" until then).
         try:
             head, facts = h2_request_head(
                 event.headers,
@@ -238,7 +241,8 @@ class H2Connection(asyncio.Protocol, Connection):
                 underscores=self._underscores,
             )
         except ProtocolError as exc:
-            self._refused(sid, event.headers, exc.status, str(exc), ev.NO_ERROR)
+            code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR
+            self._refused(sid, event.headers, exc.status, str(exc), code)
             return
         if head.method == b"CONNECT":  # RFC 8441: request.py lets only an extended CONNECT by
             self._extended_connect(event, head)
@@ -294,6 +298,9 @@ class H2Connection(asyncio.Protocol, Connection):
         if stream is not None:  # DATA that did not add up to Content-Length, mid-request
             stream.lost()
             self._refuse(event.stream_id, ev.PROTOCOL_ERROR)
+            unread = stream.release()
+            if unread:
+                self.engine.ack(event.stream_id, unread)  # the connection window
             self._close_if_idle()
             return
         self._refused(event.stream_id, None, 400, event.reason, ev.PROTOCOL_ERROR)

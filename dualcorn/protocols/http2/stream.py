@@ -111,7 +111,8 @@ class H2Stream:
             return
         head = [(b":status", _STATUS[status])]
         head += [field for field in fields if field is not None]
-        self.conn.engine.send_headers(self.id, head, False)
+        if not self.conn.engine.send_headers(self.id, head, False):
+            self.reset = True
         self.conn.schedule_write()
 
     def start(
@@ -141,8 +142,9 @@ class H2Stream:
         head = self._head
         self._head = None
         if head is not None and not self.reset:
-            self.conn.engine.send_headers(self.id, head, end)
-            if end:
+            if not self.conn.engine.send_headers(self.id, head, end):
+                self.reset = True
+            elif end:
                 self._ended = True
 
     def body(self, data: bytes, end: bool) -> bool:
@@ -184,7 +186,9 @@ class H2Stream:
                 pending[0] = chunk[size:]
                 chunk = chunk[:size]
             end = last and self._end_pending and self._trailers is None
-            engine.send_data(sid, chunk, end)
+            if not engine.send_data(sid, chunk, end):
+                self.lost()
+                return
             self._sent += len(chunk)
             if end:
                 self._end_pending = False
@@ -193,12 +197,10 @@ class H2Stream:
             if self._trailers is not None:
                 trailers = self._trailers
                 self._trailers = None
-                engine.send_headers(sid, trailers, True)
-                self._ended = True
+                self._ended = engine.send_headers(sid, trailers, True)
                 self._end_pending = False
             elif self._end_pending:
-                engine.end_stream(sid)
-                self._ended = True
+                self._ended = engine.end_stream(sid)
                 self._end_pending = False
         self.conn.schedule_write()
         if self.done and self.finished:

@@ -6,7 +6,7 @@ WebSockets at all (an ASGI app, ``--ws`` not ``none``, the ``websockets`` packag
 holding ``:method CONNECT``, ``:protocol websocket``, ``:scheme``, ``:path`` and
 ``:authority`` (RFC 8441 4, 5), and the ``Sec-WebSocket-*`` fields of RFC 6455 except the key.
 :func:`open_websocket` checks it and starts the very session that serves HTTP/1.1 upgrades
-(:class:`~dualcorn.protocols.websocket.WebSocketSession`), on a
+(:class:`~dualcorn.protocols.websocket.session.WebSocketSession`), on a
 :class:`~dualcorn.protocols.http2.ws_stream.WebSocketStream` for transport: the same limits
 (``--ws-max-size``, ``--ws-max-queue``...), keepalive pings, close handshake, and 1012 when the
 server shuts down.  Only the HTTP answers differ, and :class:`H2Handshake` makes them:
@@ -39,9 +39,9 @@ from dualcorn.protocols.flow import WriteFlow
 from dualcorn.protocols.http2.engine import NO_ERROR, PROTOCOL_ERROR
 from dualcorn.protocols.http2.ws_stream import WebSocketStream
 from dualcorn.protocols.scope import websocket_scope
-from dualcorn.protocols.websocket import WebSocketSession
+from dualcorn.protocols.websocket.handshake import AppResponse, Handshake, subprotocols
+from dualcorn.protocols.websocket.session import WebSocketSession
 from dualcorn.protocols.writer import validate_header
-from dualcorn.protocols.ws_handshake import AppResponse, Handshake, subprotocols
 
 if TYPE_CHECKING:
     from dualcorn.protocols.http2 import engine as ev

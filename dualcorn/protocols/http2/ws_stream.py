@@ -3,8 +3,8 @@
 Theory of operation.  RFC 8441 5: once the server answered an extended CONNECT with 200, the
 peers speak RFC 6455 "using the HTTP/2 stream ... as if it were the TCP connection"; an orderly
 close is END_STREAM, an abort RST_STREAM CANCEL.  So the same
-:class:`~dualcorn.protocols.websocket.WebSocketSession` that serves HTTP/1.1 sockets is given a
-:class:`WebSocketStream` for transport, and nothing of the session changes:
+:class:`~dualcorn.protocols.websocket.session.WebSocketSession` that serves HTTP/1.1 sockets
+is given a :class:`WebSocketStream` for transport, and nothing of the session changes:
 
 * ``write``: DATA frames, as far as the stream's and the connection's windows allow (RFC 9113
   6.9); the rest waits here, and past ``--write-high-water`` bytes (or while the socket itself

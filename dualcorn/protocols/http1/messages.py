@@ -17,9 +17,9 @@ request whose head or body the end of the stream cut short is dropped without an
 from __future__ import annotations
 
 from dualcorn.errors import ProtocolError
-from dualcorn.protocols.connection import HTTPConnection
 from dualcorn.protocols.flow import EOF, PIPELINE
-from dualcorn.protocols.framing import ChunkedDecoder, check_partial_head, check_raw_head
+from dualcorn.protocols.http1.connection import HTTPConnection
+from dualcorn.protocols.http1.framing import ChunkedDecoder, check_partial_head, check_raw_head
 from dualcorn.protocols.policy import check_head, split_request_line
 from dualcorn.protocols.request_head import RequestHead
 from dualcorn.protocols.state import ServerState

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from dualcorn.protocols.wire import CONTINUE_100, LAST_CHUNK, chunk, status_line
+from dualcorn.protocols.http1.wire import CONTINUE_100, LAST_CHUNK, chunk, status_line
 from dualcorn.protocols.writer import ClientDisconnected, file_blocks
 
 if TYPE_CHECKING:

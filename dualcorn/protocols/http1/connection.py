@@ -1,6 +1,6 @@
 """What every HTTP/1.1 connection does, whichever parser reads its bytes.
 
-The message loop (:mod:`dualcorn.protocols.http1`, whose subclasses only pick the field
+The message loop (:mod:`dualcorn.protocols.http1.messages`, whose subclasses only pick the field
 tokenizer, h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
 ``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
 rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
@@ -16,13 +16,13 @@ from typing import Any, cast
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.flow import BODY, PIPELINE, ReadFlow, WriteFlow
-from dualcorn.protocols.h1writer import HTTP1Writer
+from dualcorn.protocols.http1.wire import error_response
+from dualcorn.protocols.http1.writer import HTTP1Writer
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.request_head import HeadFacts, RequestHead
 from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope, websocket_scope
 from dualcorn.protocols.state import Connection, ServerState
-from dualcorn.protocols.wire import error_response
-from dualcorn.protocols.ws_handshake import is_websocket_upgrade
+from dualcorn.protocols.websocket.handshake import is_websocket_upgrade
 from dualcorn.proxies import ProxyHeaders
 
 __all__ = ["HTTPConnection"]
@@ -191,8 +191,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
                 line = refusal_line(self.client, *head[:3], 501, state.access_format)
                 state.access_logger.info(*line)
             return
-        from dualcorn.protocols.websocket import WebSocketSession
-        from dualcorn.protocols.ws_handshake import Handshake, subprotocols
+        from dualcorn.protocols.websocket.handshake import Handshake, subprotocols
+        from dualcorn.protocols.websocket.session import WebSocketSession
 
         self._stop_timer()
         if state.stopping:
