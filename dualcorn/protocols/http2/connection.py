@@ -53,9 +53,9 @@ _GOAWAY_PING = b"dualcorn"
 class StreamHandler(Protocol):
     """What the connection needs of the handler of one stream.
 
-    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle; a
-    WebSocket over HTTP/2 (RFC 8441, an extended CONNECT) would be another handler in the
-    same table, fed the same way.
+    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle;
+    :class:`~dualcorn.protocols.http2.ws_stream.WebSocketStream` a WebSocket (RFC 8441, an
+    extended CONNECT), in the same table, fed the same way.
     """
 
     id: int
@@ -229,9 +229,6 @@ class H2Connection(asyncio.Protocol, Connection):
             # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
             self._refuse(sid, ev.REFUSED_STREAM)
             return
-        # RFC 8441 (WebSockets over HTTP/2) joins here: with SETTINGS_ENABLE_CONNECT_PROTOCOL
-        # on, a CONNECT with ":protocol: websocket" gets a WebSocket StreamHandler in
-        # self.streams instead of a request cycle (request.py refuses ":protocol" until then).
         try:
             head, facts = h2_request_head(
                 event.headers,
