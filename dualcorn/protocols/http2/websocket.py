@@ -79,7 +79,7 @@ def open_websocket(conn: H2Connection, event: ev.Request, head: RequestHead) -> 
     protocol = authority = b""
     for name, value in event.headers:
         if name[:1] != b":":
-            break  # pseudo-header fields come first (RFC 9113 8.3; h2 checked)
+            break  # pseudo-header fields come first (RFC 9113 8.3; request.py checked)
         if name == b":protocol":
             protocol = value
         elif name == b":authority":
