@@ -71,6 +71,8 @@ class RequestCycle(RequestBody):
         "task",
         "writer",
     )  # fmt: skip
+    # ASGI "http.response.trailers": True until the body ends, then the trailer fields.
+    _trailers: list[Any] | bool | None
 
     def __init__(
         self,
@@ -105,8 +107,6 @@ class RequestCycle(RequestBody):
         # _close, _replaced, _no_body: HEAD, 204, 304) is set by _prepare_head, which every
         # path runs before reading it, and handed to the writer with the first body (_start).
         self._head_sent = False
-        # ASGI "http.response.trailers": None, or the trailer fields once the body has ended.
-        self._trailers: list[Any] | bool | None = None
         self.bytes_sent = 0  # body bytes passed to the writer (the access log's %b)
         self.response_headers: Any = ()  # the app's, for the access log's %({name}o)s
 
@@ -252,8 +252,7 @@ class RequestCycle(RequestBody):
         self._close = close
         self._replaced = replaced
         self._no_body = self.head_request or status in _NO_CONTENT
-        if message.get("trailers") is True:
-            self._trailers = True
+        self._trailers = message.get("trailers") is True or None
 
     def _start(self, body: bytes, end: bool) -> None:
         """Hand the writer the head, with the length the first body message shows."""

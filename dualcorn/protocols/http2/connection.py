@@ -15,8 +15,8 @@ stream is refused with REFUSED_STREAM, which a client may retry (RFC 9113 8.7).
 
 Ends of a connection, as for HTTP/1.1: ``--timeout-request-head`` until the first request,
 ``--timeout-keep-alive`` while no stream is open, and ``--http2-max-requests`` streams per
-connection if set.  Each end, and the
-server's shutdown, is graceful (RFC 9113 6.8): a GOAWAY with the highest stream id (2^31-1)
+connection if set.  Each end, and the server's shutdown, is graceful (RFC 9113 6.8): a
+GOAWAY with the highest stream id (2^31-1)
 and a PING; once the PING returns (or :data:`GOAWAY_GRACE` passed) every stream the client
 sent before it saw the GOAWAY has arrived, and the final GOAWAY names the last one served.
 Open streams finish (the server waits for them within ``--timeout-graceful-shutdown``), then
@@ -26,7 +26,7 @@ the connection closes.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
@@ -34,44 +34,20 @@ from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.engine import H2ConnectionError, H2Engine
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
 from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
-from dualcorn.protocols.http2.stream import H2Stream
+from dualcorn.protocols.http2.stream import H2Stream, StreamHandler
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.request_head import RequestHead
 from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.proxies import ProxyHeaders
 
-__all__ = ["GOAWAY_GRACE", "H2Connection", "StreamHandler"]
+__all__ = ["GOAWAY_GRACE", "H2Connection"]
 
 # How long the first GOAWAY waits for its PING to return before the final one (RFC 9113 6.8
 # asks for "at least one round-trip time"); the PING's answer usually ends the wait first.
 GOAWAY_GRACE = 1.0
 _ALL_STREAMS = 2**31 - 1
 _GOAWAY_PING = b"dualcorn"
-
-
-class StreamHandler(Protocol):
-    """What the connection needs of the handler of one stream.
-
-    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle;
-    :class:`~dualcorn.protocols.http2.ws_stream.WebSocketStream` a WebSocket (RFC 8441, an
-    extended CONNECT), in the same table, fed the same way.
-    """
-
-    id: int
-    reset: bool
-    # A WebSocket stream: the server closes it with 1012 after the requests in flight.
-    long_lived: bool
-
-    def feed_body(self, data: bytes, flow_length: int) -> None: ...
-
-    def feed_end(self) -> None: ...
-
-    def lost(self) -> None: ...
-
-    def wake(self) -> None: ...
-
-    def release(self) -> int: ...
 
 
 class H2Connection(asyncio.Protocol, Connection):
