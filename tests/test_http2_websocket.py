@@ -473,3 +473,39 @@ def test_chromium_opens_its_websocket_over_http2(tmp_path: Path) -> None:
     assert websocket["scheme"] == "wss"
     assert page["client"] == websocket["client"]
     assert app.disconnects == [1000]
+
+
+# --- Layer 2: the same exchange on the in-memory transport, fed whole and one byte at a time --
+
+
+@pytest.mark.parametrize("one_byte", [False, True], ids=["whole", "bytewise"])
+async def test_websocket_in_memory(one_byte: bool) -> None:
+    import h2.events
+    from wsproto.connection import Connection, ConnectionType
+
+    from tests.test_http2_memory import Peer
+
+    app = App()
+    peer = Peer(app)
+    sid = peer.client.get_next_available_stream_id()
+    peer.client.send_headers(
+        sid,
+        [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+         (b":path", b"/ws"), (b":authority", b"x"), (b"sec-websocket-version", b"13")],
+    )  # fmt: skip
+    await peer.exchange(one_byte)
+    [response] = [e for e in peer.events if isinstance(e, h2.events.ResponseReceived)]
+    assert dict(response.headers)[b":status"] == b"200"
+    ws = Connection(ConnectionType.CLIENT)
+    frames = ws.send(TextMessage(data="in memory")) + ws.send(BytesMessage(data=b"\x01" * 300))
+    peer.client.send_data(sid, frames)
+    await peer.exchange(one_byte)
+    data = [e.data for e in peer.events if isinstance(e, h2.events.DataReceived)]
+    ws.receive_data(b"".join(data))
+    received = list(ws.events())
+    assert [type(e) for e in received] == [TextMessage, BytesMessage]
+    assert received[0].data == "in memory" and received[1].data == b"\x01" * 300
+    peer.server.connection_lost(None)  # the app learns of it and returns
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert app.disconnects == [1006]
