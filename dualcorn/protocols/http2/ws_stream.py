@@ -102,7 +102,8 @@ class WebSocketStream(asyncio.Transport):
 
     def feed_end(self) -> None:
         self._client_ended = True
-        if not self._held:  # else the end follows the held bytes
+        # As a paused TCP transport reads no FIN: the end follows what reading waits for.
+        if not self._held and not self._reading_paused:
             self._eof()
 
     def lost(self) -> None:
@@ -214,7 +215,7 @@ class WebSocketStream(asyncio.Transport):
         if not self._reading_paused:
             return
         self._reading_paused = False
-        if self._held:
+        if self._held or self._client_ended:
             if not self._delivery:
                 # Not from inside the session's own call: on a turn of its own.
                 self._delivery = True
