@@ -44,6 +44,7 @@ from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
 
 from dualcorn.access_format import REQUEST_ID_KEY
+from dualcorn.adapters.capabilities import Capabilities
 from dualcorn.adapters.wsgi_input import (
     ClientDisconnected,
     LoopBridge,
@@ -329,6 +330,10 @@ class WSGIAdapter:
             return self._refuse_websocket(receive, send)
         # ASGI: "Applications should raise an exception for unknown scope types".
         return _refuse_scope(kind)
+
+    def dualcorn_capabilities(self) -> Capabilities:
+        """PEP 3333 has no WebSockets; the thread pool is closed by the server."""
+        return Capabilities(websockets=False, close=self.shutdown)
 
     async def shutdown(self, grace: float | None = None) -> list[str]:
         """Stop the thread pool and wait up to ``grace`` seconds for its threads to end.

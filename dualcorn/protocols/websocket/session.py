@@ -1,21 +1,25 @@
 """One WebSocket session (RFC 6455) driven through the ASGI ``websocket`` interface.
 
 Theory of operation: ``HTTPConnection.upgrade_websocket`` hands the transport to a
-:class:`WebSocketSession` with a checked :class:`~dualcorn.protocols.ws_handshake.Handshake`
+:class:`WebSocketSession` with a checked :class:`~dualcorn.protocols.websocket.handshake.Handshake`
 and starts the app, whose first ``receive`` is ``websocket.connect``.  Until the app accepts,
 bytes from the client are held (and reading paused): nothing may answer them before the 101.
 After ``websocket.accept``, the ``websockets`` package's sans-IO protocol turns bytes into
 frames (and answers pings, checks sizes, inflates permessage-deflate); an
-:class:`~dualcorn.protocols.ws_inbox.Inbox` makes whole, checked messages of the data frames
+:class:`~dualcorn.protocols.websocket.inbox.Inbox` makes whole, checked messages of the data frames
 for ``receive``; this class sends keepalive pings, carries the app's ``send`` to the wire, and
 runs the closing handshake with a timeout (RFC 6455 7.1).  Every wait is an event: ``receive``
 waits on the inbox, ``send`` on the transport draining (at most ``--timeout-send``).
 
 What a client can make the session hold is bounded: a
-:class:`~dualcorn.protocols.ws_reader.BoundedReader` stops reading while the inbox is full
+:class:`~dualcorn.protocols.websocket.reader.BoundedReader` stops reading while the inbox is full
 (``--ws-max-queue`` messages, ``--ws-max-queue-bytes`` decompressed bytes) or the write buffer
 is above its high-water mark (pongs for a client that does not read them), and never inflates
 more than a slice of a read past those bounds.
+
+The HTTP answers to the handshake (the 101, a denial, the app's own response) are the
+handshake object's to make: HTTP/1.1 bytes here, HEADERS frames on an HTTP/2 stream (RFC 8441,
+:mod:`dualcorn.protocols.http2.websocket`, whose stream is this session's transport).
 
 The session is one of the server's connections with ``long_lived`` set: graceful shutdown
 closes it with 1012 only after the HTTP requests in flight have finished.
@@ -36,13 +40,13 @@ from websockets.server import ServerProtocol
 
 from dualcorn.access_format import WEBSOCKET, AccessEntry, request_extra
 from dualcorn.errors import AppContractError
-from dualcorn.protocols.cycle import ClientDisconnected
 from dualcorn.protocols.flow import ReadFlow, WriteFlow
 from dualcorn.protocols.logline import client_address
 from dualcorn.protocols.state import Connection, ServerState
-from dualcorn.protocols.ws_handshake import AppResponse, Handshake
-from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
-from dualcorn.protocols.ws_reader import BoundedReader
+from dualcorn.protocols.websocket.handshake import AppResponse, Handshake
+from dualcorn.protocols.websocket.inbox import Inbox, InvalidText, TooManyFragments
+from dualcorn.protocols.websocket.reader import BoundedReader
+from dualcorn.protocols.writer import ClientDisconnected
 
 __all__ = ["WebSocketSession"]
 
@@ -306,9 +310,9 @@ class WebSocketSession(asyncio.Protocol, Connection):
                 self._accept(message)
             elif kind == "websocket.close":
                 self.status = 403
-                self._write_and_close(Handshake.denial(403))
+                self._write_and_close(self.handshake.denial(403))
             elif kind == "websocket.http.response.start":
-                self._response = AppResponse(message, self.state)
+                self._response = self.handshake.app_response(message, self.state)
                 self.status = self._response.status
                 self.phase = _RESPONDING
             else:
@@ -390,7 +394,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
         """The app is done: finish whatever it left open."""
         if self.phase == _HANDSHAKE:
             self.status = 500
-            self._write_and_close(Handshake.denial(500))
+            self._write_and_close(self.handshake.denial(500))
         elif self.phase == _RESPONDING:
             self._close_transport()
         elif self.phase == _OPEN and self.ws is not None and self.ws.state is OPEN:
@@ -402,7 +406,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
         """Close with 1012 (service restart); a handshake still pending gets a 503."""
         if self.phase == _HANDSHAKE:
             self.status = 503
-            self._write_and_close(Handshake.denial(503))
+            self._write_and_close(self.handshake.denial(503))
         elif self.phase == _OPEN and self.ws is not None and self.ws.state is OPEN:
             self._send_close(self.ws, _SERVICE_RESTART, "server shutting down")
 

@@ -1,38 +1,34 @@
 """What every HTTP/1.1 connection does, whichever parser reads its bytes.
 
-The message loop (:mod:`dualcorn.protocols.http1`, whose subclasses only pick the field
+The message loop (:mod:`dualcorn.protocols.http1.messages`, whose subclasses only pick the field
 tokenizer, h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
 ``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
-rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
-timeouts (idle keep-alive, request head, body stall), flow control, graceful shutdown, and the
-switch to a WebSocket session (:meth:`HTTPConnection.upgrade_websocket`).
+rest: the peer addresses (the facts :func:`~dualcorn.protocols.scope.http_scope` reads), the
+cycle task with its :class:`~dualcorn.protocols.http1.writer.HTTP1Writer`, keep-alive and its
+cap, the three timeouts (idle keep-alive, request head, body stall), flow control (it is the
+cycle's :class:`~dualcorn.protocols.writer.CycleOwner`), graceful shutdown, and the switch to a
+WebSocket session (:meth:`HTTPConnection.upgrade_websocket`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, cast
-from urllib.parse import unquote_to_bytes
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
-from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
+from dualcorn.protocols.flow import BODY, PIPELINE, ReadFlow, WriteFlow
+from dualcorn.protocols.http1.wire import error_response
+from dualcorn.protocols.http1.writer import HTTP1Writer
 from dualcorn.protocols.logline import refusal_line
-from dualcorn.protocols.request_head import HeadFacts
+from dualcorn.protocols.request_head import HeadFacts, RequestHead
+from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope, websocket_scope
 from dualcorn.protocols.state import Connection, ServerState
-from dualcorn.protocols.wire import error_response
-from dualcorn.protocols.ws_handshake import is_websocket_upgrade
+from dualcorn.protocols.websocket.handshake import is_websocket_upgrade
 from dualcorn.proxies import ProxyHeaders
 
 __all__ = ["HTTPConnection"]
 
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
-_EXTENSIONS: dict[str, dict[str, Any]] = {
-    "http.response.zerocopysend": {},
-    "http.response.pathsend": {},
-}
-# ASGI "websocket.http.response" extension: the app may answer the upgrade with a response.
-_WS_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 _IDLE, _HEAD = 0, 1  # what the running timer guards
 # At shutdown an idle keep-alive connection may already carry a request the server has not read
 # (RFC 9112 9.6: the client cannot know the server is closing).  Closing at once would reset it;
@@ -45,11 +41,12 @@ IDLE_DRAIN = 0.5
 class HTTPConnection(asyncio.Protocol, Connection):
     transport: asyncio.Transport
     read_flow: ReadFlow
+    writer: HTTP1Writer
     # Plain TCP's; a TLS connection gets its own values once, at its hand-over (dualcorn.tls).
     scheme = "http"
     ws_scheme = "ws"
-    extensions = _EXTENSIONS
-    ws_extensions = _WS_EXTENSIONS
+    extensions = HTTP_EXTENSIONS
+    ws_extensions = WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -80,6 +77,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = transport = cast(asyncio.Transport, transport)
         self.read_flow = ReadFlow(transport)
+        self.writer = HTTP1Writer(transport, self.write_flow, self.state)
         transport.set_write_buffer_limits(high=self.config.write_high_water)
         if self.state.at_connection_limit():
             transport.abort()  # --limit-connections: closed at once, counted in the log
@@ -126,11 +124,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if self._deadline is None or self._timer_kind == _IDLE:
             self._arm_head()
 
-    def start_request(
-        self, method: bytes, target: bytes, version: bytes, headers: list[Any], facts: HeadFacts
-    ) -> RequestCycle | None:
+    def start_request(self, head: RequestHead, facts: HeadFacts) -> RequestCycle | None:
         """Build the scope and start the app on it; ``None`` if the request was refused."""
-        self._disarm()
+        self._deadline = None  # the head is in: no timer runs while the app has the request
         self._head_bytes_seen = False
         config = self.config
         state = self.state
@@ -138,49 +134,31 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
             self.reject(ProtocolError("the declared body is over --limit-request-body", 413))
             return None
-        if state.at_concurrency_limit():
+        limit = config.limit_concurrency  # state.at_concurrency_limit(), inline: hot path
+        if limit is not None and len(state.tasks) + len(state.ws_tasks) >= limit:
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
             if state.access_log:  # a 503 is a response like any other: it gets its line
-                line = refusal_line(self.client, method, target, version, 503, state.access_format)
+                line = refusal_line(self.client, *head[:3], 503, state.access_format)
                 state.access_logger.info(*line)
             return None
-        http10 = version == b"1.0"
+        http10 = head.version == b"1.0"
         # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
         keep_alive = facts.keep_alive_token if http10 else not facts.close
         cap = config.limit_keepalive_requests
         if (cap is not None and self.requests_served + 1 >= cap) or state.stopping \
                 or state.draining:  # fmt: skip
             keep_alive = False
-        path, raw_path, query = _split_target(target)
-        root_path = config.root_path
-        scope = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": "1.0" if http10 else "1.1",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method.decode("ascii"),
-            "root_path": root_path,
-            "path": root_path + path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": state.lifespan_state.copy(),
-            "extensions": self.extensions,
-        }
-        if state.request_ids is not None:
-            state.request_ids.assign(scope, self.client)
-        if self.forwarding is not None:
-            self.forwarding.rewrite(scope)
+        scope = http_scope(self, head)
+        writer = self.writer
+        writer.begin(scope["method"] == "HEAD", http10, keep_alive)
         cycle = RequestCycle(
             scope,
             self,
+            writer,
             state,
-            keep_alive=keep_alive,
             expect_100=facts.expect_continue and not http10,
-            more_body=facts.has_body,
+            more_body=facts.chunked or bool(facts.content_length),  # facts.has_body, inline
         )
         self.cycle = cycle
         # run_cycle removes its own task from state.tasks when it ends (no done-callback).
@@ -197,9 +175,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         state = self.state
         return (state.websockets or state.websockets_missing) and is_websocket_upgrade(headers)
 
-    def upgrade_websocket(
-        self, method: bytes, target: bytes, version: bytes, headers: list[Any], trailing: bytes
-    ) -> None:
+    def upgrade_websocket(self, head: RequestHead, trailing: bytes) -> None:
         """Hand the connection to a WebSocket session (RFC 6455 4.2).
 
         A parser calls this instead of :meth:`start_request` once a request that
@@ -214,11 +190,11 @@ class HTTPConnection(asyncio.Protocol, Connection):
             )
             self.reject(ProtocolError("WebSocket support is not installed", 501))
             if state.access_log:
-                line = refusal_line(self.client, method, target, version, 501, state.access_format)
+                line = refusal_line(self.client, *head[:3], 501, state.access_format)
                 state.access_logger.info(*line)
             return
-        from dualcorn.protocols.websocket import WebSocketSession
-        from dualcorn.protocols.ws_handshake import Handshake, subprotocols
+        from dualcorn.protocols.websocket.handshake import Handshake, subprotocols
+        from dualcorn.protocols.websocket.session import WebSocketSession
 
         self._stop_timer()
         if state.stopping:
@@ -228,30 +204,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
             return
-        path, raw_path, query = _split_target(target)
-        root_path = self.config.root_path
         # ASGI websocket spec, "Connection Scope".
-        scope = {
-            "type": "websocket",
-            "asgi": _ASGI,
-            "http_version": version.decode("ascii", "replace"),
-            "scheme": self.ws_scheme,
-            "server": self.server,
-            "client": self.client,
-            "root_path": root_path,
-            "path": root_path + path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "subprotocols": subprotocols(headers),
-            "state": state.lifespan_state.copy(),
-            "extensions": self.ws_extensions,
-        }
-        if state.request_ids is not None:
-            state.request_ids.assign(scope, self.client)
-        if self.forwarding is not None:
-            self.forwarding.rewrite(scope)
-        handshake = Handshake(method, target, version, headers, self.config)
+        scope = websocket_scope(self, head, subprotocols(head.headers))
+        handshake = Handshake(*head, self.config)
         session = WebSocketSession(state, self.transport, scope, handshake, self.write_flow)
         state.connections.discard(self)
         self.transport.set_protocol(session)
@@ -282,7 +237,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             callback()
         self.cycle = None
         transport = self.transport
-        if not cycle.keep_alive or state.stopping or transport.is_closing():
+        if not self.writer.keep_alive or state.stopping or transport.is_closing():
             self.close_after_writing()
             return
         # Resume before the next request is parsed, not after: if yet another pipelined
@@ -321,7 +276,16 @@ class HTTPConnection(asyncio.Protocol, Connection):
             return
         self._linger = self.loop.call_later(self.config.timeout_send, self._check_linger, left)
 
+    def pause_body(self) -> None:
+        self.read_flow.pause(BODY)
+
+    def resume_body(self) -> None:
+        self.read_flow.resume(BODY)
+
     def body_stalled(self) -> None:
+        self.transport.close()
+
+    def client_gone(self) -> None:
         self.transport.close()
 
     def body_too_large(self) -> None:
@@ -335,7 +299,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
 
     def shutdown(self) -> None:
         if self.cycle is not None:
-            self.cycle.keep_alive = False
+            self.writer.keep_alive = False
             return
         # The server waits for state.tasks: draining counts as work in flight.
         task = self.loop.create_task(self._drain())
@@ -402,9 +366,6 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if extended > deadline:
             self._deadline = extended
 
-    def _disarm(self) -> None:
-        self._deadline = None
-
     def _stop_timer(self) -> None:
         self._deadline = None
         if self._timer is not None:
@@ -431,20 +392,3 @@ def _address(value: Any) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None
-
-
-def _split_target(target: bytes) -> tuple[str, bytes, bytes]:
-    """The decoded path, raw path and query string of a request target."""
-    raw_path, _, query = target.partition(b"?")
-    if raw_path[:1] != b"/":
-        raw_path = _origin_path(raw_path)
-    path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
-    return path, raw_path, query
-
-
-def _origin_path(target: bytes) -> bytes:
-    """The path of an absolute-form target (RFC 9112 3.2.2); '*' and oddities map to '/'."""
-    if target.startswith((b"http://", b"https://")):
-        slash = target.find(b"/", target.index(b"//") + 2)
-        return target[slash:] if slash != -1 else b"/"
-    return target if target == b"*" else b"/" + target

@@ -1,12 +1,13 @@
 """HTTP/1.1 connections whose header fields are tokenized by zttp (a Zig HTTP parser).
 
 zttp is the parser uvicorn 0.54 offers as ``--http zttp``.  Here, as with httptools
-(:mod:`dualcorn.protocols.http_httptools`), it only tokenizes: the message loop, the request
-line, the policy and the body framing are dualcorn's own (:mod:`dualcorn.protocols.http1`).
-zttp is fed the header section behind a neutral request line, with the framing fields renamed,
-so it never frames a body and never refuses a Content-Length or Transfer-Encoding value the
-policy reads its own way (RFC 9112 6.1, 6.3: one reading of the framing, the policy's).  What
-it returns is a complete request with no body, after which it is reset for the next head.
+(:mod:`~dualcorn.protocols.http1.httptools_tokenizer`), it only tokenizes: the message loop,
+the request line, the policy and the body framing are dualcorn's own
+(:mod:`~dualcorn.protocols.http1.messages`).  zttp is fed the header section behind a neutral
+request line, with the framing fields renamed, so it never frames a body and never refuses a
+Content-Length or Transfer-Encoding value the policy reads its own way (RFC 9112 6.1, 6.3:
+one reading of the framing, the policy's).  What it returns is a complete request with no
+body, after which it is reset for the next head.
 
 zttp keeps trailing OWS out of a value (RFC 9110 5.5) and refuses control bytes in a value and
 a malformed field line, as the other tokenizers do; the differential fuzzer
@@ -18,7 +19,7 @@ from __future__ import annotations
 import zttp
 
 from dualcorn.errors import ProtocolError
-from dualcorn.protocols.http1 import HTTP1Connection
+from dualcorn.protocols.http1.messages import HTTP1Connection
 from dualcorn.protocols.state import ServerState
 
 __all__ = ["ZttpProtocol"]
