@@ -148,6 +148,16 @@ class AccessEntry:
         return None if found is None else bytes(found).decode("latin-1")
 
 
+# The request line's protocol: ASGI says "2" where the log says "HTTP/2.0" (nginx, gunicorn
+# and Apache write HTTP/2.0).  A version nothing here maps passed a parser's grammar.
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2.0"}
+
+
+def _protocol(scope: dict[str, Any]) -> str:
+    version = scope.get("http_version", "1.1")
+    return _PROTOCOLS.get(version) or "HTTP/" + printable(version)
+
+
 class AccessFormat:
     """dualcorn's own access line: ``client - "GET /path HTTP/1.1" 200 12 0.3ms``."""
 
@@ -165,7 +175,7 @@ class AccessFormat:
                 line = f'{client} - "WebSocket {target}" {entry.status} {ms:.1f}ms'
         else:
             # The method and version passed the parser's grammar (a refusal escapes its own).
-            request = f"{entry.method} {target} HTTP/{entry.scope['http_version']}"
+            request = f"{entry.method} {target} {_protocol(entry.scope)}"
             line = f'{client} - "{request}" {entry.status} {entry.sent} {ms:.1f}ms'
         mount = entry.scope.get(MOUNT_KEY)
         if mount is not None:  # --mount/--static: which app or directory answered
@@ -253,13 +263,12 @@ _ATOMS: dict[str, Atom] = {
     "u": _user,
     # "at logging time", as gunicorn's: a handler renders the entry as it is logged.
     "t": lambda e: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
-    "r": lambda e: f"{printable(e.method)} {printable(e.target)} HTTP/"
-                   f"{printable(e.scope.get('http_version', '1.1'))}",
+    "r": lambda e: f"{printable(e.method)} {printable(e.target)} {_protocol(e.scope)}",
     "s": lambda e: str(e.status),
     "m": lambda e: printable(e.method),
     "U": _path_info,
     "q": lambda e: printable(e.scope.get("query_string", b"").decode("latin-1")),
-    "H": lambda e: "HTTP/" + printable(e.scope.get("http_version", "1.1")),
+    "H": lambda e: _protocol(e.scope),
     "b": lambda e: str(e.sent),
     "B": lambda e: e.sent,
     "f": lambda e: _header_text(e.request_header(b"referer")),
@@ -300,7 +309,7 @@ def _environ_value(entry: AccessEntry, variable: str) -> str:
         "script_name": lambda: scope.get("root_path", ""),
         "query_string": lambda: scope.get("query_string", b"").decode("latin-1"),
         "raw_uri": lambda: entry.target,
-        "server_protocol": lambda: "HTTP/" + scope.get("http_version", "1.1"),
+        "server_protocol": lambda: _protocol(scope),
         "remote_addr": lambda: client[0] if client else None,
         "remote_port": lambda: client[1] if client else None,
         "server_name": lambda: server[0] if server else None,

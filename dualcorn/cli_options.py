@@ -294,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes in one header field line before 431")  # fmt: skip
     g.add_argument("--header-map", choices=_CHOICES["header_map"],
                    help="names with '_': drop, refuse (400) or dangerous (keep)")  # fmt: skip
+    g = p.add_argument_group("HTTP/2 (pip install h2, or dualcorn[standard])")
+    g.add_argument("--http2", action=argparse.BooleanOptionalAction,
+                   help="h2c and ALPN h2 (default: on when h2 is installed)")  # fmt: skip
+    g.add_argument("--http2-max-concurrent-streams", type=int,
+                   help="streams per connection at once (default: 100)")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
                    help="the error log's level")  # fmt: skip

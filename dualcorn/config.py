@@ -263,6 +263,14 @@ class Config:
     # underscores_in_headers off), "refuse" answers 400, "dangerous" passes them on.
     header_map: Literal["drop", "refuse", "dangerous"] = "drop"
 
+    # --- HTTP/2 (RFC 9113) -----------------------------------------------------------------
+    # uvicorn 0.54 --http2/--no-http2: on by default when the h2 package is installed (the
+    # "standard" extra installs it); h2c with prior knowledge on plain TCP, ALPN "h2" on TLS.
+    http2: bool = True
+    # SETTINGS_MAX_CONCURRENT_STREAMS: nginx http2_max_concurrent_streams, h2 and hypercorn
+    # default to 100, the floor RFC 9113 6.5.2 recommends; past it a stream is refused.
+    http2_max_concurrent_streams: int = 100
+
     # --- Logging -------------------------------------------------------------------------
     log_level: LogLevel | None = None  # None: leave logging as the host program set it
     log_config: str | dict[str, Any] | None = None
@@ -302,6 +310,7 @@ class Config:
             "limit_request_field_size", "read_high_water", "write_high_water", "threads",
             "ws_max_size", "ws_max_queue", "workers", "ws_max_queue_bytes", "ws_max_fragments",
             "wsgi_outbuf_overflow", "wsgi_outbuf_high_watermark", "wsgi_queue",
+            "http2_max_concurrent_streams",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:

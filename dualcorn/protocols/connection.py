@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, cast
-from urllib.parse import unquote_to_bytes
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
 from dualcorn.protocols.logline import refusal_line
-from dualcorn.protocols.request_head import HeadFacts
+from dualcorn.protocols.request_head import HeadFacts, RequestHead
+from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope, websocket_scope
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.wire import error_response
 from dualcorn.protocols.ws_handshake import is_websocket_upgrade
@@ -26,13 +26,6 @@ from dualcorn.proxies import ProxyHeaders
 
 __all__ = ["HTTPConnection"]
 
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
-_EXTENSIONS: dict[str, dict[str, Any]] = {
-    "http.response.zerocopysend": {},
-    "http.response.pathsend": {},
-}
-# ASGI "websocket.http.response" extension: the app may answer the upgrade with a response.
-_WS_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 _IDLE, _HEAD = 0, 1  # what the running timer guards
 # At shutdown an idle keep-alive connection may already carry a request the server has not read
 # (RFC 9112 9.6: the client cannot know the server is closing).  Closing at once would reset it;
@@ -48,8 +41,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
     # Plain TCP's; a TLS connection gets its own values once, at its hand-over (dualcorn.tls).
     scheme = "http"
     ws_scheme = "ws"
-    extensions = _EXTENSIONS
-    ws_extensions = _WS_EXTENSIONS
+    extensions = HTTP_EXTENSIONS
+    ws_extensions = WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -126,9 +119,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if self._deadline is None or self._timer_kind == _IDLE:
             self._arm_head()
 
-    def start_request(
-        self, method: bytes, target: bytes, version: bytes, headers: list[Any], facts: HeadFacts
-    ) -> RequestCycle | None:
+    def start_request(self, head: RequestHead, facts: HeadFacts) -> RequestCycle | None:
         """Build the scope and start the app on it; ``None`` if the request was refused."""
         self._disarm()
         self._head_bytes_seen = False
@@ -142,38 +133,17 @@ class HTTPConnection(asyncio.Protocol, Connection):
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
             if state.access_log:  # a 503 is a response like any other: it gets its line
-                line = refusal_line(self.client, method, target, version, 503, state.access_format)
+                line = refusal_line(self.client, *head[:3], 503, state.access_format)
                 state.access_logger.info(*line)
             return None
-        http10 = version == b"1.0"
+        http10 = head.version == b"1.0"
         # RFC 9112 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
         keep_alive = facts.keep_alive_token if http10 else not facts.close
         cap = config.limit_keepalive_requests
         if (cap is not None and self.requests_served + 1 >= cap) or state.stopping \
                 or state.draining:  # fmt: skip
             keep_alive = False
-        path, raw_path, query = _split_target(target)
-        root_path = config.root_path
-        scope = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": "1.0" if http10 else "1.1",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method.decode("ascii"),
-            "root_path": root_path,
-            "path": root_path + path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "state": state.lifespan_state.copy(),
-            "extensions": self.extensions,
-        }
-        if state.request_ids is not None:
-            state.request_ids.assign(scope, self.client)
-        if self.forwarding is not None:
-            self.forwarding.rewrite(scope)
+        scope = http_scope(self, head)
         cycle = RequestCycle(
             scope,
             self,
@@ -197,9 +167,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         state = self.state
         return (state.websockets or state.websockets_missing) and is_websocket_upgrade(headers)
 
-    def upgrade_websocket(
-        self, method: bytes, target: bytes, version: bytes, headers: list[Any], trailing: bytes
-    ) -> None:
+    def upgrade_websocket(self, head: RequestHead, trailing: bytes) -> None:
         """Hand the connection to a WebSocket session (RFC 6455 4.2).
 
         A parser calls this instead of :meth:`start_request` once a request that
@@ -214,7 +182,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             )
             self.reject(ProtocolError("WebSocket support is not installed", 501))
             if state.access_log:
-                line = refusal_line(self.client, method, target, version, 501, state.access_format)
+                line = refusal_line(self.client, *head[:3], 501, state.access_format)
                 state.access_logger.info(*line)
             return
         from dualcorn.protocols.websocket import WebSocketSession
@@ -228,30 +196,9 @@ class HTTPConnection(asyncio.Protocol, Connection):
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
             return
-        path, raw_path, query = _split_target(target)
-        root_path = self.config.root_path
         # ASGI websocket spec, "Connection Scope".
-        scope = {
-            "type": "websocket",
-            "asgi": _ASGI,
-            "http_version": version.decode("ascii", "replace"),
-            "scheme": self.ws_scheme,
-            "server": self.server,
-            "client": self.client,
-            "root_path": root_path,
-            "path": root_path + path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "subprotocols": subprotocols(headers),
-            "state": state.lifespan_state.copy(),
-            "extensions": self.ws_extensions,
-        }
-        if state.request_ids is not None:
-            state.request_ids.assign(scope, self.client)
-        if self.forwarding is not None:
-            self.forwarding.rewrite(scope)
-        handshake = Handshake(method, target, version, headers, self.config)
+        scope = websocket_scope(self, head, subprotocols(head.headers))
+        handshake = Handshake(*head, self.config)
         session = WebSocketSession(state, self.transport, scope, handshake, self.write_flow)
         state.connections.discard(self)
         self.transport.set_protocol(session)
@@ -431,20 +378,3 @@ def _address(value: Any) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None
-
-
-def _split_target(target: bytes) -> tuple[str, bytes, bytes]:
-    """The decoded path, raw path and query string of a request target."""
-    raw_path, _, query = target.partition(b"?")
-    if raw_path[:1] != b"/":
-        raw_path = _origin_path(raw_path)
-    path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8", "replace")
-    return path, raw_path, query
-
-
-def _origin_path(target: bytes) -> bytes:
-    """The path of an absolute-form target (RFC 9112 3.2.2); '*' and oddities map to '/'."""
-    if target.startswith((b"http://", b"https://")):
-        slash = target.find(b"/", target.index(b"//") + 2)
-        return target[slash:] if slash != -1 else b"/"
-    return target if target == b"*" else b"/" + target

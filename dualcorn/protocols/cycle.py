@@ -32,6 +32,7 @@ from dualcorn.protocols.wire import (
     classify_header,
     status_line,
 )
+from dualcorn.protocols.writer import ClientDisconnected
 
 __all__ = ["ClientDisconnected", "Owner", "RequestCycle", "run_cycle"]
 
@@ -54,10 +55,6 @@ def _read_cached(fd: int, size: int, offset: int) -> memoryview | None:
     except OSError:  # EAGAIN (not cached) or EOPNOTSUPP (a file system without RWF_NOWAIT)
         return None
     return memoryview(buffer)[:read]
-
-
-class ClientDisconnected(OSError):
-    """Raised by ``send`` once the client has gone (ASGI HTTP spec: an OSError subclass)."""
 
 
 class Owner(Protocol):

@@ -171,6 +171,8 @@ class HTTP1Connection(HTTPConnection):
             if pos == 0 and stop + 4 == end and type(data) is bytes
             else bytes(data[pos : stop + 4])
         )
+        if head[:4] == b"PRI " and self._http2(data, pos):
+            return -1
         check_raw_head(head, self._field_limit)
         line_end = head.index(b"\r\n")
         method, target, version = split_request_line(head[:line_end], self._line_limit)
@@ -183,7 +185,7 @@ class HTTP1Connection(HTTPConnection):
         if facts.upgrade and not facts.has_body and self.wants_websocket(request.headers):
             trailing = bytes(data[pos:])
             self._buf.clear()
-            self.upgrade_websocket(method, request.target, version, request.headers, trailing)
+            self.upgrade_websocket(request, trailing)
             return -1
         if facts.chunked:
             self._part = _CHUNKED
@@ -193,13 +195,27 @@ class HTTP1Connection(HTTPConnection):
             self._left = facts.content_length
         else:
             self._part = _DONE
-        cycle = self.start_request(method, request.target, version, request.headers, facts)
+        cycle = self.start_request(request, facts)
         if cycle is None:
             self._buf.clear()
             return -1
         if self._part == _DONE:
             self._part = _HEAD
         return pos
+
+    def _http2(self, data: bytes | bytearray, pos: int) -> bool:
+        """RFC 9113 3.3: a connection that begins with the HTTP/2 preface is HTTP/2 (h2c
+        with prior knowledge); its bytes from the preface on go to the HTTP/2 protocol."""
+        if not data.startswith(b"PRI * HTTP/2.0\r\n\r\n", pos):
+            return False
+        from dualcorn.protocols.http2 import prior_knowledge
+
+        rest = bytes(data[pos:])
+        self._stop_timer()
+        if not prior_knowledge(self, rest):
+            return False  # --no-http2: answered as HTTP/1.1 (505)
+        self._buf.clear()
+        return True
 
     def _end_body(self) -> None:
         self._part = _HEAD

@@ -36,10 +36,10 @@ from websockets.server import ServerProtocol
 
 from dualcorn.access_format import WEBSOCKET, AccessEntry, request_extra
 from dualcorn.errors import AppContractError
-from dualcorn.protocols.cycle import ClientDisconnected
 from dualcorn.protocols.flow import ReadFlow, WriteFlow
 from dualcorn.protocols.logline import client_address
 from dualcorn.protocols.state import Connection, ServerState
+from dualcorn.protocols.writer import ClientDisconnected
 from dualcorn.protocols.ws_handshake import AppResponse, Handshake
 from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
 from dualcorn.protocols.ws_reader import BoundedReader

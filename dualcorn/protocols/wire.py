@@ -8,11 +8,19 @@ lines are encoded once per status code and the Date header at most once a second
 from __future__ import annotations
 
 import http
-import re
-import time
-from email.utils import formatdate
 
 from dualcorn.errors import AppContractError
+from dualcorn.protocols.writer import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    DATE,
+    DEFAULT,
+    HEADER_CACHE_SIZE,
+    PLAIN,
+    TRANSFER_ENCODING,
+    DateHeader,
+    validate_header,
+)
 
 __all__ = [
     "CONNECTION",
@@ -31,14 +39,6 @@ __all__ = [
     "status_line",
     "validate_header",
 ]
-
-# RFC 9110 5.1: field-name = token; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
-# "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA.
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+\Z")
-# RFC 9110 5.5: a field value is VCHAR, obs-text, SP and HTAB.  CR, LF and NUL would let an
-# app (or the user data it echoes) split the response; other control bytes (\x01, \x7f) make
-# parsers downstream disagree, so every one is refused.
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -62,30 +62,6 @@ def status_line(status: int) -> bytes:
         line = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii"))
         _status_lines[status] = line
     return line
-
-
-def validate_header(name: object, value: object) -> None:
-    """Refuse a response header that is not bytes, not a token, or could split the response."""
-    if not isinstance(name, bytes) or not isinstance(value, bytes):
-        raise AppContractError(
-            f"response header names and values must be bytes, got {type(name).__name__} "
-            f"{name!r}: {type(value).__name__}"
-        )
-    if _TOKEN.match(name) is None:
-        raise AppContractError(f"invalid response header name {name!r} (RFC 9110 5.1: a token)")
-    if _FORBIDDEN_IN_VALUE.search(value) is not None:
-        raise AppContractError(
-            f"the value of response header {name!r} contains a control byte "
-            "(CR, LF or NUL would split the response; RFC 9110 5.5)"
-        )
-
-
-# What a response header means to the server (see classify_header).
-PLAIN, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION, DATE, DEFAULT = range(6)
-# Validated header lines are remembered per server, up to this many distinct (name, value)
-# pairs: most responses repeat the same few ("content-type: text/plain"), and a bound keeps
-# per-response values (cookies) from growing the table.
-HEADER_CACHE_SIZE = 512
 
 
 def classify_header(name: object, value: object, defaults: frozenset[bytes]) -> tuple[int, bytes]:
@@ -112,24 +88,6 @@ def classify_header(name: object, value: object, defaults: frozenset[bytes]) -> 
 def chunk(data: bytes) -> bytes:
     """One chunk of a chunked body (RFC 9112 7.1)."""
     return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-class DateHeader:
-    """The ``date`` header value, computed at most once a second (RFC 9110 6.6.1)."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def value(self) -> bytes:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._value = formatdate(now, usegmt=True).encode("ascii")
-        return self._value
 
 
 def error_response(status: int, extra_headers: bytes = b"") -> bytes:

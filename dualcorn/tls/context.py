@@ -15,8 +15,8 @@ The defaults are what a security review expects today:
   governs TLS 1.2: TLS 1.3 suites are all AEAD);
 * no TLS compression (CRIME), no renegotiation (a client-triggered CPU cost, CVE-2011-1473),
   the server's cipher preference order, fresh (EC)DHE keys per handshake;
-* ALPN offers ``http/1.1`` only, so a client cannot be talked into another protocol on the
-  same certificate (the ALPACA attack);
+* ALPN offers ``h2`` (unless ``--no-http2``) and ``http/1.1`` only, so a client cannot be
+  talked into another protocol on the same certificate (the ALPACA attack);
 * client certificates only with ``--ssl-cert-reqs 1|2``, checked against ``--ssl-ca-certs``
   and nothing else (not the system store, which trusts every public CA).
 """
@@ -130,8 +130,16 @@ def _secure_context(config: Config) -> ssl.SSLContext:
         | ssl.OP_SINGLE_ECDH_USE
         | getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     )
-    context.set_alpn_protocols(["http/1.1"])
+    # RFC 7301: the client's list is matched in the server's order of preference; "h2"
+    # first (RFC 9113 3.2) when HTTP/2 is on, and nothing a client could misuse besides.
+    context.set_alpn_protocols(["h2", "http/1.1"] if _http2(config) else ["http/1.1"])
     return context
+
+
+def _http2(config: Config) -> bool:
+    from dualcorn.protocols.http2 import available
+
+    return config.http2 and available()
 
 
 def _no_password() -> str:

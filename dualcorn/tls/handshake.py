@@ -140,9 +140,16 @@ class TLSHandshake(asyncio.Protocol, Connection):
             await connection.wait_closed()
 
     def _hand_over(self, tls_transport: asyncio.Transport) -> Any:
-        connection = self.connection_class(self.state)
+        ssl_object = tls_transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            # RFC 9113 3.2: the client chose HTTP/2 in the handshake; it sends the preface.
+            from dualcorn.protocols.http2.connection import H2Connection
+
+            connection: Any = H2Connection(self.state)
+        else:
+            connection = self.connection_class(self.state)
         connection.proxied = self.proxied
-        extension = tls_extension(tls_transport.get_extra_info("ssl_object"), self.tls)
+        extension = tls_extension(ssl_object, self.tls)
         connection.scheme = "https"
         connection.ws_scheme = "wss"
         connection.extensions = {**connection.extensions, "tls": extension}

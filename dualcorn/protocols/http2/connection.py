@@ -1,0 +1,458 @@
+"""One HTTP/2 connection (RFC 9113): streams, limits, timeouts, graceful GOAWAY.
+
+Theory of operation.  Bytes arrive in :meth:`H2Connection.data_received`.  The flood guard
+(:mod:`~dualcorn.protocols.http2.limits`) reads their frame headers first; the frame layer
+(:mod:`~dualcorn.protocols.http2.engine`) turns them into events; each request head goes
+through the shared policy (:mod:`~dualcorn.protocols.http2.request`) and, if served, becomes a
+:class:`~dualcorn.protocols.http2.stream.H2Stream` running the same ASGI request cycle as
+HTTP/1.1.  Everything the frame layer queues (SETTINGS and PING acknowledgements, window
+updates, responses) goes out in one write per read, or per turn of the loop when apps write.
+
+Streams: at most SETTINGS_MAX_CONCURRENT_STREAMS at once, counted until the app of each is
+done (a stream the client reset still counts while its app runs: Rapid Reset); past it a new
+stream is refused with REFUSED_STREAM, which a client may retry (RFC 9113 8.7).
+``--limit-concurrency`` counts streams like requests (503 on the stream).
+
+Ends of a connection, as for HTTP/1.1: ``--timeout-request-head`` until the first request,
+``--timeout-keep-alive`` while no stream is open, ``--limit-keepalive-requests`` streams per
+connection (nginx counts HTTP/2 streams for keepalive_requests too).  Each end, and the
+server's shutdown, is graceful (RFC 9113 6.8): a GOAWAY with the highest stream id (2^31-1)
+and a PING; once the PING returns (or :data:`GOAWAY_GRACE` passed) every stream the client
+sent before it saw the GOAWAY has arrived, and the final GOAWAY names the last one served.
+Open streams finish (the server waits for them within ``--timeout-graceful-shutdown``), then
+the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol, cast
+
+from dualcorn.errors import ProtocolError
+from dualcorn.protocols.cycle import RequestCycle, run_cycle
+from dualcorn.protocols.http2 import engine as ev
+from dualcorn.protocols.http2.engine import H2ConnectionError, H2Engine
+from dualcorn.protocols.http2.limits import FloodGuard, limits_for
+from dualcorn.protocols.http2.request import VERSION, h2_request_head
+from dualcorn.protocols.http2.stream import H2Stream
+from dualcorn.protocols.logline import refusal_line
+from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
+from dualcorn.protocols.state import Connection, ServerState
+from dualcorn.proxies import ProxyHeaders
+
+__all__ = ["GOAWAY_GRACE", "H2Connection", "StreamHandler"]
+
+# How long the first GOAWAY waits for its PING to return before the final one (RFC 9113 6.8
+# asks for "at least one round-trip time"); the PING's answer usually ends the wait first.
+GOAWAY_GRACE = 1.0
+_ALL_STREAMS = 2**31 - 1
+_GOAWAY_PING = b"dualcorn"
+
+
+class StreamHandler(Protocol):
+    """What the connection needs of the handler of one stream.
+
+    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle; a
+    WebSocket over HTTP/2 (RFC 8441, an extended CONNECT) would be another handler in the
+    same table, fed the same way.
+    """
+
+    id: int
+    reset: bool
+
+    def feed_body(self, data: bytes, flow_length: int) -> None: ...
+
+    def feed_end(self) -> None: ...
+
+    def lost(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def release(self) -> int: ...
+
+
+class H2Connection(asyncio.Protocol, Connection):
+    """The protocol of a connection that speaks HTTP/2; see the module notes."""
+
+    transport: asyncio.Transport
+    # Plain TCP's; TLS sets its own once per connection (dualcorn.tls).
+    scheme = "http"
+    ws_scheme = "ws"
+    extensions = HTTP_EXTENSIONS
+    ws_extensions = WS_EXTENSIONS
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.config = config = state.config
+        self.loop = asyncio.get_running_loop()
+        self.limits = limits = limits_for(state)
+        self.engine = H2Engine(limits.settings)
+        self.guard = FloodGuard(limits, self.loop.time())
+        self.streams: dict[int, StreamHandler] = {}
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.proxied: tuple[tuple[str, int] | None, tuple[str, int] | None] | None = None
+        self.forwarding: ProxyHeaders | None = None
+        self.requests_served = 0
+        self.streams_opened = 0
+        self.lost = False
+        self.write_paused = False
+        self._write_soon = False
+        self._closed = asyncio.Event()
+        self._going_away = False  # the first GOAWAY was sent
+        self._last_stream: int | None = None  # the final GOAWAY's last stream id
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle_timeout = config.timeout_request_head  # until the first request
+        self._line_limit = config.limit_request_line
+        self._max_fields = config.limit_request_fields
+        self._underscores = config.header_map
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=self.config.write_high_water)
+        state = self.state
+        if state.at_connection_limit():
+            transport.abort()
+            return
+        if self.proxied is None:
+            self.client = _address(transport.get_extra_info("peername"))
+            self.server = _address(transport.get_extra_info("sockname"))
+        else:
+            self.client, self.server = self.proxied
+        policy = state.proxy_headers
+        if policy is not None and policy.trusted.trusts(self.client[0] if self.client else None):
+            self.forwarding = policy
+        state.connections.add(self)
+        self.engine.start()
+        self._flush()
+        self._arm_idle()
+        if state.stopping:
+            self.shutdown()
+
+    def count_handshake(self, accepted_at: float) -> None:
+        """A TLS handshake used part of the first request's time (see dualcorn.tls)."""
+        left = accepted_at + self.config.timeout_request_head - self.loop.time()
+        self._arm(max(left, 0.0))
+
+    def data_received(self, data: bytes) -> None:
+        now = self.loop.time()
+        flood = self.guard.scan(data, now)
+        if flood is not None:
+            self._fail(flood, ev.ENHANCE_YOUR_CALM)
+            return
+        try:
+            events = self.engine.receive(data)
+        except H2ConnectionError as exc:
+            self.state.error_logger.debug("HTTP/2 connection error from %s: %s", self.client, exc)
+            self._flush()
+            self._close()
+            return
+        for event in events:
+            kind = type(event)
+            if kind is ev.Body:
+                body = cast(ev.Body, event)
+                stream = self.streams.get(body.stream_id)
+                if stream is not None:
+                    stream.feed_body(body.data, body.flow_length)
+                else:  # a stream already answered: give the window back
+                    self.engine.ack(body.stream_id, body.flow_length)
+            elif kind is ev.Request:
+                self._request(cast(ev.Request, event))
+            elif kind is ev.End:
+                stream = self.streams.get(cast(ev.End, event).stream_id)
+                if stream is not None:
+                    stream.feed_end()
+            elif kind is ev.Window:
+                self._window(cast(ev.Window, event).stream_id)
+            elif kind is ev.Reset:
+                stream = self.streams.get(cast(ev.Reset, event).stream_id)
+                if stream is not None:
+                    stream.lost()
+            elif kind is ev.Malformed:
+                self._malformed(cast(ev.Malformed, event))
+            elif kind is ev.PingAcked:
+                if cast(ev.PingAcked, event).data == _GOAWAY_PING:
+                    self._final_goaway()
+            elif kind is ev.Closed:
+                # RFC 9113 6.8: the client opens no more streams; the open ones finish.
+                self._going_away = True
+                if self._last_stream is None:
+                    self._last_stream = self.engine.highest_stream_id
+                self._close_if_idle()
+            if self.transport.is_closing():
+                return
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        # The client sent all it will: streams it opened cannot get more body.  An HTTP/2
+        # client ends a connection with GOAWAY, not a half-close: close (RFC 9113 5.4).
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.state.connections.discard(self)
+        self._closed.set()
+        self._stop_timer()
+        for stream in list(self.streams.values()):
+            stream.lost()
+
+    def pause_writing(self) -> None:
+        # The client is not reading what the server writes.  Reading stops too: every PING or
+        # SETTINGS frame read would add an acknowledgement to the unsent bytes (CVE-2019-9512).
+        self.write_paused = True
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+        for stream in list(self.streams.values()):
+            stream.wake()
+
+    # --- Requests --------------------------------------------------------------------------
+
+    def _request(self, event: ev.Request) -> None:
+        sid = event.stream_id
+        state = self.state
+        last = self._last_stream
+        if (last is not None and sid > last) or len(self.streams) >= self.limits.max_streams:
+            # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
+            self._refuse(sid, ev.REFUSED_STREAM)
+            return
+        try:
+            head, facts = h2_request_head(
+                event.headers,
+                line_limit=self._line_limit,
+                list_limit=self.limits.header_list,
+                max_fields=self._max_fields,
+                underscores=self._underscores,
+            )
+        except ProtocolError as exc:
+            self._refused(sid, event.headers, exc.status, str(exc), ev.NO_ERROR)
+            return
+        limit = self.config.limit_request_body
+        if limit is not None and facts.content_length is not None and facts.content_length > limit:
+            self._refused(sid, event.headers, 413, "body over --limit-request-body", ev.NO_ERROR)
+            return
+        if state.at_concurrency_limit():
+            state.error_logger.warning("--limit-concurrency reached: answering 503")
+            self._refused(sid, event.headers, 503, "too many requests in flight", ev.NO_ERROR)
+            return
+        if not self._going_away:
+            self._stop_timer()  # the idle timer; a graceful end keeps its own
+        self.streams_opened += 1
+        cap = self.config.limit_keepalive_requests
+        if (cap is not None and self.streams_opened >= cap) or state.draining:
+            self._go_away()
+        stream = H2Stream(self, sid, head.method == b"HEAD")
+        self.streams[sid] = stream
+        cycle = _cycle_class(
+            http_scope(self, head),
+            stream,
+            stream,
+            state,
+            expect_100=facts.expect_continue,
+            more_body=not event.ended,
+        )
+        stream.cycle = cycle
+        # run_cycle removes its own task from state.tasks when it ends.
+        cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
+        state.tasks.add(task)
+
+    def _malformed(self, event: ev.Malformed) -> None:
+        stream = self.streams.pop(event.stream_id, None)
+        if stream is not None:  # DATA that did not add up to Content-Length, mid-request
+            stream.lost()
+            self._refuse(event.stream_id, ev.PROTOCOL_ERROR)
+            self._close_if_idle()
+            return
+        self._refused(event.stream_id, None, 400, event.reason, ev.PROTOCOL_ERROR)
+
+    def _refused(
+        self, sid: int, fields: list[tuple[bytes, bytes]] | None, status: int, reason: str,
+        code: int,
+    ) -> None:  # fmt: skip
+        """Answer a request the server will not serve with ``status`` on its stream."""
+        state = self.state
+        state.error_logger.debug("refusing HTTP/2 request from %s: %s", self.client, reason)
+        self.respond_error(sid, status, code)
+        if state.metrics is not None:
+            state.metrics.request_refused(status)
+        if state.access_log:
+            method = path = b""
+            for name, value in fields or ():
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+            line = refusal_line(self.client, method, path, VERSION, status, state.access_format)
+            state.access_logger.info(*line)
+        if self.guard.server_reset(self.loop.time()) is not None:  # CVE-2025-8671
+            self._fail("too many refused requests", ev.ENHANCE_YOUR_CALM)
+
+    def respond_error(self, sid: int, status: int, code: int = ev.NO_ERROR) -> None:
+        """A bodiless response that ends the stream; RST_STREAM ``code`` if the client is
+        still sending (RFC 9113 8.1: "stop sending", 8.1.1 for a malformed request)."""
+        engine = self.engine
+        fields = [(b":status", b"%d" % status), (b"content-length", b"0")]
+        if self.state.date is not None:
+            fields.append((b"date", self.state.date.value()))
+        fields += self.limits.default_fields
+        engine.send_headers(sid, fields, True)
+        if not engine.client_done(sid):
+            engine.reset(sid, code)
+        self.schedule_write()
+
+    def _refuse(self, sid: int, code: int) -> None:
+        self.engine.reset(sid, code)
+        if self.guard.server_reset(self.loop.time()) is not None:
+            self._fail("too many refused streams (Rapid Reset)", ev.ENHANCE_YOUR_CALM)
+
+    def _window(self, sid: int) -> None:
+        if sid:
+            stream = self.streams.get(sid)
+            if stream is not None:
+                stream.wake()
+            return
+        for stream in list(self.streams.values()):
+            stream.wake()
+
+    # --- Called by the streams -------------------------------------------------------------
+
+    def request_done(self) -> None:
+        self.requests_served += 1
+        state = self.state
+        state.total_requests += 1
+        for callback in state.on_request_done:
+            callback()
+
+    def stream_finished(self, stream: StreamHandler) -> None:
+        """The app is done and everything it sent is written (or the stream was reset)."""
+        if self.streams.pop(stream.id, None) is None:
+            return
+        engine = self.engine
+        if not stream.reset and not engine.client_done(stream.id):
+            # RFC 9113 8.1: the response is complete; the client may stop sending.
+            engine.reset(stream.id, ev.NO_ERROR)
+        unread = stream.release()
+        if unread:
+            engine.ack(stream.id, unread)  # the connection window, for the other streams
+        self.schedule_write()
+        self._close_if_idle()
+
+    def schedule_write(self) -> None:
+        """Write what the frame layer queued, once per turn of the loop."""
+        if not self._write_soon:
+            self._write_soon = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._write_soon = False
+        data = self.engine.bytes_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
+
+    # --- Ends ------------------------------------------------------------------------------
+
+    def _close_if_idle(self) -> None:
+        if self.streams:
+            return
+        if self._last_stream is not None or self.state.stopping:
+            self._close()
+        elif not self._going_away:
+            self._idle_timeout = self.config.timeout_keep_alive
+            self._arm_idle()
+
+    def _go_away(self) -> None:
+        """The first GOAWAY of a graceful end: no stream after those in flight."""
+        if self._going_away:
+            return
+        self._going_away = True
+        self._flush()
+        if self.transport.is_closing():
+            return
+        self.transport.write(self.engine.goaway_frame(_ALL_STREAMS, ev.NO_ERROR))
+        self.engine.ping(_GOAWAY_PING)
+        self._flush()
+        self._arm(GOAWAY_GRACE)
+
+    def _final_goaway(self) -> None:
+        if self._last_stream is not None:
+            return
+        self._going_away = True
+        self._last_stream = last = self.engine.highest_stream_id
+        self._flush()
+        if not self.transport.is_closing():
+            self.transport.write(self.engine.goaway_frame(last, ev.NO_ERROR))
+        self._close_if_idle()
+
+    def _fail(self, reason: str, code: int) -> None:
+        """A connection error: GOAWAY with ``code``, then close (RFC 9113 5.4.1)."""
+        self.state.error_logger.warning("HTTP/2 client %s: %s; closing", self.client, reason)
+        self._flush()
+        if not self.transport.is_closing():
+            self._last_stream = last = self.engine.highest_stream_id
+            self.transport.write(self.engine.goaway_frame(last, code))
+        for stream in list(self.streams.values()):
+            stream.lost()
+        self._close()
+
+    def _close(self) -> None:
+        self._stop_timer()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        self._flush()
+        transport.close()
+        # A client that reads nothing would hold the unsent bytes for ever: nginx send_timeout.
+        self.loop.call_later(self.config.timeout_send, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if not self.lost:
+            self.transport.abort()
+
+    # --- Called by the server --------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self._go_away()
+        # The server waits for state.tasks: this connection counts until it has closed.
+        task = self.loop.create_task(self.wait_closed())
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # --- The connection's timer ------------------------------------------------------------
+
+    def _arm_idle(self) -> None:
+        self._arm(self._idle_timeout)
+
+    def _arm(self, seconds: float) -> None:
+        self._stop_timer()
+        self._timer = self.loop.call_later(seconds, self._expired)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._going_away:
+            self._final_goaway()  # the PING did not come back in time
+        elif not self.streams:
+            self._go_away()  # idle: end gracefully (a request may be on its way)
+
+
+# The request cycle takes a writer once protocols/cycle.py is reshaped (feat/reshape).
+_cycle_class: Any = RequestCycle
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None

@@ -1,0 +1,357 @@
+"""The HTTP/2 frame layer behind one small interface: the only module that imports ``h2``.
+
+Theory of operation.  :class:`H2Engine` is sans-IO: the connection feeds it the bytes it read
+(:meth:`H2Engine.receive`, which returns dualcorn's own events) and writes what
+:meth:`H2Engine.bytes_to_send` returns.  The events and methods are the few the server needs,
+so another library (``zttp.H2Connection``, measured in ``benchmarks/``) can replace ``h2``
+here without the connection, the streams or the cycle changing.
+
+Where ``h2`` (python-hyper, 4.x) is kept from doing what RFC 9113 lets a server do better:
+
+* a HEADERS frame past SETTINGS_MAX_CONCURRENT_STREAMS makes ``h2`` end the whole connection
+  (``TooManyStreamsError``).  RFC 9113 5.1.2 lets a server refuse just that stream
+  (REFUSED_STREAM), which the connection does: ``h2``'s own count is switched off here, the
+  connection counts its streams (including those whose app is still running after the client
+  reset them: the lesson of Rapid Reset, CVE-2023-44487).
+* a malformed request (RFC 9113 8.1.1: invalid fields, pseudo-header rules, Content-Length
+  that is not digits or does not match the DATA) is a *stream* error, but ``h2`` raises it as
+  a connection error.  Here it becomes :class:`Malformed` for that stream only; the header
+  block was decoded first, so the HPACK state stays in step with the client's.
+* a graceful GOAWAY: ``h2``'s ``close_connection`` moves its state machine to CLOSED, after
+  which the streams still open could not finish.  :meth:`H2Engine.goaway_frame` serializes
+  the frame on its own (RFC 9113 6.8: streams up to the last id are still served).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import h2.stream
+from h2.errors import ErrorCodes
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
+
+__all__ = [
+    "CANCEL",
+    "ENHANCE_YOUR_CALM",
+    "INTERNAL_ERROR",
+    "NO_ERROR",
+    "PROTOCOL_ERROR",
+    "REFUSED_STREAM",
+    "Body",
+    "Closed",
+    "End",
+    "EngineSettings",
+    "H2ConnectionError",
+    "H2Engine",
+    "Malformed",
+    "PingAcked",
+    "Request",
+    "Reset",
+    "SettingsAcked",
+    "Window",
+]
+
+NO_ERROR = int(ErrorCodes.NO_ERROR)
+PROTOCOL_ERROR = int(ErrorCodes.PROTOCOL_ERROR)
+INTERNAL_ERROR = int(ErrorCodes.INTERNAL_ERROR)
+REFUSED_STREAM = int(ErrorCodes.REFUSED_STREAM)
+CANCEL = int(ErrorCodes.CANCEL)
+ENHANCE_YOUR_CALM = int(ErrorCodes.ENHANCE_YOUR_CALM)
+
+
+# --- Events (what the connection acts on) -------------------------------------------------
+
+
+class Request(NamedTuple):
+    """A request head arrived (HEADERS, and CONTINUATION frames) on a new stream."""
+
+    stream_id: int
+    headers: list[tuple[bytes, bytes]]  # pseudo-headers first, as received
+    ended: bool  # END_STREAM: no body follows
+
+
+class Body(NamedTuple):
+    stream_id: int
+    data: bytes
+    flow_length: int  # what the data cost the window (padding included): ack this much
+    ended: bool
+
+
+class End(NamedTuple):
+    """The client finished its side of the stream (END_STREAM after DATA or trailers)."""
+
+    stream_id: int
+
+
+class Reset(NamedTuple):
+    """The client reset the stream (RST_STREAM)."""
+
+    stream_id: int
+    error_code: int
+
+
+class Window(NamedTuple):
+    """A send window grew (stream 0: the connection's, or every stream after SETTINGS)."""
+
+    stream_id: int
+
+
+class Malformed(NamedTuple):
+    """RFC 9113 8.1.1: a malformed request or body on one stream (a stream error)."""
+
+    stream_id: int
+    reason: str
+
+
+class SettingsAcked(NamedTuple):
+    """The client acknowledged the server's SETTINGS."""
+
+
+class PingAcked(NamedTuple):
+    """The client answered a PING the server sent."""
+
+    data: bytes
+
+
+class Closed(NamedTuple):
+    """The client sent GOAWAY: it opens no more streams."""
+
+    error_code: int
+    last_stream_id: int
+
+
+Event = Request | Body | End | Reset | Window | Malformed | SettingsAcked | PingAcked | Closed
+
+
+class H2ConnectionError(Exception):
+    """A connection error (RFC 9113 5.4.1): a GOAWAY is queued; send it, then close."""
+
+    def __init__(self, message: str, error_code: int) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class EngineSettings(NamedTuple):
+    """The server's SETTINGS and windows (see dualcorn.protocols.http2.limits)."""
+
+    max_concurrent_streams: int
+    max_header_list_size: int
+    header_table_size: int
+    initial_window_size: int
+    connection_window: int
+    header_block_cap: int  # what the HPACK decoder decodes at most (a connection error past)
+
+
+# --- The h2 connection, kept from ending the connection on stream errors ----------------
+
+
+class _ServerConnection(h2.connection.H2Connection):
+    """``h2``'s connection with stream errors kept to their stream (see the module notes)."""
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 reads this only to refuse a stream past MAX_CONCURRENT_STREAMS by ending the
+        # connection; the server refuses such a stream by itself (RFC 9113 5.1.2).
+        return 0
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> Any:
+        new = frame.stream_id not in self.streams
+        try:
+            return super()._receive_headers_frame(frame)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
+            raise  # h2's own stream-state handling
+        except h2.exceptions.ProtocolError as exc:
+            stream = self.streams.get(frame.stream_id)
+            if not new or stream is None or stream.closed or self._hpack_failed(exc):
+                raise
+            # The block was decoded and the stream opened: only its fields were refused.
+            return [], [_MalformedHeaders(frame.stream_id, str(exc))]
+
+    def _receive_data_frame(self, frame: DataFrame) -> Any:
+        try:
+            return super()._receive_data_frame(frame)
+        except h2.exceptions.InvalidBodyLengthError as exc:
+            # RFC 9113 8.1.1: DATA that does not add up to Content-Length is malformed.
+            # The frame's bytes still count against the connection window: give them back.
+            self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
+            return [], [_MalformedHeaders(frame.stream_id, str(exc))]
+
+    @staticmethod
+    def _hpack_failed(exc: Exception) -> bool:
+        return isinstance(exc, h2.exceptions.DenialOfServiceError) or "HPACK" in str(exc)
+
+
+class _MalformedHeaders(h2.events.Event):
+    def __init__(self, stream_id: int, reason: str) -> None:
+        self.stream_id = stream_id
+        self.reason = reason
+
+
+_SETTING = h2.settings.SettingCodes
+
+
+class H2Engine:
+    """One server-side HTTP/2 connection's frames and HPACK state."""
+
+    __slots__ = ("_conn", "_settings")
+
+    def __init__(self, settings: EngineSettings) -> None:
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            # RFC 9113 8.2 and 8.3 (pseudo-headers, upper case, connection-specific fields,
+            # CR/LF/NUL in values: CVE-2025-57804 was fixed in h2 4.3.0) are checked by h2;
+            # a failure becomes Malformed for its stream.
+            validate_inbound_headers=True,
+            normalize_inbound_headers=True,
+            # The cycle checked the app's fields and the writer lower-cased them.
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        self._settings = settings
+        conn = self._conn = _ServerConnection(config=config)
+        conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                _SETTING.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                _SETTING.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
+                _SETTING.HEADER_TABLE_SIZE: settings.header_table_size,
+                _SETTING.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+            },
+        )
+        self._cap_decoder()
+
+    def _cap_decoder(self) -> None:
+        # The advertised MAX_HEADER_LIST_SIZE is advisory (RFC 9113 6.5.2): a request past it
+        # is decoded (the HPACK state must stay in step) and answered 431 per stream; only a
+        # block past this cap ends the connection.
+        self._conn.decoder.max_header_list_size = self._settings.header_block_cap
+        self._conn.decoder.max_allowed_table_size = self._settings.header_table_size
+
+    def start(self) -> None:
+        """Queue the server's connection preface: SETTINGS, and the connection window."""
+        conn = self._conn
+        conn.initiate_connection()
+        grow = self._settings.connection_window - conn.inbound_flow_control_window
+        if grow > 0:
+            conn.increment_flow_control_window(grow)
+
+    # --- Reading ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[Event]:
+        """Events for the bytes read; raises :class:`H2ConnectionError` (a GOAWAY is queued)."""
+        try:
+            raw = self._conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            return self._fail(str(exc), int(exc.error_code))
+        except ValueError as exc:  # hyperframe's own refusals (an invalid frame layout)
+            return self._fail(str(exc), PROTOCOL_ERROR)
+        events: list[Event] = []
+        append = events.append
+        for event in raw:
+            # Most frequent first: DATA, then request heads.
+            if isinstance(event, h2.events.DataReceived):
+                ended = event.stream_ended is not None
+                append(Body(event.stream_id or 0, event.data or b"",
+                            event.flow_controlled_length or 0, ended))  # fmt: skip
+            elif isinstance(event, h2.events.RequestReceived):
+                headers = event.headers
+                append(Request(event.stream_id or 0, headers, event.stream_ended is not None))
+            elif isinstance(event, h2.events.StreamEnded):
+                append(End(event.stream_id or 0))
+            elif isinstance(event, h2.events.WindowUpdated):
+                append(Window(event.stream_id or 0))
+            elif isinstance(event, h2.events.StreamReset):
+                append(Reset(event.stream_id or 0, int(event.error_code or 0)))
+            elif isinstance(event, _MalformedHeaders):
+                append(Malformed(event.stream_id, event.reason))
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                if _SETTING.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    append(Window(0))  # every stream's window moved
+            elif isinstance(event, h2.events.SettingsAcknowledged):
+                self._cap_decoder()  # h2 sets the decoder to the advertised size on the ACK
+                append(SettingsAcked())
+            elif isinstance(event, h2.events.PingAckReceived):
+                append(PingAcked(event.ping_data or b""))
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                append(Closed(int(event.error_code or 0), event.last_stream_id or 0))
+            # TrailersReceived: RFC 9110 6.5.1 lets a recipient discard trailers (the stream's
+            # end arrives as StreamEnded); PING and priority need nothing from the server.
+        return events
+
+    def _fail(self, message: str, code: int) -> list[Event]:
+        if self._conn.state_machine.state != h2.connection.ConnectionState.CLOSED:
+            self._conn.close_connection(code)
+        raise H2ConnectionError(message, code)
+
+    def ack(self, stream_id: int, size: int) -> None:
+        """The app read ``size`` flow-controlled bytes: the client may send that much more."""
+        self._conn.acknowledge_received_data(size, stream_id)
+
+    # --- Writing ----------------------------------------------------------------------------
+
+    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+        """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
+        self._conn.send_headers(stream_id, fields, end_stream=end)
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+        """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
+        self._conn.send_data(stream_id, data, end_stream=end)
+
+    def end_stream(self, stream_id: int) -> None:
+        self._conn.end_stream(stream_id)
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""
+        stream = self._conn.streams.get(stream_id)
+        if stream is not None and not stream.closed:
+            self._conn.reset_stream(stream_id, error_code)
+
+    def client_done(self, stream_id: int) -> bool:
+        """Whether the client has ended its side of the stream (or the stream is closed)."""
+        stream = self._conn.streams.get(stream_id)
+        if stream is None:
+            return True
+        return stream.closed or stream.state_machine.state in _REMOTE_CLOSED
+
+    def window(self, stream_id: int) -> int:
+        """How many body bytes the stream may send now (its window and the connection's)."""
+        try:
+            return self._conn.local_flow_control_window(stream_id)
+        except h2.exceptions.ProtocolError:  # the stream is gone
+            return 0
+
+    @property
+    def max_frame(self) -> int:
+        return self._conn.max_outbound_frame_size
+
+    @property
+    def highest_stream_id(self) -> int:
+        return self._conn.highest_inbound_stream_id
+
+    def ping(self, data: bytes) -> None:
+        """Queue a PING with 8 bytes of ``data``; its ACK arrives as :class:`PingAcked`."""
+        self._conn.ping(data)
+
+    def goaway_frame(self, last_stream_id: int, error_code: int) -> bytes:
+        """A GOAWAY frame, serialized apart from h2's state machine (see the module notes)."""
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = last_stream_id
+        frame.error_code = error_code
+        return frame.serialize()
+
+    def bytes_to_send(self) -> bytes:
+        return self._conn.data_to_send()
+
+
+_REMOTE_CLOSED = frozenset(
+    (
+        h2.stream.StreamState.HALF_CLOSED_REMOTE,
+        h2.stream.StreamState.CLOSED,
+    )
+)

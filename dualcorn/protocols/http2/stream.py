@@ -1,0 +1,312 @@
+"""One HTTP/2 stream as the request cycle sees it: its response writer and its body's owner.
+
+Theory of operation.  The shared :class:`~dualcorn.protocols.cycle.RequestCycle` runs the app
+on each stream, exactly as on an HTTP/1.1 connection.  :class:`H2Stream` is both objects the
+cycle talks to (:mod:`dualcorn.protocols.writer`):
+
+* the :class:`~dualcorn.protocols.writer.ResponseWriter`: the head becomes a HEADERS frame
+  (sent with the first body bytes, so a one-message response is HEADERS and DATA in one
+  write), the body DATA frames, trailers a last HEADERS frame (ASGI
+  ``http.response.trailers``), 1xx responses interim HEADERS.  Body bytes go out as far as
+  the client's windows allow (the stream's and the connection's, RFC 9113 6.9); the rest
+  waits here, and :meth:`H2Stream.body` tells the cycle to ``await drain()``, which returns
+  once the client opened its window and the socket drained, or False after
+  ``--timeout-send``.  So an app never holds more than one message it sent beyond the
+  window, and a client that never opens its window is dropped in bounded time.
+* the :class:`~dualcorn.protocols.writer.CycleOwner`: request body bytes reach the cycle as
+  DATA arrives, and the window they used is given back (WINDOW_UPDATE) only when the app has
+  read them (:meth:`H2Stream.resume_body`): the unread body of a stream is bounded by the
+  stream window, whatever the client sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+from dualcorn.protocols.http2.engine import CANCEL, INTERNAL_ERROR
+from dualcorn.protocols.writer import ClientDisconnected
+
+if TYPE_CHECKING:
+    from dualcorn.protocols.cycle import RequestCycle
+    from dualcorn.protocols.http2.connection import H2Connection
+
+__all__ = ["H2Stream"]
+
+# RFC 9113 8.2.2: fields that are specific to an HTTP/1.1 connection; an app's copy is dropped
+# (Connection and Transfer-Encoding are the cycle's to drop).
+_CONNECTION_SPECIFIC = frozenset((b"keep-alive", b"proxy-connection", b"upgrade"))
+_STATUS = {code: b"%d" % code for code in range(100, 600)}
+# RFC 9110 6.4.1: these responses carry no content.
+_NO_CONTENT = frozenset((204, 304))
+_SENDFILE_BLOCK = 64 * 1024
+
+
+class H2Stream:
+    """One request/response exchange on an HTTP/2 connection; see the module notes."""
+
+    __slots__ = (
+        "_end_pending", "_ended", "_head", "_no_body", "_pending", "_trailers", "_unacked",
+        "_wake", "conn", "cycle", "done", "field_cache", "head_request", "id", "reset",
+    )  # fmt: skip
+
+    def __init__(self, conn: H2Connection, stream_id: int, head_request: bool) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.field_cache = conn.limits.field_cache
+        self.head_request = head_request
+        self.cycle: RequestCycle | None = None
+        self.reset = False  # reset by either side: nothing more may be sent
+        self.done = False  # the cycle is done with the stream
+        self._head: list[tuple[bytes, bytes]] | None = None  # the head, until the first body
+        self._no_body = head_request
+        self._pending: list[memoryview] = []  # body bytes waiting for the window
+        self._end_pending = False
+        self._ended = False  # END_STREAM sent
+        self._trailers: list[tuple[bytes, bytes]] | None = None
+        self._unacked = 0  # flow-controlled bytes the app has not read
+        self._wake: asyncio.Event | None = None
+
+    # --- Fed by the connection -------------------------------------------------------------
+
+    def feed_body(self, data: bytes, flow_length: int) -> None:
+        cycle = self.cycle
+        if cycle is None or self.done:
+            self.conn.engine.ack(self.id, flow_length)  # nobody will read it
+            return
+        self._unacked += flow_length
+        cycle.feed_body(data)
+
+    def feed_end(self) -> None:
+        if self.cycle is not None:
+            self.cycle.feed_end()
+
+    def lost(self) -> None:
+        """The client reset the stream, or the connection is gone."""
+        self.reset = True
+        self._pending.clear()
+        if self.cycle is not None and not self.cycle.complete:
+            self.cycle.feed_disconnect()
+        self.wake()
+
+    def wake(self) -> None:
+        """The windows or the socket may take more: send what waits, wake ``drain``."""
+        if self._pending or self._end_pending or self._trailers is not None:
+            self._flush()
+        if self._wake is not None:
+            self._wake.set()
+
+    # --- ResponseWriter --------------------------------------------------------------------
+
+    def encode_field(self, name: bytes, value: bytes) -> Any:
+        lower = name.lower()
+        if lower in _CONNECTION_SPECIFIC:
+            return None
+        return (lower, value)
+
+    def interim(self, status: int, fields: list[Any]) -> None:
+        if self.reset:
+            return
+        head = [(b":status", _STATUS[status])]
+        head += [field for field in fields if field is not None]
+        self.conn.engine.send_headers(self.id, head, False)
+        self.conn.schedule_write()
+
+    def start(
+        self,
+        status: int,
+        fields: list[Any],
+        content_length: int | None,
+        close: bool,
+        replaced: set[bytes] | None,
+    ) -> None:
+        # ``close`` is HTTP/1.1's: an HTTP/2 stream ends by itself (RFC 9113 8.2.2).
+        head = [(b":status", _STATUS[status])]
+        state = self.conn.state
+        if state.date is not None and (replaced is None or b"date" not in replaced):
+            head.append((b"date", state.date.value()))
+        for name, value in self.conn.limits.default_fields:
+            if replaced is None or name not in replaced:
+                head.append((name, value))
+        head += [field for field in fields if field is not None]
+        if status in _NO_CONTENT:
+            self._no_body = True
+        elif content_length is not None:
+            head.append((b"content-length", b"%d" % content_length))
+        self._head = head
+
+    def _send_head(self, end: bool) -> None:
+        head = self._head
+        self._head = None
+        if head is not None and not self.reset:
+            self.conn.engine.send_headers(self.id, head, end)
+            if end:
+                self._ended = True
+
+    def body(self, data: bytes, end: bool) -> bool:
+        if self.reset:
+            return False
+        if self._no_body or not data:
+            if self._head is not None:
+                self._send_head(end)
+            elif end:
+                self._end_pending = True
+                self._flush()
+            else:
+                return False
+            self.conn.schedule_write()
+            return False
+        if self._head is not None:
+            self._send_head(False)
+        self._pending.append(memoryview(data))
+        if end:
+            self._end_pending = True
+        self._flush()
+        return bool(self._pending) or self.conn.write_paused
+
+    def _flush(self) -> None:
+        """Send the waiting body as far as the windows allow; then the end or the trailers."""
+        engine = self.conn.engine
+        pending = self._pending
+        sid = self.id
+        while pending:
+            window = engine.window(sid)
+            if window <= 0:
+                break
+            chunk = pending[0]
+            size = min(window, engine.max_frame)
+            last = len(pending) == 1 and len(chunk) <= size
+            if len(chunk) <= size:
+                pending.pop(0)
+            else:
+                pending[0] = chunk[size:]
+                chunk = chunk[:size]
+            end = last and self._end_pending and self._trailers is None
+            engine.send_data(sid, chunk, end)
+            if end:
+                self._end_pending = False
+                self._ended = True
+        if not pending and not self._ended and not self.reset:
+            if self._trailers is not None:
+                trailers = self._trailers
+                self._trailers = None
+                engine.send_headers(sid, trailers, True)
+                self._ended = True
+                self._end_pending = False
+            elif self._end_pending:
+                engine.end_stream(sid)
+                self._ended = True
+                self._end_pending = False
+        self.conn.schedule_write()
+        if self.done and self.finished:
+            self.conn.stream_finished(self)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to send on this stream."""
+        return (
+            self.reset
+            or self._ended
+            or (not self._pending and not self._end_pending and self._trailers is None)
+        )
+
+    async def sendfile(self, file: Any, offset: int, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        fd = file.fileno()
+        while count > 0:
+            size = min(count, _SENDFILE_BLOCK)
+            block = await loop.run_in_executor(None, os.pread, fd, size, offset)
+            if not block:
+                break
+            if self.gone():
+                raise ClientDisconnected("the client disconnected")
+            count -= len(block)
+            offset += len(block)
+            if self.body(block, False) and not await self.drain():
+                self.abort()
+                raise ClientDisconnected("the client read nothing in --timeout-send")
+            if self.gone():
+                raise ClientDisconnected("the client disconnected")
+
+    def trailers(self, fields: list[Any]) -> None:
+        if self.reset:
+            return
+        if self._head is not None:
+            self._send_head(False)
+        self._trailers = [field for field in fields if field is not None]
+        self._flush()
+
+    def abandon(self) -> None:
+        # RFC 9113 8.1: a response cut short is reset, so the client cannot take it as whole.
+        self._reset(INTERNAL_ERROR)
+
+    async def drain(self) -> bool:
+        conn = self.conn
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        wake = self._wake
+        try:
+            async with asyncio.timeout(conn.config.timeout_send):
+                while (self._pending or conn.write_paused) and not self.gone():
+                    wake.clear()
+                    await wake.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def gone(self) -> bool:
+        return self.reset or self.conn.lost
+
+    def abort(self) -> None:
+        self._reset(CANCEL)
+
+    def _reset(self, code: int) -> None:
+        if not self.reset:
+            self.reset = True
+            self._pending.clear()
+            if not self._ended:
+                self.conn.engine.reset(self.id, code)
+                self.conn.schedule_write()
+        self.wake()
+
+    # --- CycleOwner ------------------------------------------------------------------------
+
+    def pause_body(self) -> None:
+        """Nothing to do: the body the app has not read is never acknowledged, so the
+        stream window holds the client back by itself."""
+
+    def resume_body(self) -> None:
+        unacked = self._unacked
+        if unacked:
+            self._unacked = 0
+            self.conn.engine.ack(self.id, unacked)
+            self.conn.schedule_write()
+
+    def body_stalled(self) -> None:
+        self._reset(CANCEL)
+
+    def body_too_large(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.started and self._head is None and not self.reset:
+            self.conn.respond_error(self.id, 413)  # ends the stream, resets the upload
+            self.reset = True
+        else:
+            self._reset(CANCEL)
+        if cycle is not None:
+            cycle.feed_disconnect()
+
+    def client_gone(self) -> None:
+        self._reset(CANCEL)
+
+    def cycle_done(self, cycle: RequestCycle) -> None:
+        self.done = True
+        self.conn.request_done()
+        if self.finished:
+            self.conn.stream_finished(self)
+
+    def release(self) -> int:
+        """The window the app never read: the connection gives it back when the stream ends."""
+        unacked = self._unacked
+        self._unacked = 0
+        return unacked

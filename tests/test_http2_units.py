@@ -1,0 +1,154 @@
+"""HTTP/2 pieces on bytes (layer 1): the flood guard, the frame layer's events, the request
+head.  Frames are fed whole and one byte at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("h2")
+
+import h2.config
+import h2.connection
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
+
+from dualcorn import Config
+from dualcorn.errors import ProtocolError
+from dualcorn.protocols.http2 import engine as ev
+from dualcorn.protocols.http2.limits import CONTROL_BURST, FloodGuard, H2Limits
+from dualcorn.protocols.http2.request import h2_request_head
+from dualcorn.protocols.state import ServerState
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def limits(**options: Any) -> H2Limits:
+    return H2Limits(ServerState(Config(app="x:y", **options), None))
+
+
+def feed(guard: FloodGuard, data: bytes, one_byte: bool) -> str | None:
+    if not one_byte:
+        return guard.scan(data, 0.0)
+    for index in range(len(data)):
+        reason = guard.scan(data[index : index + 1], 0.0)
+        if reason is not None:
+            return reason
+    return None
+
+
+@pytest.mark.parametrize("one_byte", [False, True], ids=["whole", "bytewise"])
+def test_guard_counts_pings_but_not_acks(one_byte: bool) -> None:
+    ping = PingFrame(0)
+    ping.opaque_data = b"12345678"
+    ack = PingFrame(0, flags=["ACK"])
+    ack.opaque_data = b"12345678"
+    guard = FloodGuard(limits(), 0.0)
+    assert feed(guard, PREFACE + ack.serialize() * (CONTROL_BURST + 5), one_byte) is None
+    assert feed(guard, ping.serialize() * CONTROL_BURST, one_byte) is None
+    assert feed(guard, ping.serialize(), one_byte) is not None
+
+
+@pytest.mark.parametrize("one_byte", [False, True], ids=["whole", "bytewise"])
+def test_guard_bounds_a_header_block_across_continuations(one_byte: bool) -> None:
+    bounded = limits(limit_request_head=4096)  # a block may reach 8192 bytes
+    headers = HeadersFrame(1)
+    headers.data = b"\x82" * 1000
+    more = ContinuationFrame(1)
+    more.data = b"\x82" * 1000
+    guard = FloodGuard(bounded, 0.0)
+    assert feed(guard, PREFACE + headers.serialize() + more.serialize() * 7, one_byte) is None
+    assert feed(guard, more.serialize(), one_byte) is not None
+    # A block that ends resets the count for the next one.
+    guard = FloodGuard(bounded, 0.0)
+    done = ContinuationFrame(1, flags=["END_HEADERS"])
+    done.data = b"\x82" * 1000
+    assert feed(guard, PREFACE + headers.serialize() + done.serialize(), one_byte) is None
+    assert feed(guard, headers.serialize() + more.serialize() * 7, one_byte) is None
+
+
+def test_guard_refills_with_time() -> None:
+    settings = SettingsFrame(0).serialize()
+    guard = FloodGuard(limits(), 0.0)
+    assert guard.scan(PREFACE + settings * CONTROL_BURST, 0.0) is None
+    assert guard.scan(settings, 0.0) is not None
+    guard = FloodGuard(limits(), 0.0)
+    assert guard.scan(PREFACE + settings * CONTROL_BURST, 0.0) is None
+    assert guard.scan(settings * 10, 1.0) is None  # a second later: 100 more allowed
+
+
+def client_bytes(*requests: list[tuple[bytes, bytes]]) -> bytes:
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None,
+                                       validate_outbound_headers=False,
+                                       normalize_outbound_headers=False)  # fmt: skip
+    client = h2.connection.H2Connection(config=config)
+    client.initiate_connection()
+    for index, fields in enumerate(requests):
+        client.send_headers(1 + 2 * index, fields, end_stream=True)
+    return client.data_to_send()
+
+
+GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a")]
+
+
+def test_engine_keeps_stream_errors_to_their_stream() -> None:
+    engine = ev.H2Engine(limits(http2_max_concurrent_streams=1).settings)
+    engine.start()
+    events = engine.receive(client_bytes(GET, [*GET, (b"Bad", b"x")], GET, GET))
+    requests = [e for e in events if isinstance(e, ev.Request)]
+    malformed = [e for e in events if isinstance(e, ev.Malformed)]
+    # Past MAX_CONCURRENT_STREAMS (1 here) h2 would end the connection: the engine lets the
+    # connection refuse the stream itself.
+    assert [r.stream_id for r in requests] == [1, 5, 7]
+    assert [m.stream_id for m in malformed] == [3]
+    assert "uppercase" in malformed[0].reason
+
+
+def test_engine_connection_errors_raise() -> None:
+    engine = ev.H2Engine(limits().settings)
+    engine.start()
+    with pytest.raises(ev.H2ConnectionError):
+        engine.receive(b"GET / HTTP/1.1\r\n\r\n" + b"\x00" * 24)
+    assert engine.bytes_to_send()  # the GOAWAY is queued
+
+
+def head(*extra: tuple[bytes, bytes], path: bytes = b"/", method: bytes = b"GET",
+         authority: bytes = b"example.com", **limits: Any) -> Any:  # fmt: skip
+    fields = [(b":method", method), (b":scheme", b"https"), (b":path", path),
+              (b":authority", authority), *extra]  # fmt: skip
+    options = {"line_limit": 8190, "list_limit": 65536, "max_fields": 100,
+               "underscores": "drop", **limits}  # fmt: skip
+    return h2_request_head(fields, **options)
+
+
+def test_request_head_from_pseudo_headers() -> None:
+    request, facts = head((b"content-length", b"3"), method=b"POST", path=b"/a?b=1")
+    assert request.method == b"POST" and request.target == b"/a?b=1" and request.version == b"2"
+    assert request.headers == [(b"host", b"example.com"), (b"content-length", b"3")]
+    assert facts.content_length == 3
+    # A Host beside :authority (h2 checked that they agree) is not doubled.
+    request, _ = head((b"host", b"example.com"))
+    assert request.headers == [(b"host", b"example.com")]
+    # The policy's own rules: underscores dropped, OPTIONS * allowed.
+    request, _ = head((b"x_forwarded_for", b"1.2.3.4"))
+    assert request.headers == [(b"host", b"example.com")]
+    assert head(method=b"OPTIONS", path=b"*")[0].target == b"*"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"path": b"http://example.com/"}, 400),  # :path is never absolute-form
+        ({"path": b"*"}, 400),  # asterisk-form only for OPTIONS
+        ({"path": b"/" + b"a" * 9000}, 414),
+        ({"method": b"GET /"}, 400),
+        ({"list_limit": 100}, 431),
+        ({"max_fields": 0}, 431),
+        ({"method": b"CONNECT"}, 501),
+        ({"authority": b"bad host"}, 400),
+    ],
+)
+def test_request_head_refusals(kwargs: dict[str, Any], status: int) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        head(**kwargs)
+    assert caught.value.status == status
