@@ -360,9 +360,13 @@ class H2Connection(asyncio.Protocol, Connection):
     def _close_if_idle(self) -> None:
         if self.streams:
             return
-        if self._last_stream is not None or self.state.stopping:
-            self._close()
-        elif not self._going_away:
+        if self._last_stream is not None:
+            self._close()  # the final GOAWAY went out, and the last stream is done
+        elif self._going_away:
+            return  # the final GOAWAY follows the PING's answer (or GOAWAY_GRACE)
+        elif self.state.stopping:
+            self._go_away()
+        else:
             self._idle_timeout = self.config.timeout_keep_alive
             self._arm_idle()
 

@@ -47,8 +47,9 @@ class H2Stream:
     """One request/response exchange on an HTTP/2 connection; see the module notes."""
 
     __slots__ = (
-        "_end_pending", "_ended", "_head", "_no_body", "_pending", "_trailers", "_unacked",
-        "_wake", "conn", "cycle", "done", "field_cache", "head_request", "id", "reset",
+        "_end_pending", "_ended", "_head", "_no_body", "_pending", "_sent", "_sent_at",
+        "_trailers", "_unacked", "_wake", "conn", "cycle", "done", "field_cache",
+        "head_request", "id", "reset",
     )  # fmt: skip
 
     def __init__(self, conn: H2Connection, stream_id: int, head_request: bool) -> None:
@@ -67,6 +68,7 @@ class H2Stream:
         self._trailers: list[tuple[bytes, bytes]] | None = None
         self._unacked = 0  # flow-controlled bytes the app has not read
         self._wake: asyncio.Event | None = None
+        self._sent = self._sent_at = 0  # body bytes sent; as of the last progress check
 
     # --- Fed by the connection -------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class H2Stream:
                 chunk = chunk[:size]
             end = last and self._end_pending and self._trailers is None
             engine.send_data(sid, chunk, end)
+            self._sent += len(chunk)
             if end:
                 self._end_pending = False
                 self._ended = True
@@ -304,6 +307,22 @@ class H2Stream:
         self.conn.request_done()
         if self.finished:
             self.conn.stream_finished(self)
+        else:
+            # The end of the body waits for the client's window: nginx send_timeout bounds
+            # each wait for the client to take more.
+            self._sent_at = self._sent
+            self.conn.loop.call_later(self.conn.config.timeout_send, self._check_progress)
+
+    def _check_progress(self) -> None:
+        if self.finished:
+            return
+        if self._sent == self._sent_at:
+            self.conn.state.error_logger.debug("the client read nothing in --timeout-send")
+            self._reset(CANCEL)
+            self.conn.stream_finished(self)
+            return
+        self._sent_at = self._sent
+        self.conn.loop.call_later(self.conn.config.timeout_send, self._check_progress)
 
     def release(self) -> int:
         """The window the app never read: the connection gives it back when the stream ends."""
