@@ -270,6 +270,11 @@ class Config:
     # SETTINGS_MAX_CONCURRENT_STREAMS: nginx http2_max_concurrent_streams, h2 and hypercorn
     # default to 100, the floor RFC 9113 6.5.2 recommends; past it a stream is refused.
     http2_max_concurrent_streams: int = 100
+    # Streams one connection may carry before a graceful GOAWAY.  None by default, as Go,
+    # Envoy and Apache mod_http2: an HTTP/2 client holds one connection for all it does, and
+    # nginx's 1000 (keepalive_requests) cuts benchmark connections short (h2load counts the
+    # streams after the GOAWAY as failed).
+    http2_max_requests: int | None = None
 
     # --- Logging -------------------------------------------------------------------------
     log_level: LogLevel | None = None  # None: leave logging as the host program set it
@@ -317,7 +322,7 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)!r}")
         optional_positive = (
             "limit_concurrency", "limit_keepalive_requests", "limit_max_requests",
-            "limit_request_body",
+            "limit_request_body", "http2_max_requests",
         )  # fmt: skip
         for name in optional_positive:
             value = getattr(self, name)

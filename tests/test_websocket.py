@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import CONT, TEXT, Frame
 
-from dualcorn.protocols.websocket import WebSocketSession
+from dualcorn.protocols.websocket.session import WebSocketSession
 from tests.apps import ws_fastapi
 from tests.apps.ws_fastapi import app
 from tests.support import ServerThread

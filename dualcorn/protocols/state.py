@@ -10,8 +10,8 @@ from dualcorn import __version__
 from dualcorn.access_format import compile_format
 from dualcorn.config import Config
 from dualcorn.listener import Throttled
-from dualcorn.protocols.wire import DateHeader
-from dualcorn.protocols.ws_handshake import websocket_support
+from dualcorn.protocols.websocket.handshake import websocket_support
+from dualcorn.protocols.writer import DateHeader
 from dualcorn.proxies import proxy_headers
 from dualcorn.request_id import request_ids
 
@@ -75,7 +75,7 @@ class ServerState:
             ([b"server"] if config.server_header else [])
             + [name.lower().encode("latin-1") for name, _ in config.headers]
         )
-        # Validated response header lines by (name, value): see wire.classify_header.
+        # Checked HTTP/1.1 response header lines by (name, value): see writer.classify_field.
         self.header_lines: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
         self.access_logger = logging.getLogger("dualcorn.access")
         self.error_logger = logging.getLogger("dualcorn.error")

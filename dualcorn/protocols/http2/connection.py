@@ -14,8 +14,8 @@ stream is refused with REFUSED_STREAM, which a client may retry (RFC 9113 8.7).
 ``--limit-concurrency`` counts streams like requests (503 on the stream).
 
 Ends of a connection, as for HTTP/1.1: ``--timeout-request-head`` until the first request,
-``--timeout-keep-alive`` while no stream is open, ``--limit-keepalive-requests`` streams per
-connection (nginx counts HTTP/2 streams for keepalive_requests too).  Each end, and the
+``--timeout-keep-alive`` while no stream is open, and ``--http2-max-requests`` streams per
+connection if set.  Each end, and the
 server's shutdown, is graceful (RFC 9113 6.8): a GOAWAY with the highest stream id (2^31-1)
 and a PING; once the PING returns (or :data:`GOAWAY_GRACE` passed) every stream the client
 sent before it saw the GOAWAY has arrived, and the final GOAWAY names the last one served.
@@ -78,7 +78,9 @@ class H2Connection(asyncio.Protocol, Connection):
     # Plain TCP's; TLS sets its own once per connection (dualcorn.tls).
     scheme = "http"
     ws_scheme = "ws"
-    extensions = HTTP_EXTENSIONS
+    # ASGI "http.response.early_hint" (RFC 8297 103) only over HTTP/2, as hypercorn: an
+    # HTTP/1.1 client that does not expect a 1xx may take it for the response.
+    extensions = {**HTTP_EXTENSIONS, "http.response.early_hint": {}}
     ws_extensions = WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
@@ -244,12 +246,12 @@ class H2Connection(asyncio.Protocol, Connection):
         if not self._going_away:
             self._stop_timer()  # the idle timer; a graceful end keeps its own
         self.streams_opened += 1
-        cap = self.config.limit_keepalive_requests
+        cap = self.config.http2_max_requests
         if (cap is not None and self.streams_opened >= cap) or state.draining:
             self._go_away()
         stream = H2Stream(self, sid, head.method == b"HEAD")
         self.streams[sid] = stream
-        cycle = _cycle_class(
+        cycle = RequestCycle(
             http_scope(self, head),
             stream,
             stream,
@@ -450,10 +452,6 @@ class H2Connection(asyncio.Protocol, Connection):
             self._final_goaway()  # the PING did not come back in time
         elif not self.streams:
             self._go_away()  # idle: end gracefully (a request may be on its way)
-
-
-# The request cycle takes a writer once protocols/cycle.py is reshaped (feat/reshape).
-_cycle_class: Any = RequestCycle
 
 
 def _address(value: Any) -> tuple[str, int] | None:

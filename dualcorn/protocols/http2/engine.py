@@ -19,11 +19,13 @@ Where ``h2`` (python-hyper, 4.x) is kept from doing what RFC 9113 lets a server 
   block was decoded first, so the HPACK state stays in step with the client's.
 * a graceful GOAWAY: ``h2``'s ``close_connection`` moves its state machine to CLOSED, after
   which the streams still open could not finish.  :meth:`H2Engine.goaway_frame` serializes
-  the frame on its own (RFC 9113 6.8: streams up to the last id are still served).
+  the frame on its own (RFC 9113 6.8: streams up to the last id are still served), and a
+  client's own graceful GOAWAY leaves its open streams to be answered.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple
 
 import h2.config
@@ -181,6 +183,18 @@ class _ServerConnection(h2.connection.H2Connection):
             self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
             return [], [_MalformedHeaders(frame.stream_id, str(exc))]
 
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> Any:
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)  # an error: nothing more is sent
+        # RFC 9113 6.8: a graceful GOAWAY from the client means it opens no more streams;
+        # those it opened are still answered (h2 would refuse to send on them, and drop
+        # what is queued).
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
     @staticmethod
     def _hpack_failed(exc: Exception) -> bool:
         return isinstance(exc, h2.exceptions.DenialOfServiceError) or "HPACK" in str(exc)
@@ -249,8 +263,10 @@ class H2Engine:
             raw = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             return self._fail(str(exc), int(exc.error_code))
-        except ValueError as exc:  # hyperframe's own refusals (an invalid frame layout)
-            return self._fail(str(exc), PROTOCOL_ERROR)
+        except Exception as exc:
+            # hyperframe's own refusals (ValueError, InvalidFrameError) and whatever else a
+            # hostile byte stream can make a parser raise: a connection error, not a traceback.
+            return self._fail(f"{type(exc).__name__}: {exc}", PROTOCOL_ERROR)
         events: list[Event] = []
         append = events.append
         for event in raw:
@@ -286,7 +302,8 @@ class H2Engine:
 
     def _fail(self, message: str, code: int) -> list[Event]:
         if self._conn.state_machine.state != h2.connection.ConnectionState.CLOSED:
-            self._conn.close_connection(code)
+            with contextlib.suppress(Exception):  # the GOAWAY is a courtesy; closing is not
+                self._conn.close_connection(code)
         raise H2ConnectionError(message, code)
 
     def ack(self, stream_id: int, size: int) -> None:
@@ -295,16 +312,31 @@ class H2Engine:
 
     # --- Writing ----------------------------------------------------------------------------
 
-    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+    # The sending methods return False when the stream can take nothing more (the client
+    # reset it, or the connection is going): the writer then treats it as reset.
+
+    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> bool:
         """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
-        self._conn.send_headers(stream_id, fields, end_stream=end)
+        try:
+            self._conn.send_headers(stream_id, fields, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
-        self._conn.send_data(stream_id, data, end_stream=end)
+        try:
+            self._conn.send_data(stream_id, data, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
-    def end_stream(self, stream_id: int) -> None:
-        self._conn.end_stream(stream_id)
+    def end_stream(self, stream_id: int) -> bool:
+        try:
+            self._conn.end_stream(stream_id)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""

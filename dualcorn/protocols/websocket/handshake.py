@@ -26,7 +26,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dualcorn.errors import AppContractError, ConfigError
-from dualcorn.protocols.wire import error_response, status_line, validate_header
+from dualcorn.protocols.http1.wire import error_response, status_line
+from dualcorn.protocols.writer import validate_header
 
 if TYPE_CHECKING:
     from websockets.extensions import Extension
