@@ -67,18 +67,19 @@ def _need_h2load() -> None:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("scenario", ["h2c_hello_asgi", "h2_tls_hello_asgi"])
 def test_h2_scenario_takes_turns_with_h2load(scenario: str) -> None:
-    """Two real HTTP/2 servers take turns under h2load; h2c and TLS with ALPN h2."""
+    """dualcorn --http2 and two real HTTP/2 peers take turns under h2load; h2c and TLS."""
     _need_h2load()
     pytest.importorskip("hypercorn")
     pytest.importorskip("granian")
     pytest.importorskip("trustme")
-    specs = [SERVERS["hypercorn"], SERVERS["granian"]]
+    specs = [SERVERS["dualcorn"], SERVERS["hypercorn"], SERVERS["granian"]]
     settings = Settings(
         rounds=1, duration=1.0, warmup=0.0, quiet_wait=0.0, h2_connections=4, h2_streams=8
     )
     lines: list[str] = []
     rows = run_turns(specs, SCENARIOS[scenario], settings, lines.append)
-    assert [line.split()[1] for line in lines if " round " in line] == ["hypercorn", "granian"]
+    turns = [line.split()[1] for line in lines if " round " in line]
+    assert turns == ["dualcorn", "hypercorn", "granian"], lines
     protocol = "h2" if SCENARIOS[scenario].tls else "h2c"
     for row in rows:
         assert row.status == "ok", (row.server, row.reason)
