@@ -135,3 +135,24 @@ def test_refused_over_http2(server: tuple[ServerThread, Any], case: str, end: bo
         good = client.get("/after")
         assert good.status == 200
     assert app.calls[before:] == ["/after"]
+
+
+def test_body_longer_than_content_length(server: tuple[ServerThread, Any]) -> None:
+    """RFC 9113 8.1.1: DATA that does not add up to Content-Length is malformed: the stream
+    is reset with PROTOCOL_ERROR, and the connection (and its window) serves on."""
+    running, _ = server
+    with H2Client(running.port) as client:
+        client.receive_once()
+        # 20 x 32,000 bytes: more than the connection window, were the refused bytes kept.
+        for _ in range(20):
+            sid = client.request(
+                "/", method="POST", headers=[("content-length", "20000")], end=False
+            )
+            client.conn.send_data(sid, b"x" * 16000)
+            client.conn.send_data(sid, b"x" * 16000)
+            client.flush()
+            [result] = client.wait(sid)
+            assert result.reset == PROTOCOL_ERROR
+        assert client.goaway is None
+        good = client.request("/after", method="POST", body=b"y" * 100_000)
+        assert client.wait(good)[0].status == 200

@@ -15,8 +15,8 @@ stream is refused with REFUSED_STREAM, which a client may retry (RFC 9113 8.7).
 
 Ends of a connection, as for HTTP/1.1: ``--timeout-request-head`` until the first request,
 ``--timeout-keep-alive`` while no stream is open, and ``--http2-max-requests`` streams per
-connection if set.  Each end, and the
-server's shutdown, is graceful (RFC 9113 6.8): a GOAWAY with the highest stream id (2^31-1)
+connection if set.  Each end, and the server's shutdown, is graceful (RFC 9113 6.8): a
+GOAWAY with the highest stream id (2^31-1)
 and a PING; once the PING returns (or :data:`GOAWAY_GRACE` passed) every stream the client
 sent before it saw the GOAWAY has arrived, and the final GOAWAY names the last one served.
 Open streams finish (the server waits for them within ``--timeout-graceful-shutdown``), then
@@ -26,49 +26,27 @@ the connection closes.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.engine import H2ConnectionError, H2Engine
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
-from dualcorn.protocols.http2.request import VERSION, h2_request_head
-from dualcorn.protocols.http2.stream import H2Stream
+from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
+from dualcorn.protocols.http2.stream import H2Stream, StreamHandler
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.proxies import ProxyHeaders
 
-__all__ = ["GOAWAY_GRACE", "H2Connection", "StreamHandler"]
+__all__ = ["GOAWAY_GRACE", "H2Connection"]
 
 # How long the first GOAWAY waits for its PING to return before the final one (RFC 9113 6.8
 # asks for "at least one round-trip time"); the PING's answer usually ends the wait first.
 GOAWAY_GRACE = 1.0
 _ALL_STREAMS = 2**31 - 1
 _GOAWAY_PING = b"dualcorn"
-
-
-class StreamHandler(Protocol):
-    """What the connection needs of the handler of one stream.
-
-    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle; a
-    WebSocket over HTTP/2 (RFC 8441, an extended CONNECT) would be another handler in the
-    same table, fed the same way.
-    """
-
-    id: int
-    reset: bool
-
-    def feed_body(self, data: bytes, flow_length: int) -> None: ...
-
-    def feed_end(self) -> None: ...
-
-    def lost(self) -> None: ...
-
-    def wake(self) -> None: ...
-
-    def release(self) -> int: ...
 
 
 class H2Connection(asyncio.Protocol, Connection):
@@ -224,6 +202,9 @@ class H2Connection(asyncio.Protocol, Connection):
             # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
             self._refuse(sid, ev.REFUSED_STREAM)
             return
+        # RFC 8441 (WebSockets over HTTP/2) joins here: with SETTINGS_ENABLE_CONNECT_PROTOCOL
+        # on, a CONNECT with ":protocol: websocket" gets a WebSocket StreamHandler in
+        # self.streams instead of a request cycle (request.py refuses ":protocol" until then).
         try:
             head, facts = h2_request_head(
                 event.headers,
@@ -233,7 +214,8 @@ class H2Connection(asyncio.Protocol, Connection):
                 underscores=self._underscores,
             )
         except ProtocolError as exc:
-            self._refused(sid, event.headers, exc.status, str(exc), ev.NO_ERROR)
+            code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR
+            self._refused(sid, event.headers, exc.status, str(exc), code)
             return
         limit = self.config.limit_request_body
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
@@ -269,6 +251,9 @@ class H2Connection(asyncio.Protocol, Connection):
         if stream is not None:  # DATA that did not add up to Content-Length, mid-request
             stream.lost()
             self._refuse(event.stream_id, ev.PROTOCOL_ERROR)
+            unread = stream.release()
+            if unread:
+                self.engine.ack(event.stream_id, unread)  # the connection window
             self._close_if_idle()
             return
         self._refused(event.stream_id, None, 400, event.reason, ev.PROTOCOL_ERROR)

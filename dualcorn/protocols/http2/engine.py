@@ -13,10 +13,10 @@ Where ``h2`` (python-hyper, 4.x) is kept from doing what RFC 9113 lets a server 
   (REFUSED_STREAM), which the connection does: ``h2``'s own count is switched off here, the
   connection counts its streams (including those whose app is still running after the client
   reset them: the lesson of Rapid Reset, CVE-2023-44487).
-* a malformed request (RFC 9113 8.1.1: invalid fields, pseudo-header rules, Content-Length
-  that is not digits or does not match the DATA) is a *stream* error, but ``h2`` raises it as
-  a connection error.  Here it becomes :class:`Malformed` for that stream only; the header
-  block was decoded first, so the HPACK state stays in step with the client's.
+* a malformed request (RFC 9113 8.1.1: a Content-Length that is not digits or does not
+  match the DATA; the field rules are checked in ``request.py``) is a *stream* error, but
+  ``h2`` raises it as a connection error.  Here it becomes :class:`Malformed` for that stream
+  only; the header block was decoded first, so the HPACK state stays in step.
 * a graceful GOAWAY: ``h2``'s ``close_connection`` moves its state machine to CLOSED, after
   which the streams still open could not finish.  :meth:`H2Engine.goaway_frame` serializes
   the frame on its own (RFC 9113 6.8: streams up to the last id are still served), and a
@@ -219,10 +219,10 @@ class H2Engine:
             client_side=False,
             header_encoding=None,
             # RFC 9113 8.2 and 8.3 (pseudo-headers, upper case, connection-specific fields,
-            # CR/LF/NUL in values: CVE-2025-57804 was fixed in h2 4.3.0) are checked by h2;
-            # a failure becomes Malformed for its stream.
-            validate_inbound_headers=True,
-            normalize_inbound_headers=True,
+            # CR/LF/NUL in values, CVE-2025-57804) are checked by dualcorn.protocols.http2.
+            # request in one pass: h2's own checks loop over every byte in Python.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
             # The cycle checked the app's fields and the writer lower-cased them.
             validate_outbound_headers=False,
             normalize_outbound_headers=False,

@@ -22,7 +22,7 @@ cycle talks to (:mod:`dualcorn.protocols.writer`):
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dualcorn.protocols.http2.engine import CANCEL, INTERNAL_ERROR
 from dualcorn.protocols.writer import ClientDisconnected, file_blocks
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from dualcorn.protocols.cycle import RequestCycle
     from dualcorn.protocols.http2.connection import H2Connection
 
-__all__ = ["H2Stream"]
+__all__ = ["H2Stream", "StreamHandler"]
 
 # RFC 9113 8.2.2: fields that are specific to an HTTP/1.1 connection; an app's copy is dropped
 # (Connection and Transfer-Encoding are the cycle's to drop).
@@ -39,6 +39,28 @@ _CONNECTION_SPECIFIC = frozenset((b"keep-alive", b"proxy-connection", b"upgrade"
 _STATUS = {code: b"%d" % code for code in range(100, 600)}
 # RFC 9110 6.4.1: these responses carry no content.
 _NO_CONTENT = frozenset((204, 304))
+
+
+class StreamHandler(Protocol):
+    """What the connection needs of the handler of one stream.
+
+    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle; a
+    WebSocket over HTTP/2 (RFC 8441, an extended CONNECT) would be another handler in the
+    same table, fed the same way.
+    """
+
+    id: int
+    reset: bool
+
+    def feed_body(self, data: bytes, flow_length: int) -> None: ...
+
+    def feed_end(self) -> None: ...
+
+    def lost(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def release(self) -> int: ...
 
 
 class H2Stream:
