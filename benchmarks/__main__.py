@@ -94,7 +94,21 @@ def _parser() -> argparse.ArgumentParser:
         default=RESULTS,
         help="directory for latest.md, latest.json and latest.svg",
     )
+    parser.add_argument(
+        "--h2-connections", type=int, default=16, help="h2load -c in the HTTP/2 scenarios (16)"
+    )
+    parser.add_argument(
+        "--h2-streams",
+        type=int,
+        default=32,
+        help="h2load -m: streams in flight per connection in the HTTP/2 scenarios (32)",
+    )
     parser.add_argument("--note", default="", help="a line quoted at the top of latest.md")
+    parser.add_argument(
+        "--basename",
+        default="latest",
+        help="file name of the results, without suffix (latest: latest.md, .json, .svg)",
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         idle_count=args.idle_connections,
         use_wrk=args.loadgen != "python",
         quiet_wait=args.quiet_wait,
+        h2_connections=args.h2_connections,
+        h2_streams=args.h2_streams,
     )
     if args.quick:
         settings = dataclasses.replace(settings, **QUICK)
@@ -169,11 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     info = report.machine()
     info["elapsed_s"] = round(time.monotonic() - began)
-    (args.output / "latest.md").write_text(report.markdown(info, settings, results, args.note))
-    report.write_json(args.output / "latest.json", info, settings, results, args.note)
-    (args.output / "latest.svg").write_text(report.chart(results, "dualcorn and peers"))
-    print(f"wrote {args.output}/latest.{{md,json,svg}}", file=sys.stderr)
-    if args.output.resolve() == RESULTS and not args.no_readme and readme.update(RESULTS):
+    base = args.output / args.basename
+    base.with_suffix(".md").write_text(report.markdown(info, settings, results, args.note))
+    report.write_json(base.with_suffix(".json"), info, settings, results, args.note)
+    base.with_suffix(".svg").write_text(report.chart(results, "dualcorn and peers"))
+    print(f"wrote {base}.{{md,json,svg}}", file=sys.stderr)
+    if (
+        args.output.resolve() == RESULTS
+        and args.basename == "latest"
+        and not args.no_readme
+        and readme.update(RESULTS)
+    ):
         print("wrote README.md's speed table from results/latest.json", file=sys.stderr)
     print(f"the run took {info['elapsed_s'] / 60:.1f} min", file=sys.stderr)
     return 0
