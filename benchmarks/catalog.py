@@ -305,6 +305,14 @@ SERVERS: dict[str, ServerSpec] = {
             "dualcorn-h11", WITH_STATIC, _dualcorn("h11"), "dualcorn", "--http h11", _ssl_flags
         ),
         ServerSpec(
+            "dualcorn-zttp",
+            WITH_STATIC,
+            _dualcorn("zttp"),
+            "dualcorn",
+            "--http zttp: zttp tokenizes the header fields (pip package zttp)",
+            _ssl_flags,
+        ),
+        ServerSpec(
             "uvicorn",
             BOTH,
             _uvicorn("httptools"),
