@@ -212,6 +212,7 @@ class H2Connection(asyncio.Protocol, Connection):
                 list_limit=self.limits.header_list,
                 max_fields=self._max_fields,
                 underscores=self._underscores,
+                ended=event.ended,
             )
         except ProtocolError as exc:
             code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR

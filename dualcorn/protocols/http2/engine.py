@@ -37,6 +37,8 @@ import h2.stream
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
+from dualcorn.protocols.http2.request import malformed_trailers
+
 __all__ = [
     "CANCEL",
     "ENHANCE_YOUR_CALM",
@@ -296,8 +298,13 @@ class H2Engine:
                 append(PingAcked(event.ping_data or b""))
             elif isinstance(event, h2.events.ConnectionTerminated):
                 append(Closed(int(event.error_code or 0), event.last_stream_id or 0))
-            # TrailersReceived: RFC 9110 6.5.1 lets a recipient discard trailers (the stream's
-            # end arrives as StreamEnded); PING and priority need nothing from the server.
+            elif isinstance(event, h2.events.TrailersReceived):
+                # RFC 9110 6.5.1 lets a recipient discard trailers (the stream's end arrives
+                # as StreamEnded), once they are well formed (RFC 9113 8.1).
+                reason = malformed_trailers(event.headers or [])
+                if reason is not None:
+                    append(Malformed(event.stream_id or 0, reason))
+            # PING and priority need nothing from the server.
         return events
 
     def _fail(self, message: str, code: int) -> list[Event]:
