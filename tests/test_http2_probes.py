@@ -9,10 +9,15 @@ memory probe runs the real ``dualcorn`` command and reads its RSS from /proc.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -399,3 +404,70 @@ def test_ten_thousand_streams_in_sequence(server: ServerThread) -> None:
             client.send(client.headers(sid, BASE))
             frames = client.frames(lambda f, s=sid: f.stream_id == s and ends(f))
             assert frames and isinstance(frames[-1], DataFrame), sid
+
+
+# --- A client that never reads: memory stays bounded --------------------------------------
+
+STREAMER = textwrap.dedent(
+    """
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"x" * 65536
+        for _ in range(1600):  # 100 MiB, never yielding unless send waits
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    """
+)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_client_that_never_reads_keeps_server_memory_bounded(tmp_path: Path) -> None:
+    """The client opens every window to 2^31-1 and reads nothing while the app streams 100
+    MiB without yielding: the server's writes must wait on the socket (pause_writing), not
+    pile up in the frame layer."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to read the server's RSS")
+    (tmp_path / "streamer.py").write_text(STREAMER)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "dualcorn", "streamer:app", "--http2", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--lifespan", "off", "--log-level", "warning"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.1)
+        before = rss_kib(process.pid)
+        settings = SettingsFrame(0)
+        settings.settings = {SettingsFrame.INITIAL_WINDOW_SIZE: 2**31 - 1}
+        with Raw(port, preface=PREFACE + settings.serialize()) as client:
+            client.send(window_update(0, 2**31 - 1 - 65535), client.headers(1, BASE))
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            peak = before
+            for _ in range(30):  # 3 s of the app trying to send
+                time.sleep(0.1)
+                peak = max(peak, rss_kib(process.pid))
+            # 100 MiB queued would be ~100,000 KiB; the socket buffers and one window's
+            # worth of frames are a few MiB.
+            assert peak - before < 30000, (before, peak)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

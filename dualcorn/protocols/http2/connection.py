@@ -78,6 +78,9 @@ class H2Connection(asyncio.Protocol, Connection):
         self.lost = False
         self.write_paused = False
         self._write_soon = False
+        # Body bytes queued in the frame layer, written at once past --write-high-water so
+        # that pause_writing stops an app that never yields (see write_soon).
+        self.queued = 0
         self._closed = asyncio.Event()
         self._going_away = False  # the first GOAWAY was sent
         self._last_stream: int | None = None  # the final GOAWAY's last stream id
@@ -337,8 +340,18 @@ class H2Connection(asyncio.Protocol, Connection):
             self._write_soon = True
             self.loop.call_soon(self._flush)
 
+    def write_soon(self, body_bytes: int) -> None:
+        """:meth:`schedule_write`, or write now once --write-high-water body bytes wait: a
+        client with a 2^31 window that reads nothing must not make the server hold all."""
+        self.queued += body_bytes
+        if self.queued >= self.config.write_high_water:
+            self._flush()
+        else:
+            self.schedule_write()
+
     def _flush(self) -> None:
         self._write_soon = False
+        self.queued = 0
         data = self.engine.bytes_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)

@@ -194,6 +194,7 @@ class H2Stream:
         engine = self.conn.engine
         pending = self._pending
         sid = self.id
+        sent = self._sent
         while pending:
             window = engine.window(sid)
             if window <= 0:
@@ -223,7 +224,7 @@ class H2Stream:
             elif self._end_pending:
                 self._ended = engine.end_stream(sid)
                 self._end_pending = False
-        self.conn.schedule_write()
+        self.conn.write_soon(self._sent - sent)
         if self.done and self.finished:
             self.conn.stream_finished(self)
 
