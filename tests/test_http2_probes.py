@@ -370,6 +370,40 @@ def test_huge_path_over_continuations_gets_414(server: ServerThread) -> None:
         assert statuses(client.frames(ends)) == [b"200"]
 
 
+def _served_after(client: Raw, first_sid: int) -> bytes:
+    """Ask for ``/`` until a stream is not refused (the app tasks may still be ending)."""
+    sid = first_sid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        client.send(client.headers(sid, BASE))
+        frames = client.frames(lambda f, s=sid: f.stream_id == s and ends(f))
+        if statuses(frames):
+            return statuses(frames)[0]
+        sid += 2
+        time.sleep(0.1)
+    return b"refused for 10 s"
+
+
+@pytest.mark.parametrize("how", ["client RST_STREAM", "body timeout"])
+def test_a_stream_cut_short_gives_its_slot_back(how: str) -> None:
+    """RFC 9113 5.1.2: only open streams count toward SETTINGS_MAX_CONCURRENT_STREAMS.  A
+    stream the client reset, or one whose body timed out, must leave the table once its app
+    returns; else a connection (a browser cancelling requests) ends up refusing every stream
+    and never goes idle."""
+    options = {"http2_max_concurrent_streams": 3, "timeout_body_read": 0.5}
+    with ServerThread(app, **options) as server, Raw(server.port) as client:
+        if how == "client RST_STREAM":
+            for sid in (1, 3, 5):  # /echo waits for a body, then sends: ClientDisconnected
+                reset = RstStreamFrame(sid)
+                reset.error_code = 8
+                client.send(client.headers(sid, POST, end=False), reset)
+        else:
+            client.send(*(client.headers(sid, POST, end=False) for sid in (1, 3, 5)))
+            frames = client.frames(lambda f: f.stream_id == 5 and ends(f))
+            assert {sid for sid, _ in resets(frames)} == {1, 3, 5}
+        assert _served_after(client, 7) == b"200"
+
+
 # --- Floods, and what the server does not count as one ------------------------------------
 
 

@@ -249,6 +249,7 @@ class H2Connection(asyncio.Protocol, Connection):
         # run_cycle removes its own task from state.tasks when it ends.
         cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
         state.tasks.add(task)
+        task.add_done_callback(stream.app_returned)
 
     def _malformed(self, event: ev.Malformed) -> None:
         stream = self.streams.pop(event.stream_id, None)
