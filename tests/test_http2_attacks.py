@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("h2")
 
-from dualcorn.protocols.http2.engine import ENHANCE_YOUR_CALM, REFUSED_STREAM
+from dualcorn.protocols.http2.engine import CANCEL, ENHANCE_YOUR_CALM, REFUSED_STREAM
 from tests.h2client import H2Client
 from tests.support import ServerThread
 
@@ -255,3 +255,32 @@ def test_hpack_bomb_gets_goaway() -> None:
             client.request("/", headers=[("x-bomb", "a" * 4000)] * 100)  # 400 KB
             assert client.wait_goaway().error_code == ENHANCE_YOUR_CALM
         still_serving(server)
+
+
+def test_stalled_upload_and_silent_connection_time_out() -> None:
+    """A stream whose body stops coming is reset after --timeout-body-read (the connection
+    serves on); a connection that never sends a request is ended after
+    --timeout-request-head."""
+    seen: list[dict[str, Any]] = []
+
+    async def reads(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body"):
+                break
+        seen.append(message)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read"})
+
+    options = {"timeout_body_read": 0.5, "timeout_request_head": 0.5}
+    with ServerThread(reads, **options) as server:
+        with H2Client(server.port) as client:
+            sid = client.request("/", method="POST", end=False)
+            client.send_body(sid, b"partial", end=False)
+            [result] = client.wait(sid)
+            assert result.reset == CANCEL
+            assert seen[0]["type"] == "http.disconnect"
+            assert client.get("/").status == 200
+        with H2Client(server.port) as client:
+            assert client.wait_goaway().error_code == 0
+            client.wait_closed()

@@ -376,14 +376,6 @@ def test_ws_none_serves_the_upgrade_as_http(serve: Serve) -> None:
         assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"plain http")
 
 
-def test_wsgi_interface_has_no_websockets() -> None:
-    from dualcorn import Config
-    from dualcorn.protocols.state import ServerState
-
-    assert not ServerState(Config(app=app), app, "wsgi").websockets
-    assert ServerState(Config(app=app), app, "asgi3").websockets
-
-
 def test_wsproto_name_is_served_by_the_same_implementation(serve: Serve) -> None:
     async def client(url: str) -> None:
         async with connect(url) as ws:

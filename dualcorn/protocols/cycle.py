@@ -42,6 +42,11 @@ __all__ = ["ClientDisconnected", "RequestCycle", "run_cycle"]
 _NO_CONTENT = frozenset({204, 304})
 
 
+def _two_lengths() -> AppContractError:
+    # RFC 9112 6.3 (5): two lengths make the response unreadable to every recipient.
+    return AppContractError("the app sent more than one Content-Length header")
+
+
 class RequestCycle(RequestBody):
     """One request: its body comes in through :class:`RequestBody`, its response goes out here."""
 
@@ -66,6 +71,8 @@ class RequestCycle(RequestBody):
         "task",
         "writer",
     )  # fmt: skip
+    # ASGI "http.response.trailers": True until the body ends, then the trailer fields.
+    _trailers: list[Any] | bool | None
 
     def __init__(
         self,
@@ -92,18 +99,14 @@ class RequestCycle(RequestBody):
         self._body_done = False  # the final http.request message was delivered
         self._client_done = False  # the client half-closed after the whole request
         self._body_seen = 0
-        self._body_limit = state.config.limit_request_body
-        self._body_allowance = state.config.timeout_body_read
+        config = state.config
+        self._body_limit = config.limit_request_body
+        self._body_allowance = config.timeout_body_read
         self._wake: asyncio.Event | None = None
-        # The checked head, handed to the writer with the first body (see _start).
-        self._fields: list[Any] = []
-        self._length: int | None = None  # the declared Content-Length, or the whole body's
-        self._close = False
-        self._replaced: set[bytes] | None = None
+        # The checked head (_fields, _length: the declared Content-Length or the whole body's,
+        # _close, _replaced, _no_body: HEAD, 204, 304) is set by _prepare_head, which every
+        # path runs before reading it, and handed to the writer with the first body (_start).
         self._head_sent = False
-        self._no_body = False  # HEAD, 204, 304: body bytes are counted nowhere
-        # ASGI "http.response.trailers": None, or the trailer fields once the body has ended.
-        self._trailers: list[Any] | bool | None = None
         self.bytes_sent = 0  # body bytes passed to the writer (the access log's %b)
         self.response_headers: Any = ()  # the app's, for the access log's %({name}o)s
 
@@ -125,7 +128,8 @@ class RequestCycle(RequestBody):
             return
         if self.complete:
             raise AppContractError(f"the app sent {kind!r} after the response was complete")
-        if self._gone():
+        if self.writer.gone():
+            self.feed_disconnect()  # as connection_lost will (see _gone)
             raise ClientDisconnected("the client disconnected")
         if kind == "http.response.body":
             body = message.get("body", b"")
@@ -201,7 +205,9 @@ class RequestCycle(RequestBody):
         for name, value in headers:
             if name == b"content-length" and type(value) is bytes and value.isdigit():
                 # The one header that differs on nearly every response: skip the cache.
-                length = _content_length(status, value, length)
+                if length is not None:
+                    raise _two_lengths()
+                length = int(value)
                 continue
             try:
                 entry = known.get((name, value))
@@ -215,7 +221,9 @@ class RequestCycle(RequestBody):
             if kind == PLAIN:
                 fields.append(field)
             elif kind == CONTENT_LENGTH:
-                length = _content_length(status, value, length)
+                if length is not None:
+                    raise _two_lengths()
+                length = int(value)
             elif kind == CONNECTION:
                 if b"close" in value.lower():
                     close = True
@@ -234,13 +242,17 @@ class RequestCycle(RequestBody):
         self.status = status
         self.started = True
         self._fields = fields
-        # RFC 9110 8.6: a server MUST NOT send Content-Length in a 204 ("0" is dropped).
-        self._length = None if status == 204 else length
+        if status == 204 and length is not None:
+            # RFC 9110 8.6: a server MUST NOT send Content-Length in a 204.  "0" (Django's
+            # CommonMiddleware adds it) is dropped; any other length means a body was meant.
+            if length:
+                raise AppContractError(f"a 204 response with Content-Length {length}")
+            length = None
+        self._length = length
         self._close = close
         self._replaced = replaced
         self._no_body = self.head_request or status in _NO_CONTENT
-        if message.get("trailers") is True:
-            self._trailers = True
+        self._trailers = message.get("trailers") is True or None
 
     def _start(self, body: bytes, end: bool) -> None:
         """Hand the writer the head, with the length the first body message shows."""
@@ -339,20 +351,9 @@ class RequestCycle(RequestBody):
         self.complete = True
         if self.state.access_log:
             self.state.access_logger.info(*access_line(self))
-        self._notify()
+        if self._wake is not None:  # an app waiting in receive() learns the response ended
+            self._wake.set()
         self.owner.cycle_done(self)
-
-
-def _content_length(status: int, value: bytes, seen: int | None) -> int:
-    if seen is not None:
-        # RFC 9112 6.3 (5): two lengths make the response unreadable to every recipient.
-        raise AppContractError("the app sent more than one Content-Length header")
-    length = int(value)
-    if status == 204 and length:
-        # RFC 9110 8.6: a server MUST NOT send Content-Length in a 204.  "0" (Django's
-        # CommonMiddleware adds it) is dropped; any other length means a body was meant.
-        raise AppContractError(f"a 204 response with Content-Length {length}")
-    return length
 
 
 async def run_cycle(cycle: RequestCycle, app: Any) -> None:

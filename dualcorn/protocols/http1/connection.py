@@ -156,7 +156,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             writer,
             state,
             expect_100=facts.expect_continue and not http10,
-            more_body=facts.has_body,
+            more_body=facts.chunked or bool(facts.content_length),  # facts.has_body, inline
         )
         self.cycle = cycle
         # run_cycle removes its own task from state.tasks when it ends (no done-callback).

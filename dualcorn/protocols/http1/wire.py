@@ -10,17 +10,18 @@ import http
 
 from dualcorn.errors import AppContractError
 
-__all__ = ["CONTINUE_100", "LAST_CHUNK", "chunk", "error_response", "status_line"]
+__all__ = ["CONTINUE_100", "LAST_CHUNK", "STATUS_LINES", "chunk", "error_response", "status_line"]
 
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-_status_lines: dict[int, bytes] = {}
+# Status lines by code, filled by status_line() (which also checks the code).
+STATUS_LINES: dict[int, bytes] = {}
 
 
 def status_line(status: int) -> bytes:
     """``HTTP/1.1 <code> <reason>\\r\\n``, encoded once per status code."""
-    line = _status_lines.get(status)
+    line = STATUS_LINES.get(status)
     if line is None:
         if not isinstance(status, int) or not 100 <= status <= 999:
             raise AppContractError(
@@ -32,7 +33,7 @@ def status_line(status: int) -> bytes:
             reason = ""
         # RFC 9112 4: the reason-phrase may be empty, but the space before it is required.
         line = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii"))
-        _status_lines[status] = line
+        STATUS_LINES[status] = line
     return line
 
 

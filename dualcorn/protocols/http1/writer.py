@@ -14,9 +14,10 @@ once the response is done.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dualcorn.protocols.http1.wire import CONTINUE_100, LAST_CHUNK, chunk, status_line
+from dualcorn.protocols.http1.wire import CONTINUE_100, LAST_CHUNK, STATUS_LINES, chunk, status_line
 from dualcorn.protocols.writer import ClientDisconnected, file_blocks
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class HTTP1Writer:
         "_no_body",
         "_unknown",
         "field_cache",
+        "gone",
         "head_request",
         "http10",
         "keep_alive",
@@ -50,6 +52,8 @@ class HTTP1Writer:
         self, transport: asyncio.Transport, write_flow: WriteFlow, state: ServerState
     ) -> None:
         self.transport = transport
+        # ResponseWriter.gone(): the transport's own method, called per body message.
+        self.gone: Callable[[], bool] = transport.is_closing
         self.write_flow = write_flow
         self.state = state
         # Checked header lines by (name, value), shared by every HTTP/1.1 connection.
@@ -131,7 +135,8 @@ class HTTP1Writer:
             framing += b"connection: close\r\n"
         elif self.http10:
             framing += b"connection: keep-alive\r\n"
-        return b"%s%s%s%s%s\r\n" % (status_line(status), date, defaults, b"".join(fields), framing)
+        line = STATUS_LINES.get(status) or status_line(status)
+        return b"%s%s%s%s%s\r\n" % (line, date, defaults, b"".join(fields), framing)
 
     def body(self, data: bytes, end: bool) -> bool:
         head = self._head_bytes(end) if self._head is not None else b""
@@ -194,9 +199,6 @@ class HTTP1Writer:
 
     async def drain(self) -> bool:
         return await self.write_flow.drain(self.state.config.timeout_send)
-
-    def gone(self) -> bool:
-        return self.transport.is_closing()
 
     def abort(self) -> None:
         self.transport.abort()
