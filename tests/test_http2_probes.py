@@ -440,6 +440,22 @@ def test_ten_thousand_streams_in_sequence(server: ServerThread) -> None:
             assert frames and isinstance(frames[-1], DataFrame), sid
 
 
+def test_a_long_connection_does_not_keep_every_stream(server: ServerThread) -> None:
+    """h2 forgets closed streams only while counting open ones, which the engine skipped: a
+    connection kept every stream it ever had (measured: RSS 31 -> 114 MB over 150,000
+    requests on one h2load connection; bounded at 47 MB since).  After 3,000 requests on
+    one connection the frame layer's stream table holds a bounded few hundred."""
+    with Raw(server.port) as client:
+        for index in range(3000):
+            sid = 2 * index + 1
+            client.send(client.headers(sid, BASE))
+            frames = client.frames(lambda f, s=sid: f.stream_id == s and ends(f))
+            assert frames and isinstance(frames[-1], DataFrame), sid
+        state: Any = server.server.state
+        tables = [len(c.engine._conn.streams) for c in state.connections if hasattr(c, "engine")]
+        assert tables and max(tables) <= 512, tables
+
+
 # --- A client that never reads: memory stays bounded --------------------------------------
 
 STREAMER = textwrap.dedent(

@@ -157,10 +157,18 @@ class EngineSettings(NamedTuple):
 class _ServerConnection(h2.connection.H2Connection):
     """``h2``'s connection with stream errors kept to their stream (see the module notes)."""
 
+    _purge_at = 256  # streams in h2's table before the closed ones are forgotten
+
     @property
     def open_inbound_streams(self) -> int:
         # h2 reads this only to refuse a stream past MAX_CONCURRENT_STREAMS by ending the
-        # connection; the server refuses such a stream by itself (RFC 9113 5.1.2).
+        # connection; the server refuses such a stream by itself (RFC 9113 5.1.2).  But h2
+        # forgets closed streams only while it counts them: without a count now and then its
+        # table kept every stream a connection ever had (about 600 bytes each, for as long
+        # as the connection lives).  Amortised: the table holds at most twice what is open.
+        if len(self.streams) >= self._purge_at:
+            self._open_streams(0)  # closed streams move to h2's bounded _closed_streams
+            self._purge_at = max(256, 2 * len(self.streams))
         return 0
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> Any:
