@@ -9,6 +9,7 @@ memory probe runs the real ``dualcorn`` command and reads its RSS from /proc.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import struct
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -454,6 +456,24 @@ def test_a_long_connection_does_not_keep_every_stream(server: ServerThread) -> N
         state: Any = server.server.state
         tables = [len(c.engine._conn.streams) for c in state.connections if hasattr(c, "engine")]
         assert tables and max(tables) <= 512, tables
+
+
+def test_a_closed_connection_is_not_held_for_the_send_timeout(server: ServerThread) -> None:
+    """The timer that aborts a connection whose client reads nothing after the server closed
+    it (--timeout-send, 60 s) kept every closed connection, with its streams and HPACK
+    tables, alive for that long: connection churn held memory for a minute."""
+    with Raw(server.port) as client:
+        client.send(client.headers(1, BASE))
+        client.frames(lambda f: isinstance(f, DataFrame) and "END_STREAM" in f.flags)
+        state: Any = server.server.state
+        ours = [weakref.ref(c) for c in list(state.connections) if hasattr(c, "engine")]
+        client.send(*_even_id(client))  # a connection error: the server closes
+        assert goaway(client.frames(lambda f: isinstance(f, GoAwayFrame))) == PROTOCOL_ERROR
+    deadline = time.monotonic() + 10
+    while any(ref() is not None for ref in ours) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        gc.collect()
+    assert all(ref() is None for ref in ours)
 
 
 # --- A client that never reads: memory stays bounded --------------------------------------

@@ -85,6 +85,7 @@ class H2Connection(asyncio.Protocol, Connection):
         self._going_away = False  # the first GOAWAY was sent
         self._last_stream: int | None = None  # the final GOAWAY's last stream id
         self._timer: asyncio.TimerHandle | None = None
+        self._abort: asyncio.TimerHandle | None = None  # see _close
         self._idle_timeout = config.timeout_request_head  # until the first request
         self._line_limit = config.limit_request_line
         self._max_fields = config.limit_request_fields
@@ -178,6 +179,8 @@ class H2Connection(asyncio.Protocol, Connection):
         self.state.connections.discard(self)
         self._closed.set()
         self._stop_timer()
+        if self._abort is not None:  # else the loop holds this connection for --timeout-send
+            self._abort.cancel()
         for stream in list(self.streams.values()):
             stream.lost()
 
@@ -414,7 +417,7 @@ class H2Connection(asyncio.Protocol, Connection):
         self._flush()
         transport.close()
         # A client that reads nothing would hold the unsent bytes for ever: nginx send_timeout.
-        self.loop.call_later(self.config.timeout_send, self._abort_if_open)
+        self._abort = self.loop.call_later(self.config.timeout_send, self._abort_if_open)
 
     def _abort_if_open(self) -> None:
         if not self.lost:
