@@ -257,6 +257,15 @@ class H2Engine:
         self._conn.decoder.max_header_list_size = self._settings.header_block_cap
         self._conn.decoder.max_allowed_table_size = self._settings.header_table_size
 
+    def _cap_encoder(self) -> None:
+        # The client's SETTINGS_HEADER_TABLE_SIZE is the most the server's HPACK encoder may
+        # keep (RFC 7541 4.2, RFC 9113 6.5.2), not what it must: a client that allows 2^31
+        # bytes, asking an app that echoes a request field into its responses, would grow
+        # the server's table without bound.  The server's own size caps it (nghttp2: 4096).
+        encoder = self._conn.encoder
+        if encoder.header_table_size > self._settings.header_table_size:
+            encoder.header_table_size = self._settings.header_table_size
+
     def start(self) -> None:
         """Queue the server's connection preface: SETTINGS, and the connection window."""
         conn = self._conn
@@ -299,6 +308,8 @@ class H2Engine:
             elif isinstance(event, h2.events.RemoteSettingsChanged):
                 if _SETTING.INITIAL_WINDOW_SIZE in event.changed_settings:
                     append(Window(0))  # every stream's window moved
+                if _SETTING.HEADER_TABLE_SIZE in event.changed_settings:
+                    self._cap_encoder()
             elif isinstance(event, h2.events.SettingsAcknowledged):
                 self._cap_decoder()  # h2 sets the decoder to the advertised size on the ACK
                 append(SettingsAcked())
