@@ -20,6 +20,31 @@ from tests.support import ServerThread
 
 LOOPS = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
 HTTPS = ["h11", "httptools"] if importlib.util.find_spec("httptools") else ["h11"]
+# The HTTP/2 frame layers (dualcorn.protocols.http2.engines): every test of the HTTP/2 modules
+# (tests/test_http2*.py) runs on each engine installed, as the HTTP/1.1 tests on each parser.
+H2_ENGINES = ["h2", "zttp"] if importlib.util.find_spec("zttp") else ["h2"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__.startswith("tests.test_http2"):
+        if "h2_engine" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("h2_engine")
+            metafunc.parametrize("h2_engine", H2_ENGINES, indirect=True)
+
+
+@pytest.fixture
+def h2_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The engine that ``--http2-engine auto`` resolves to while the test runs."""
+    from dualcorn.protocols.http2 import engines
+
+    engine = str(getattr(request, "param", "h2"))
+    resolve = engines.engine_name
+    monkeypatch.setattr(
+        engines,
+        "engine_name",
+        lambda config: engine if config.http2_engine == "auto" else resolve(config),
+    )
+    return engine
 
 
 def pytest_asyncio_loop_factories(
