@@ -29,7 +29,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.module.__name__.startswith("tests.test_http2"):
         if "h2_engine" not in metafunc.fixturenames:
             metafunc.fixturenames.append("h2_engine")
-            metafunc.parametrize("h2_engine", H2_ENGINES, indirect=True)
+        metafunc.parametrize("h2_engine", H2_ENGINES, indirect=True)
 
 
 @pytest.fixture

@@ -214,17 +214,24 @@ class ZttpEngine:
     def _reset_event(self, event: Any, sent: dict[int, int], append: Any) -> None:
         sid = event.stream_id
         code = event.error_code
-        self._open.pop(sid, None)
         if sent.get(sid) != code:  # the client reset the stream
+            self._open.pop(sid, None)
             self._known.discard(sid)
             append(ev.Reset(sid, code))
         elif code == ev.PROTOCOL_ERROR:  # zttp found the request (or its body) malformed
-            self._known.discard(sid)  # its reset went out if the stream was being served
+            if sid in self._known:  # its reset went out: the stream was being served
+                self._open.pop(sid, None)
+                self._known.discard(sid)
+            # Else its reset was held back: the connection answers 400, then resets the
+            # stream if the client is still sending (_open says).
             append(ev.Malformed(sid, "malformed request (RFC 9113 8.1.1)"))
         elif sid in self._known:  # zttp reset a served stream (REFUSED_STREAM, STREAM_CLOSED)
+            self._open.pop(sid, None)
             self._known.discard(sid)
             append(ev.Reset(sid, code))
-        # A stream zttp refused before it was reported: the reset it queued is the answer.
+        else:
+            # A stream zttp refused before it was reported: the reset it queued is the answer.
+            self._open.pop(sid, None)
 
     def _peer_settings(self, params: list[tuple[int, int]], append: Any) -> None:
         for key, value in params:
