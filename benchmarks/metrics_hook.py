@@ -28,8 +28,8 @@ def _cycle(state: Any) -> Any:
 
     scope = {"method": "GET", "http_version": "1.1", "path": "/", "raw_path": b"/",
              "query_string": b""}  # fmt: skip
-    cycle = RequestCycle(scope, object(), state, keep_alive=True, expect_100=False,
-                         more_body=False)  # type: ignore[arg-type]  # fmt: skip
+    cycle = RequestCycle(scope, object(), object(), state, expect_100=False,  # type: ignore[arg-type]
+                         more_body=False)  # fmt: skip
     cycle.started = True
     cycle.status = 200
     cycle.bytes_sent = 512

@@ -275,6 +275,11 @@ class Config:
     # reference), "zttp" (the fast path uvicorn 0.54 uses; pip install dualcorn[zttp]), or
     # "auto": zttp when installed and the limits fit its ceilings (docs/http2.md).
     http2_engine: Literal["auto", "h2", "zttp"] = "auto"
+    # Streams one connection may carry before a graceful GOAWAY.  None by default, as Go,
+    # Envoy and Apache mod_http2: an HTTP/2 client holds one connection for all it does, and
+    # nginx's 1000 (keepalive_requests) cuts benchmark connections short (h2load counts the
+    # streams after the GOAWAY as failed).
+    http2_max_requests: int | None = None
 
     # --- Logging -------------------------------------------------------------------------
     log_level: LogLevel | None = None  # None: leave logging as the host program set it
@@ -333,7 +338,7 @@ class Config:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)!r}")
         optional_positive = (
             "limit_concurrency", "limit_keepalive_requests", "limit_max_requests",
-            "limit_request_body",
+            "limit_request_body", "http2_max_requests",
         )  # fmt: skip
         for name in optional_positive:
             value = getattr(self, name)

@@ -88,19 +88,19 @@ class RequestIds:
         scope["extensions"] = {**scope["extensions"], REQUEST_ID_KEY: {"id": request_id}}
         return request_id
 
-    def echo_line(self, scope: dict[str, Any], app_headers: Any) -> bytes:
-        """The response header line echoing the id, unless the app set that header itself."""
+    def echo_field(self, scope: dict[str, Any], app_headers: Any) -> tuple[bytes, bytes] | None:
+        """The response field echoing the id, unless the app set that header itself."""
         echo = self.echo
         if echo is None:
-            return b""
+            return None
         lowered = self.name
         for key, _ in app_headers:
             if bytes(key).lower() == lowered:
-                return b""
+                return None
         extension = scope.get("extensions", {}).get(REQUEST_ID_KEY)
         if extension is None:
-            return b""
-        return b"%s: %s\r\n" % (echo, extension["id"].encode("ascii"))
+            return None
+        return (echo, extension["id"].encode("ascii"))
 
 
 def request_ids(config: Config) -> RequestIds | None:

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from dualcorn.adapters import adapt_app
+from dualcorn.adapters.capabilities import Capabilities, capabilities
 from dualcorn.adapters.lifespan import Lifespan
 from dualcorn.config import Config
 from dualcorn.errors import StartupError
@@ -96,8 +97,9 @@ class AppSet:
         if pool_grace is None:
             pool_grace = config.timeout_graceful_shutdown
         for served in reversed(self.served):
-            if served.interface == "wsgi":
-                await _close_wsgi_pool(served.app, pool_grace)
+            close = capabilities(served.app).close
+            if close is not None:
+                await _close_pool(close, pool_grace)
         grace = _lifespan_grace(config)
         while self._started:
             served = self._started.pop()
@@ -152,6 +154,10 @@ class Router:
             reverse=True,
         )
 
+    def dualcorn_capabilities(self) -> Capabilities:
+        """WebSockets when any app behind the router takes them; the pools close per app."""
+        return Capabilities(websockets=any(capabilities(s.app).websockets for s in self.apps))
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket"):
@@ -199,13 +205,13 @@ def _lifespan_grace(config: Config) -> float | None:
     return min(given) if given else None
 
 
-async def _close_wsgi_pool(adapter: Any, grace: float | None) -> None:
+async def _close_pool(close: Any, grace: float | None) -> None:
     """Stop a WSGI thread pool, whatever --lifespan said: the pool is dualcorn's, not the app's.
 
     A thread stuck in the app cannot be interrupted; after the grace period it is left behind
     rather than holding the process forever, and the log says which requests it was running.
     """
-    stuck = await adapter.shutdown(grace)
+    stuck = await close(grace)
     if stuck:
         logger.warning(
             "%d WSGI thread(s) still in the app when the grace period ended; exiting without "

@@ -99,7 +99,7 @@ class Server:
             tls = load_tls(config)
         apps = build_apps(config)  # the app, or a router in front of --mount and --static
         self.interface = apps.interface
-        state = self.state = ServerState(config, apps.app, apps.interface)
+        state = self.state = ServerState(config, apps.app)
         await apps.startup(config, state.lifespan_state)
         metrics = None
         try:

@@ -73,7 +73,7 @@ async def observe(parser: str, reads: list[bytes], **options: Any) -> Observatio
     app = RecordingApp()
     options.setdefault("access_log", False)
     options.setdefault("ws", "none")  # an upgrade is then an ordinary request, in memory too
-    state = ServerState(Config(app=app, lifespan="off", **options), app, "asgi3")
+    state = ServerState(Config(app=app, lifespan="off", **options), app)
     protocol = protocol_class(parser)(state)
     transport = MemoryTransport()
     transport.protocol = protocol

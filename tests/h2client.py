@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import h2.config
 import h2.connection
@@ -19,6 +19,11 @@ import h2.settings
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class GoAway(NamedTuple):
+    last_stream_id: int
+    error_code: int
 
 
 class StreamResult:
@@ -71,7 +76,8 @@ class H2Client:
             self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
         self.streams: dict[int, StreamResult] = {}
         self.remote_settings: dict[int, int] = {}
-        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.goaways: list[GoAway] = []
+        self._buffer = bytearray()
         self.closed = False
         self.pings: list[bytes] = []
         self.flush()
@@ -171,7 +177,7 @@ class H2Client:
             self.closed = True
             return False
         try:
-            events = self.conn.receive_data(data)
+            events = self.conn.receive_data(self._take_goaway(data))
         except h2.exceptions.ProtocolError:
             self.closed = True
             return False
@@ -179,6 +185,30 @@ class H2Client:
             self._event(event)
         self.flush()
         return True
+
+    def _take_goaway(self, data: bytes) -> bytes:
+        """Frames for h2, less GOAWAY, recorded here: h2 would refuse every frame after one,
+        where RFC 9113 6.8 has the streams up to its last id go on."""
+        self._buffer += data
+        buffer = self._buffer
+        out = bytearray()
+        while len(buffer) >= 9:
+            length = int.from_bytes(buffer[:3], "big")
+            if len(buffer) < 9 + length:
+                break
+            frame = bytes(buffer[: 9 + length])
+            del buffer[: 9 + length]
+            if frame[3] == 7:
+                self.goaways.append(GoAway(int.from_bytes(frame[9:13], "big") & 0x7FFFFFFF,
+                                           int.from_bytes(frame[13:17], "big")))  # fmt: skip
+            else:
+                out += frame
+        return bytes(out)
+
+    @property
+    def goaway(self) -> GoAway | None:
+        """The last GOAWAY the server sent."""
+        return self.goaways[-1] if self.goaways else None
 
     def _event(self, event: Any) -> None:
         sid = getattr(event, "stream_id", None)
@@ -200,8 +230,6 @@ class H2Client:
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             for code, setting in event.changed_settings.items():
                 self.remote_settings[int(code)] = setting.new_value
-        elif isinstance(event, h2.events.ConnectionTerminated):
-            self.goaway = event
         elif isinstance(event, h2.events.PingAckReceived):
             self.pings.append(event.ping_data)
 
@@ -216,7 +244,7 @@ class H2Client:
                 break
         return [self.streams[s] for s in ids]
 
-    def wait_goaway(self, timeout: float | None = None) -> h2.events.ConnectionTerminated:
+    def wait_goaway(self, timeout: float | None = None) -> GoAway:
         deadline = time.monotonic() + (timeout or self.timeout)
         while self.goaway is None:
             if time.monotonic() > deadline:

@@ -44,7 +44,7 @@ class MemoryConnection:
         self.config = Config(app=app, interface=interface, http=parser, **options)  # type: ignore[arg-type]
         self.parser = parser
         self.app, self.interface = prepare_app(self.config)
-        self.state = ServerState(self.config, self.app, self.interface)
+        self.state = ServerState(self.config, self.app)
         self.protocol: Any = None
         self.transport = MemoryTransport()
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from dualcorn import Config
-from dualcorn.protocols.http_h11 import H11Protocol
+from dualcorn.protocols.http1.h11_tokenizer import H11Protocol
 from dualcorn.protocols.state import ServerState
 from tests.memconn import MemoryConnection, Wire
 from tests.rawhttp import RawClient, get

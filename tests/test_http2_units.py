@@ -17,7 +17,7 @@ from dualcorn import Config
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.limits import CONTROL_BURST, FloodGuard, H2Limits
-from dualcorn.protocols.http2.request import h2_request_head
+from dualcorn.protocols.http2.request import Malformed, h2_request_head
 from dualcorn.protocols.state import ServerState
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -94,14 +94,15 @@ GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":author
 def test_engine_keeps_stream_errors_to_their_stream() -> None:
     engine = ev.H2Engine(limits(http2_max_concurrent_streams=1).settings)
     engine.start()
-    events = engine.receive(client_bytes(GET, [*GET, (b"Bad", b"x")], GET, GET))
+    bad_length = [*GET, (b"content-length", b"x")]
+    events = engine.receive(client_bytes(GET, bad_length, GET, GET))
     requests = [e for e in events if isinstance(e, ev.Request)]
     malformed = [e for e in events if isinstance(e, ev.Malformed)]
     # Past MAX_CONCURRENT_STREAMS (1 here) h2 would end the connection: the engine lets the
-    # connection refuse the stream itself.
+    # connection refuse the stream itself.  A malformed request is its stream's error alone.
     assert [r.stream_id for r in requests] == [1, 5, 7]
     assert [m.stream_id for m in malformed] == [3]
-    assert "uppercase" in malformed[0].reason
+    assert "content-length" in malformed[0].reason
 
 
 def test_engine_connection_errors_raise() -> None:
@@ -144,7 +145,6 @@ def test_request_head_from_pseudo_headers() -> None:
         ({"method": b"GET /"}, 400),
         ({"list_limit": 100}, 431),
         ({"max_fields": 0}, 431),
-        ({"method": b"CONNECT"}, 501),
         ({"authority": b"bad host"}, 400),
     ],
 )
@@ -152,3 +152,63 @@ def test_request_head_refusals(kwargs: dict[str, Any], status: int) -> None:
     with pytest.raises(ProtocolError) as caught:
         head(**kwargs)
     assert caught.value.status == status
+
+
+def test_connect_is_not_served() -> None:
+    # RFC 9113 8.5: a CONNECT carries :method and :authority only; the server opens no
+    # tunnels (501, as over HTTP/1.1).
+    fields = [(b":method", b"CONNECT"), (b":authority", b"example.com:443")]
+    with pytest.raises(ProtocolError) as caught:
+        h2_request_head(fields, line_limit=8190, list_limit=65536, max_fields=100,
+                        underscores="drop")  # fmt: skip
+    assert caught.value.status == 501 and not isinstance(caught.value, Malformed)
+
+
+OK_PSEUDO = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"),
+             (b":authority", b"a")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [*OK_PSEUDO, (b"X-Upper", b"v")],
+        [*OK_PSEUDO, (b"x:colon", b"v")],
+        [*OK_PSEUDO, (b"", b"v")],
+        [*OK_PSEUDO, (b"connection", b"close")],
+        [*OK_PSEUDO, (b"keep-alive", b"5")],
+        [*OK_PSEUDO, (b"proxy-connection", b"x")],
+        [*OK_PSEUDO, (b"upgrade", b"websocket")],
+        [*OK_PSEUDO, (b"transfer-encoding", b"chunked")],
+        [*OK_PSEUDO, (b"te", b"gzip")],
+        [*OK_PSEUDO, (b"x", b" edge")],
+        [*OK_PSEUDO, (b"x", b"edge\t")],
+        [*OK_PSEUDO, (b"x", b"a\x00b")],
+        [*OK_PSEUDO, (b"x", b"a\rb")],
+        [(b":method", b"GET"), (b"x", b"1"), (b":scheme", b"https"), (b":path", b"/"),
+         (b":authority", b"a")],
+        [*OK_PSEUDO, (b":status", b"200")],
+        [*OK_PSEUDO, (b":protocol", b"websocket")],
+        [*OK_PSEUDO, (b":path", b"/again")],
+        [(b":method", b"GET"), (b":path", b"/"), (b":authority", b"a")],
+        [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b""), (b":authority", b"a")],
+        [(b":scheme", b"https"), (b":path", b"/"), (b":authority", b"a")],
+        [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")],
+        [*OK_PSEUDO, (b"host", b"b")],
+        [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), (b"host", b"a"),
+         (b"host", b"a")],
+    ],
+)  # fmt: skip
+def test_malformed_by_rfc9113(fields: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(Malformed):
+        h2_request_head(fields, line_limit=8190, list_limit=65536, max_fields=100,
+                        underscores="drop")  # fmt: skip
+
+
+def test_accepted_shapes() -> None:
+    fields = [*OK_PSEUDO, (b"te", b"trailers"), (b"cookie", b"a=1"), (b"x", b""),
+              (b"cookie", b"b=2"), (b"host", b"a")]  # fmt: skip
+    request, _ = h2_request_head(fields, line_limit=8190, list_limit=65536, max_fields=100,
+                                 underscores="drop")  # fmt: skip
+    # RFC 9113 8.2.3: cookies sent apart reach the app as one field.
+    assert request.headers == [(b"te", b"trailers"), (b"cookie", b"a=1; b=2"), (b"x", b""),
+                               (b"host", b"a")]  # fmt: skip

@@ -82,11 +82,11 @@ class RecordingApp:
 
 
 def protocol_classes() -> list[Any]:
-    from dualcorn.protocols.http_h11 import H11Protocol
+    from dualcorn.protocols.http1.h11_tokenizer import H11Protocol
 
     classes: list[Any] = [H11Protocol]
     try:
-        from dualcorn.protocols.http_httptools import HttpToolsProtocol
+        from dualcorn.protocols.http1.httptools_tokenizer import HttpToolsProtocol
     except ImportError:
         pass
     else:

@@ -284,9 +284,9 @@ def test_blocks_not_in_the_page_cache_are_read_in_a_thread(
 ) -> None:
     """Where the loop has no sendfile (uvloop), a block RWF_NOWAIT cannot read comes from a
     thread; here every block is made to miss the cache."""
-    import dualcorn.protocols.cycle as cycle
+    import dualcorn.protocols.writer as writer
 
-    monkeypatch.setattr(cycle, "_read_cached", lambda fd, size, offset: None)
+    monkeypatch.setattr(writer, "_read_cached", lambda fd, size, offset: None)
     _, _, client = files
     assert client.get("/static/big.bin").content == BIG
     part = client.get("/static/big.bin", headers={"range": "bytes=300000-"})

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import CONT, TEXT, Frame
 
-from dualcorn.protocols.websocket import WebSocketSession
+from dualcorn.protocols.websocket.session import WebSocketSession
 from tests.apps import ws_fastapi
 from tests.apps.ws_fastapi import app
 from tests.support import ServerThread
@@ -374,14 +374,6 @@ def test_ws_none_serves_the_upgrade_as_http(serve: Serve) -> None:
             )
             response = sock.recv(1000)
         assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"plain http")
-
-
-def test_wsgi_interface_has_no_websockets() -> None:
-    from dualcorn import Config
-    from dualcorn.protocols.state import ServerState
-
-    assert not ServerState(Config(app=app), app, "wsgi").websockets
-    assert ServerState(Config(app=app), app, "asgi3").websockets
 
 
 def test_wsproto_name_is_served_by_the_same_implementation(serve: Serve) -> None:

@@ -11,8 +11,8 @@ from websockets.frames import BINARY, CONT, TEXT, Frame
 from dualcorn import Config
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.state import ServerState
-from dualcorn.protocols.ws_handshake import AppResponse, Handshake, is_websocket_upgrade
-from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
+from dualcorn.protocols.websocket.handshake import AppResponse, Handshake, is_websocket_upgrade
+from dualcorn.protocols.websocket.inbox import Inbox, InvalidText, TooManyFragments
 
 UPGRADE = [(b"host", b"x"), (b"connection", b"keep-alive, Upgrade"), (b"upgrade", b"WebSocket")]
 

@@ -43,6 +43,7 @@ from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
 
 from dualcorn.access_format import REQUEST_ID_KEY
+from dualcorn.adapters.capabilities import Capabilities
 from dualcorn.adapters.wsgi_input import (
     ClientDisconnected,
     LoopBridge,
@@ -297,6 +298,10 @@ class WSGIAdapter:
         else:
             # ASGI: "Applications should raise an exception for unknown scope types".
             raise ValueError(f"a WSGI application cannot serve {kind!r} scopes")
+
+    def dualcorn_capabilities(self) -> Capabilities:
+        """PEP 3333 has no WebSockets; the thread pool is closed by the server."""
+        return Capabilities(websockets=False, close=self.shutdown)
 
     async def shutdown(self, grace: float | None = None) -> list[str]:
         """Stop the thread pool and wait up to ``grace`` seconds for its threads to end.

@@ -13,7 +13,7 @@ def protocol_class(name: str) -> Any:
     """The connection class for ``--http``; ``auto`` takes httptools when it is available."""
     if name in ("auto", "httptools"):
         try:
-            from dualcorn.protocols.http_httptools import HttpToolsProtocol
+            from dualcorn.protocols.http1.httptools_tokenizer import HttpToolsProtocol
         except ImportError:
             if name == "httptools":
                 raise ConfigError(
@@ -21,6 +21,6 @@ def protocol_class(name: str) -> Any:
                 ) from None
         else:
             return HttpToolsProtocol
-    from dualcorn.protocols.http_h11 import H11Protocol
+    from dualcorn.protocols.http1.h11_tokenizer import H11Protocol
 
     return H11Protocol

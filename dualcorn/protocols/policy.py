@@ -5,7 +5,7 @@ Theory of operation: a parser only tokenizes a head into a
 grammar (h11 and llhttp answered differently on more than a dozen shapes), and a request two
 parties read two ways is the root of request smuggling (RFC 9112 11.2).  So the request line is
 split here, the head is checked here, and the body is framed by
-:mod:`dualcorn.protocols.framing`; a parser is trusted only for what every parser agrees on
+:mod:`dualcorn.protocols.http1.framing`; a parser is trusted only for what every parser agrees on
 (field-name and field-value grammar).  ``docs/request-policy.md`` lists where this policy is
 stricter or more lenient than h11, llhttp and gunicorn.
 

@@ -33,6 +33,7 @@ ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.zerocopysend": {},
     "http.response.pathsend": {},
+    "http.response.trailers": {},
 }
 # ASGI "websocket.http.response" extension: the app may answer the upgrade with a response.
 WS_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}

@@ -8,10 +8,11 @@ from typing import Any
 
 from dualcorn import __version__
 from dualcorn.access_format import compile_format
+from dualcorn.adapters.capabilities import Capabilities, capabilities
 from dualcorn.config import Config
 from dualcorn.listener import Throttled
-from dualcorn.protocols.wire import DateHeader
-from dualcorn.protocols.ws_handshake import websocket_support
+from dualcorn.protocols.websocket.handshake import websocket_support
+from dualcorn.protocols.writer import DateHeader
 from dualcorn.proxies import proxy_headers
 from dualcorn.request_id import request_ids
 
@@ -38,16 +39,20 @@ class Connection:
 class ServerState:
     """One per server process; read on the hot path, so values are computed once."""
 
-    def __init__(self, config: Config, app: Any, interface: str = "asgi3") -> None:
+    def __init__(self, config: Config, app: Any, offers: Capabilities | None = None) -> None:
         self.config = config
         self.app = app
-        self.interface = interface
-        # Upgrade requests become WebSocket sessions (not with --ws none or a WSGI app).
-        self.websockets = websocket_support(config, interface)
-        # --ws auto for an ASGI app, but the websockets package is not installed: upgrade
-        # requests are answered 501 (see Connection.upgrade_websocket), not given to the app.
+        # What the adapter that made the app ASGI 3 says it takes (design rule 1: the protocols
+        # never ask whether the app was WSGI).
+        self.offers = capabilities(app) if offers is None else offers
+        # Upgrade requests become WebSocket sessions (not with --ws none, nor for an app that
+        # takes no websocket scope: a WSGI app).
+        self.websockets = websocket_support(config, self.offers.websockets)
+        # --ws auto for an app that takes WebSockets, but the websockets package is not
+        # installed: upgrade requests are answered 501 (see HTTPConnection.upgrade_websocket),
+        # not given to the app.
         self.websockets_missing = (
-            not self.websockets and config.ws != "none" and interface != "wsgi"
+            not self.websockets and config.ws != "none" and self.offers.websockets
         )
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -75,7 +80,7 @@ class ServerState:
             ([b"server"] if config.server_header else [])
             + [name.lower().encode("latin-1") for name, _ in config.headers]
         )
-        # Validated response header lines by (name, value): see wire.classify_header.
+        # Checked HTTP/1.1 response header lines by (name, value): see writer.classify_field.
         self.header_lines: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
         self.access_logger = logging.getLogger("dualcorn.access")
         self.error_logger = logging.getLogger("dualcorn.error")

@@ -38,8 +38,11 @@ Order of calls on a writer, per response (the cycle guarantees it)::
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import time
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -61,6 +64,7 @@ __all__ = [
     "DateHeader",
     "ResponseWriter",
     "classify_field",
+    "file_blocks",
     "validate_header",
 ]
 
@@ -257,3 +261,40 @@ class DateHeader:
             self._second = second
             self._value = formatdate(now, usegmt=True).encode("ascii")
         return self._value
+
+
+_SENDFILE_BLOCK = 256 * 1024
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+: preadv fails instead of blocking
+
+
+def _read_cached(fd: int, size: int, offset: int) -> memoryview | None:
+    """Up to ``size`` bytes at ``offset`` if the page cache has them; None if it does not."""
+    if _NOWAIT is None:
+        return None
+    buffer = bytearray(size)  # a fresh buffer: the transport may keep the view until sent
+    try:
+        read = os.preadv(fd, [buffer], offset, _NOWAIT)
+    except OSError:  # EAGAIN (not cached) or EOPNOTSUPP (a file system without RWF_NOWAIT)
+        return None
+    return memoryview(buffer)[:read]
+
+
+async def file_blocks(fd: int, offset: int, count: int) -> AsyncIterator[bytes | memoryview]:
+    """``count`` bytes of a file in blocks, for writers that cannot use ``loop.sendfile``.
+
+    A block already in the page cache is read on the loop (RWF_NOWAIT never waits for the
+    disk); any other block is read in a thread, so a cold disk never stalls the loop.  Stops
+    early at the end of the file.
+    """
+    loop = asyncio.get_running_loop()
+    left = count
+    while left > 0:
+        size = min(left, _SENDFILE_BLOCK)
+        block: bytes | memoryview | None = _read_cached(fd, size, offset)
+        if block is None:
+            block = await loop.run_in_executor(None, os.pread, fd, size, offset)
+        if not block:
+            return
+        left -= len(block)
+        offset += len(block)
+        yield block

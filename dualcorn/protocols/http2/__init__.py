@@ -39,7 +39,7 @@ def enabled(state: ServerState) -> bool:
 def prior_knowledge(connection: Any, data: bytes) -> bool:
     """Hand an HTTP/1.1 connection that began with the preface to HTTP/2 (RFC 9113 3.3).
 
-    ``connection`` is the :class:`~dualcorn.protocols.connection.HTTPConnection` that read
+    ``connection`` is the :class:`~dualcorn.protocols.http1.connection.HTTPConnection` that read
     ``data`` (the preface onwards); False if HTTP/2 is off, and it answers as HTTP/1.1.
     """
     state = connection.state
@@ -51,7 +51,7 @@ def prior_knowledge(connection: Any, data: bytes) -> bool:
     # The addresses and the proxy trust were settled when the connection was accepted.
     h2.proxied = (connection.client, connection.server)
     h2.scheme = connection.scheme
-    h2.extensions = connection.extensions
+    h2.extensions = {**h2.extensions, **connection.extensions}
     transport = connection.transport
     state.connections.discard(connection)
     transport.set_protocol(h2)

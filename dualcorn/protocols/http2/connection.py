@@ -14,9 +14,9 @@ stream is refused with REFUSED_STREAM, which a client may retry (RFC 9113 8.7).
 ``--limit-concurrency`` counts streams like requests (503 on the stream).
 
 Ends of a connection, as for HTTP/1.1: ``--timeout-request-head`` until the first request,
-``--timeout-keep-alive`` while no stream is open, ``--limit-keepalive-requests`` streams per
-connection (nginx counts HTTP/2 streams for keepalive_requests too).  Each end, and the
-server's shutdown, is graceful (RFC 9113 6.8): a GOAWAY with the highest stream id (2^31-1)
+``--timeout-keep-alive`` while no stream is open, and ``--http2-max-requests`` streams per
+connection if set.  Each end, and the server's shutdown, is graceful (RFC 9113 6.8): a
+GOAWAY with the highest stream id (2^31-1)
 and a PING; once the PING returns (or :data:`GOAWAY_GRACE` passed) every stream the client
 sent before it saw the GOAWAY has arrived, and the final GOAWAY names the last one served.
 Open streams finish (the server waits for them within ``--timeout-graceful-shutdown``), then
@@ -26,7 +26,7 @@ the connection closes.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
@@ -34,42 +34,20 @@ from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.engine import H2ConnectionError
 from dualcorn.protocols.http2.engines import new_engine, stream_cap
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
-from dualcorn.protocols.http2.request import VERSION, h2_request_head
-from dualcorn.protocols.http2.stream import H2Stream
+from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
+from dualcorn.protocols.http2.stream import H2Stream, StreamHandler
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.proxies import ProxyHeaders
 
-__all__ = ["GOAWAY_GRACE", "H2Connection", "StreamHandler"]
+__all__ = ["GOAWAY_GRACE", "H2Connection"]
 
 # How long the first GOAWAY waits for its PING to return before the final one (RFC 9113 6.8
 # asks for "at least one round-trip time"); the PING's answer usually ends the wait first.
 GOAWAY_GRACE = 1.0
 _ALL_STREAMS = 2**31 - 1
 _GOAWAY_PING = b"dualcorn"
-
-
-class StreamHandler(Protocol):
-    """What the connection needs of the handler of one stream.
-
-    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle; a
-    WebSocket over HTTP/2 (RFC 8441, an extended CONNECT) would be another handler in the
-    same table, fed the same way.
-    """
-
-    id: int
-    reset: bool
-
-    def feed_body(self, data: bytes, flow_length: int) -> None: ...
-
-    def feed_end(self) -> None: ...
-
-    def lost(self) -> None: ...
-
-    def wake(self) -> None: ...
-
-    def release(self) -> int: ...
 
 
 class H2Connection(asyncio.Protocol, Connection):
@@ -79,7 +57,9 @@ class H2Connection(asyncio.Protocol, Connection):
     # Plain TCP's; TLS sets its own once per connection (dualcorn.tls).
     scheme = "http"
     ws_scheme = "ws"
-    extensions = HTTP_EXTENSIONS
+    # ASGI "http.response.early_hint" (RFC 8297 103) only over HTTP/2, as hypercorn: an
+    # HTTP/1.1 client that does not expect a 1xx may take it for the response.
+    extensions = {**HTTP_EXTENSIONS, "http.response.early_hint": {}}
     ws_extensions = WS_EXTENSIONS
 
     def __init__(self, state: ServerState) -> None:
@@ -225,6 +205,9 @@ class H2Connection(asyncio.Protocol, Connection):
             # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
             self._refuse(sid, ev.REFUSED_STREAM)
             return
+        # RFC 8441 (WebSockets over HTTP/2) joins here: with SETTINGS_ENABLE_CONNECT_PROTOCOL
+        # on, a CONNECT with ":protocol: websocket" gets a WebSocket StreamHandler in
+        # self.streams instead of a request cycle (request.py refuses ":protocol" until then).
         try:
             head, facts = h2_request_head(
                 event.headers,
@@ -234,7 +217,8 @@ class H2Connection(asyncio.Protocol, Connection):
                 underscores=self._underscores,
             )
         except ProtocolError as exc:
-            self._refused(sid, event.headers, exc.status, str(exc), ev.NO_ERROR)
+            code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR
+            self._refused(sid, event.headers, exc.status, str(exc), code)
             return
         limit = self.config.limit_request_body
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
@@ -252,7 +236,7 @@ class H2Connection(asyncio.Protocol, Connection):
             self._go_away()
         stream = H2Stream(self, sid, head.method == b"HEAD")
         self.streams[sid] = stream
-        cycle = _cycle_class(
+        cycle = RequestCycle(
             http_scope(self, head),
             stream,
             stream,
@@ -270,6 +254,9 @@ class H2Connection(asyncio.Protocol, Connection):
         if stream is not None:  # DATA that did not add up to Content-Length, mid-request
             stream.lost()
             self._refuse(event.stream_id, ev.PROTOCOL_ERROR)
+            unread = stream.release()
+            if unread:
+                self.engine.ack(event.stream_id, unread)  # the connection window
             self._close_if_idle()
             return
         self._refused(event.stream_id, None, 400, event.reason, ev.PROTOCOL_ERROR)
@@ -453,10 +440,6 @@ class H2Connection(asyncio.Protocol, Connection):
             self._final_goaway()  # the PING did not come back in time
         elif not self.streams:
             self._go_away()  # idle: end gracefully (a request may be on its way)
-
-
-# The request cycle takes a writer once protocols/cycle.py is reshaped (feat/reshape).
-_cycle_class: Any = RequestCycle
 
 
 def _address(value: Any) -> tuple[str, int] | None:

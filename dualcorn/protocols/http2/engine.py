@@ -13,17 +13,19 @@ Where ``h2`` (python-hyper, 4.x) is kept from doing what RFC 9113 lets a server 
   (REFUSED_STREAM), which the connection does: ``h2``'s own count is switched off here, the
   connection counts its streams (including those whose app is still running after the client
   reset them: the lesson of Rapid Reset, CVE-2023-44487).
-* a malformed request (RFC 9113 8.1.1: invalid fields, pseudo-header rules, Content-Length
-  that is not digits or does not match the DATA) is a *stream* error, but ``h2`` raises it as
-  a connection error.  Here it becomes :class:`Malformed` for that stream only; the header
-  block was decoded first, so the HPACK state stays in step with the client's.
+* a malformed request (RFC 9113 8.1.1: a Content-Length that is not digits or does not
+  match the DATA; the field rules are checked in ``request.py``) is a *stream* error, but
+  ``h2`` raises it as a connection error.  Here it becomes :class:`Malformed` for that stream
+  only; the header block was decoded first, so the HPACK state stays in step.
 * a graceful GOAWAY: ``h2``'s ``close_connection`` moves its state machine to CLOSED, after
   which the streams still open could not finish.  :meth:`H2Engine.goaway_frame` serializes
-  the frame on its own (RFC 9113 6.8: streams up to the last id are still served).
+  the frame on its own (RFC 9113 6.8: streams up to the last id are still served), and a
+  client's own graceful GOAWAY leaves its open streams to be answered.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple
 
 import h2.config
@@ -181,6 +183,18 @@ class _ServerConnection(h2.connection.H2Connection):
             self.acknowledge_received_data(frame.flow_controlled_length, frame.stream_id)
             return [], [_MalformedHeaders(frame.stream_id, str(exc))]
 
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> Any:
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)  # an error: nothing more is sent
+        # RFC 9113 6.8: a graceful GOAWAY from the client means it opens no more streams;
+        # those it opened are still answered (h2 would refuse to send on them, and drop
+        # what is queued).
+        event = h2.events.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
     @staticmethod
     def _hpack_failed(exc: Exception) -> bool:
         return isinstance(exc, h2.exceptions.DenialOfServiceError) or "HPACK" in str(exc)
@@ -205,10 +219,10 @@ class H2Engine:
             client_side=False,
             header_encoding=None,
             # RFC 9113 8.2 and 8.3 (pseudo-headers, upper case, connection-specific fields,
-            # CR/LF/NUL in values: CVE-2025-57804 was fixed in h2 4.3.0) are checked by h2;
-            # a failure becomes Malformed for its stream.
-            validate_inbound_headers=True,
-            normalize_inbound_headers=True,
+            # CR/LF/NUL in values, CVE-2025-57804) are checked by dualcorn.protocols.http2.
+            # request in one pass: h2's own checks loop over every byte in Python.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
             # The cycle checked the app's fields and the writer lower-cased them.
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
@@ -249,8 +263,10 @@ class H2Engine:
             raw = self._conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             return self._fail(str(exc), int(exc.error_code))
-        except ValueError as exc:  # hyperframe's own refusals (an invalid frame layout)
-            return self._fail(str(exc), PROTOCOL_ERROR)
+        except Exception as exc:
+            # hyperframe's own refusals (ValueError, InvalidFrameError) and whatever else a
+            # hostile byte stream can make a parser raise: a connection error, not a traceback.
+            return self._fail(f"{type(exc).__name__}: {exc}", PROTOCOL_ERROR)
         events: list[Event] = []
         append = events.append
         for event in raw:
@@ -286,7 +302,8 @@ class H2Engine:
 
     def _fail(self, message: str, code: int) -> list[Event]:
         if self._conn.state_machine.state != h2.connection.ConnectionState.CLOSED:
-            self._conn.close_connection(code)
+            with contextlib.suppress(Exception):  # the GOAWAY is a courtesy; closing is not
+                self._conn.close_connection(code)
         raise H2ConnectionError(message, code)
 
     def ack(self, stream_id: int, size: int) -> None:
@@ -295,16 +312,31 @@ class H2Engine:
 
     # --- Writing ----------------------------------------------------------------------------
 
-    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+    # The sending methods return False when the stream can take nothing more (the client
+    # reset it, or the connection is going): the writer then treats it as reset.
+
+    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> bool:
         """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
-        self._conn.send_headers(stream_id, fields, end_stream=end)
+        try:
+            self._conn.send_headers(stream_id, fields, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
-        self._conn.send_data(stream_id, data, end_stream=end)
+        try:
+            self._conn.send_data(stream_id, data, end_stream=end)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
-    def end_stream(self, stream_id: int) -> None:
-        self._conn.end_stream(stream_id)
+    def end_stream(self, stream_id: int) -> bool:
+        try:
+            self._conn.end_stream(stream_id)
+        except h2.exceptions.ProtocolError:
+            return False
+        return True
 
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""

@@ -195,7 +195,9 @@ class ZttpEngine:
         headers = event.headers
         if type(headers) is not list:
             headers = headers.to_list()
-        fields = [(b":method", event.method), (b":path", event.target)]
+        # zttp checked the pseudo-headers and made :authority the Host field; request.py
+        # reads :method and :path (and needs a :scheme, whose value is the connection's).
+        fields = [(b":method", event.method), (b":scheme", b"http"), (b":path", event.target)]
         fields += headers
         method = event.method
         if event.protocol is not None:
@@ -370,7 +372,10 @@ class ZttpEngine:
 
     # --- Writing ----------------------------------------------------------------------------
 
-    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+    # The sending methods return False when the stream can take nothing more (as H2Engine's):
+    # zttp refused to send (a field RFC 9113 8.2.2 forbids, or the stream is gone).
+
+    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> bool:
         """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
         stream = self._conn.stream(stream_id)
         name, value = fields[0]
@@ -387,11 +392,11 @@ class ZttpEngine:
                     if end:
                         self._ended(stream_id)
         except zttp.LocalProtocolError:
-            # A field zttp will not send (RFC 9113 8.2.2), or the stream is gone: reset it,
-            # so the client does not wait for a response that cannot come.
             self._refused_send(stream)
+            return False
+        return True
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
         stream = self._conn.stream(stream_id)
         try:
@@ -400,18 +405,26 @@ class ZttpEngine:
                 stream.end_message()
                 self._ended(stream_id)
         except zttp.LocalProtocolError:
-            pass
+            self._refused_send(stream)
+            return False
+        return True
 
     def _refused_send(self, stream: Any) -> None:
+        # Reset, so the client does not wait for a response that cannot come.
         with contextlib.suppress(zttp.LocalProtocolError):
             stream.reset(ev.INTERNAL_ERROR)
         self._open.pop(stream.stream_id, None)
         self._known.discard(stream.stream_id)
 
-    def end_stream(self, stream_id: int) -> None:
-        with contextlib.suppress(zttp.LocalProtocolError):
-            self._conn.stream(stream_id).end_message()
+    def end_stream(self, stream_id: int) -> bool:
+        stream = self._conn.stream(stream_id)
+        try:
+            stream.end_message()
+        except zttp.LocalProtocolError:
+            self._refused_send(stream)
+            return False
         self._ended(stream_id)
+        return True
 
     def _ended(self, stream_id: int) -> None:
         if stream_id not in self._open:

@@ -56,9 +56,9 @@ def new_engine(config: Config, settings: EngineSettings) -> Engine:
 
 
 def stream_cap(config: Config, engine: Engine) -> int | None:
-    """Streams one connection serves before its graceful GOAWAY: ``--limit-keepalive-requests``,
+    """Streams one connection serves before its graceful GOAWAY: ``--http2-max-requests``,
     and below zttp's hard limit (it ends a connection at its 4,097th stream)."""
-    cap = config.limit_keepalive_requests
+    cap = config.http2_max_requests
     if not isinstance(engine, H2Engine):
         from dualcorn.protocols.http2.engine_zttp import GRACEFUL_STREAMS
 

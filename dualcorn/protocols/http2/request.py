@@ -1,21 +1,26 @@
 """An HTTP/2 request head: pseudo-headers to a RequestHead, then the one shared policy.
 
-What RFC 9113 makes a *malformed* request (8.1.1) the frame layer finds first
-(:mod:`~dualcorn.protocols.http2.engine`): pseudo-header rules (8.3: exactly one ``:method``,
-``:scheme`` and ``:path``, none after a regular field, no unknown ones, no ``:path`` on a plain
-CONNECT), upper-case or connection-specific field names (8.2.2: Connection, Keep-Alive,
-Proxy-Connection, Transfer-Encoding, Upgrade; TE other than "trailers"), CR, LF or NUL in a
-value (8.2.1; CVE-2025-57804), a Host that differs from ``:authority`` (8.3.1), a
-Content-Length that is not digits or not the length of the DATA.
+What RFC 9113 makes a *malformed* request (8.1.1) is checked here in one pass over the
+decoded fields, and refused with :class:`Malformed`: pseudo-header rules (8.3: only
+``:method``, ``:scheme``, ``:authority`` and ``:path``, each at most once, none after a
+regular field, ``:method``, ``:scheme`` and a non-empty ``:path`` unless CONNECT), field names
+that are not lower-case tokens (8.2.1, 8.2: upper case), connection-specific fields (8.2.2:
+Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade; TE other than
+"trailers"), CR, LF or NUL in a value or whitespace around it (8.2.1; CVE-2025-57804), a Host
+that differs from ``:authority``, two Hosts, or neither (8.3.1).  The frame layer adds a
+Content-Length that is not digits or not the length of the DATA.  (The h2 library can make
+these checks too; its pure-Python loop over every byte of every field cost a quarter of its
+time per request, so its inbound validation is off and the rules live here.)
 
 Everything else is the HTTP/1.1 policy's, applied to the same :class:`RequestHead` value
 (:func:`~dualcorn.protocols.policy.check_head`), so both protocols refuse the same requests
 with the same status: the method token and the request-line limit (414) through
 :func:`~dualcorn.protocols.policy.split_request_line`, the target form, Host grammar, two
 Content-Length fields, Content-Type twice, underscores in names (``--header-map``), the field
-count (431).  Added here, as the HTTP/1.1 tokenizers do for their protocol: field names are
-tokens and values hold no other control byte (RFC 9110 5.1, 5.5), and the header list is
-within ``--limit-request-head`` (431), counted as RFC 9113 6.5.2 counts it.
+count (431).  Added here, as the HTTP/1.1 tokenizers do for their protocol: values hold no
+other control byte (RFC 9110 5.5), and the header list is within ``--limit-request-head``
+(431), counted as RFC 9113 6.5.2 counts it.  Cookie fields are joined into one (8.2.3), as
+apps read one.
 
 :decision: how a refused request is answered.  RFC 9113 8.1.1 makes a malformed request a
 stream error of type PROTOCOL_ERROR and lets the server "send an HTTP response prior to closing
@@ -34,13 +39,31 @@ from dualcorn.errors import ProtocolError
 from dualcorn.protocols.policy import check_head, split_request_line
 from dualcorn.protocols.request_head import HeadFacts, RequestHead
 
-__all__ = ["VERSION", "h2_request_head"]
+__all__ = ["VERSION", "Malformed", "h2_request_head"]
 
 VERSION = b"2"
-# RFC 9110 5.1: a field name is a token (h2 checks only the characters RFC 9113 8.2.1 names).
+_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path"))
+# RFC 9113 8.2.2: fields of an HTTP/1.1 connection; TE may only say "trailers".
+_CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+# RFC 9110 5.1 and RFC 9113 8.2.1: a field name is a token, in lower case.
 _NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-z]+\Z")
-# RFC 9110 5.5: VCHAR, obs-text, SP, HTAB; h2 refuses only CR, LF and NUL (RFC 9113 8.2.1).
+# RFC 9113 8.2.1: no NUL, CR or LF, and no whitespace at either end.
+_MALFORMED_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+# RFC 9110 5.5: VCHAR, obs-text, SP, HTAB (the other control bytes: the policy's 400).
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+_WS = b" \t"
+# Field names already checked, so the common ones cost a set lookup; bounded, as names are
+# the client's to choose.
+_GOOD_NAMES: set[bytes] = set()
+_GOOD_NAMES_SIZE = 512
+
+
+class Malformed(ProtocolError):
+    """RFC 9113 8.1.1: a malformed request (a stream error of type PROTOCOL_ERROR)."""
 
 
 def h2_request_head(
@@ -51,40 +74,87 @@ def h2_request_head(
     max_fields: int,
     underscores: str,
 ) -> tuple[RequestHead, HeadFacts]:
-    """The checked head of a request whose pseudo-headers h2 validated; ProtocolError else."""
-    method = path = authority = b""
+    """The checked head of a request; :class:`Malformed` or ProtocolError (a status) else."""
+    pseudo: dict[bytes, bytes] = {}
     headers: list[tuple[bytes, bytes]] = []
     size = 0
-    has_host = False
+    host: bytes | None = None
+    cookies = 0
     for name, value in fields:
         size += len(name) + len(value) + 32
+        if value and (_BAD_VALUE.search(value) is not None or value[0] in _WS or value[-1] in _WS):
+            _bad_value(name, value)
         if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":authority":
-                authority = value
-            continue  # :scheme is the connection's (the scope's "scheme" is the server's)
-        if _NAME.match(name) is None:
-            raise ProtocolError(f"invalid header name {name[:60]!r} (RFC 9110 5.1)")
-        if _BAD_VALUE.search(value) is not None:
-            raise ProtocolError(f"control character in header {name[:60]!r} (RFC 9110 5.5)")
+            if headers:
+                raise Malformed(f"pseudo-header {name[:60]!r} after a field (RFC 9113 8.3)")
+            if name not in _PSEUDO or name in pseudo:
+                raise Malformed(f"unknown or repeated pseudo-header {name[:60]!r} (8.3)")
+            pseudo[name] = value
+            continue
+        if name not in _GOOD_NAMES:
+            _check_name(name)
+        if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+            raise Malformed(f"connection-specific field {name!r} (RFC 9113 8.2.2)")
         if name == b"host":
-            has_host = True
+            if host is not None:
+                raise Malformed("two Host fields (RFC 9113 8.3.1)")
+            host = value
+        elif name == b"cookie":
+            cookies += 1
         headers.append((name, value))
+    method = pseudo.get(b":method", b"")
+    path = pseudo.get(b":path", b"")
+    authority = pseudo.get(b":authority")
+    if not method:
+        raise Malformed("no :method (RFC 9113 8.3.1)")
+    if method == b"CONNECT":
+        if b":scheme" in pseudo or b":path" in pseudo or authority is None:
+            raise Malformed("CONNECT has :authority only (RFC 9113 8.5)")
+    elif not path or b":scheme" not in pseudo:
+        raise Malformed("no :scheme, or an empty :path (RFC 9113 8.3.1)")
+    if authority is None and host is None:
+        raise Malformed("neither :authority nor Host (RFC 9113 8.3.1)")
+    if authority is not None and host is not None and host != authority:
+        raise Malformed("Host differs from :authority (RFC 9113 8.3.1)")
     if size > list_limit:
         raise ProtocolError("the request's header list is larger than the limit", 431)
     # The policy reads the request line's grammar: one SP between parts, a token method, the
     # line within --limit-request-line (414).
-    split_request_line(b"%s %s HTTP/1.1" % (method, path), line_limit)
-    if path[:1] != b"/" and path != b"*":
+    split_request_line(b"%s %s HTTP/1.1" % (method, path or b"/"), line_limit)
+    if method != b"CONNECT" and path[:1] != b"/" and path != b"*":
         # RFC 9113 8.3.1: ":path" is origin-form or asterisk-form (OPTIONS), never absolute.
         raise ProtocolError(f"invalid :path {path[:100]!r} (RFC 9113 8.3.1)")
-    if authority and not has_host:
-        # RFC 9113 8.3.1: ":authority" replaces Host; apps read Host (h2 checked that a
-        # Host sent beside it names the same authority).
+    if host is None and authority is not None:
+        # RFC 9113 8.3.1: ":authority" replaces Host; apps read Host.
         headers.insert(0, (b"host", authority))
+    if cookies > 1:
+        headers = _join_cookies(headers)
     return check_head(
         RequestHead(method, path, VERSION, headers), max_fields=max_fields, underscores=underscores
     )
+
+
+def _check_name(name: bytes) -> None:
+    if _NAME.match(name) is None:
+        raise Malformed(f"invalid header name {name[:60]!r} (RFC 9113 8.2.1)")
+    if len(_GOOD_NAMES) < _GOOD_NAMES_SIZE:
+        _GOOD_NAMES.add(name)
+
+
+def _bad_value(name: bytes, value: bytes) -> None:
+    if _MALFORMED_VALUE.search(value) is not None:
+        raise Malformed(f"NUL, CR, LF or edge whitespace in {name[:60]!r} (RFC 9113 8.2.1)")
+    raise ProtocolError(f"control character in header {name[:60]!r} (RFC 9110 5.5)")
+
+
+def _join_cookies(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """RFC 9113 8.2.3: cookie fields sent apart are one field joined with "; "."""
+    joined = b"; ".join(value for name, value in headers if name == b"cookie")
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name != b"cookie":
+            out.append((name, value))
+        elif joined:
+            out.append((b"cookie", joined))
+            joined = b""
+    return out

@@ -22,17 +22,16 @@ cycle talks to (:mod:`dualcorn.protocols.writer`):
 from __future__ import annotations
 
 import asyncio
-import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dualcorn.protocols.http2.engine import CANCEL, INTERNAL_ERROR
-from dualcorn.protocols.writer import ClientDisconnected
+from dualcorn.protocols.writer import ClientDisconnected, file_blocks
 
 if TYPE_CHECKING:
     from dualcorn.protocols.cycle import RequestCycle
     from dualcorn.protocols.http2.connection import H2Connection
 
-__all__ = ["H2Stream"]
+__all__ = ["H2Stream", "StreamHandler"]
 
 # RFC 9113 8.2.2: fields that are specific to an HTTP/1.1 connection; an app's copy is dropped
 # (Connection and Transfer-Encoding are the cycle's to drop).
@@ -40,7 +39,28 @@ _CONNECTION_SPECIFIC = frozenset((b"keep-alive", b"proxy-connection", b"upgrade"
 _STATUS = {code: b"%d" % code for code in range(100, 600)}
 # RFC 9110 6.4.1: these responses carry no content.
 _NO_CONTENT = frozenset((204, 304))
-_SENDFILE_BLOCK = 64 * 1024
+
+
+class StreamHandler(Protocol):
+    """What the connection needs of the handler of one stream.
+
+    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle; a
+    WebSocket over HTTP/2 (RFC 8441, an extended CONNECT) would be another handler in the
+    same table, fed the same way.
+    """
+
+    id: int
+    reset: bool
+
+    def feed_body(self, data: bytes, flow_length: int) -> None: ...
+
+    def feed_end(self) -> None: ...
+
+    def lost(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def release(self) -> int: ...
 
 
 class H2Stream:
@@ -112,7 +132,8 @@ class H2Stream:
             return
         head = [(b":status", _STATUS[status])]
         head += [field for field in fields if field is not None]
-        self.conn.engine.send_headers(self.id, head, False)
+        if not self.conn.engine.send_headers(self.id, head, False):
+            self.reset = True
         self.conn.schedule_write()
 
     def start(
@@ -142,8 +163,9 @@ class H2Stream:
         head = self._head
         self._head = None
         if head is not None and not self.reset:
-            self.conn.engine.send_headers(self.id, head, end)
-            if end:
+            if not self.conn.engine.send_headers(self.id, head, end):
+                self.reset = True
+            elif end:
                 self._ended = True
 
     def body(self, data: bytes, end: bool) -> bool:
@@ -185,7 +207,9 @@ class H2Stream:
                 pending[0] = chunk[size:]
                 chunk = chunk[:size]
             end = last and self._end_pending and self._trailers is None
-            engine.send_data(sid, chunk, end)
+            if not engine.send_data(sid, chunk, end):
+                self.lost()
+                return
             self._sent += len(chunk)
             if end:
                 self._end_pending = False
@@ -194,12 +218,10 @@ class H2Stream:
             if self._trailers is not None:
                 trailers = self._trailers
                 self._trailers = None
-                engine.send_headers(sid, trailers, True)
-                self._ended = True
+                self._ended = engine.send_headers(sid, trailers, True)
                 self._end_pending = False
             elif self._end_pending:
-                engine.end_stream(sid)
-                self._ended = True
+                self._ended = engine.end_stream(sid)
                 self._end_pending = False
         self.conn.schedule_write()
         if self.done and self.finished:
@@ -215,22 +237,14 @@ class H2Stream:
         )
 
     async def sendfile(self, file: Any, offset: int, count: int) -> None:
-        loop = asyncio.get_running_loop()
-        fd = file.fileno()
-        while count > 0:
-            size = min(count, _SENDFILE_BLOCK)
-            block = await loop.run_in_executor(None, os.pread, fd, size, offset)
-            if not block:
-                break
+        async for block in file_blocks(file.fileno(), offset, count):
             if self.gone():
                 raise ClientDisconnected("the client disconnected")
-            count -= len(block)
-            offset += len(block)
-            if self.body(block, False) and not await self.drain():
+            if self.body(bytes(block), False) and not await self.drain():
                 self.abort()
                 raise ClientDisconnected("the client read nothing in --timeout-send")
-            if self.gone():
-                raise ClientDisconnected("the client disconnected")
+        if self.gone():
+            raise ClientDisconnected("the client disconnected")
 
     def trailers(self, fields: list[Any]) -> None:
         if self.reset:

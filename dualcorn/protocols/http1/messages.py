@@ -17,9 +17,9 @@ request whose head or body the end of the stream cut short is dropped without an
 from __future__ import annotations
 
 from dualcorn.errors import ProtocolError
-from dualcorn.protocols.connection import HTTPConnection
 from dualcorn.protocols.flow import EOF, PIPELINE
-from dualcorn.protocols.framing import ChunkedDecoder, check_partial_head, check_raw_head
+from dualcorn.protocols.http1.connection import HTTPConnection
+from dualcorn.protocols.http1.framing import ChunkedDecoder, check_partial_head, check_raw_head
 from dualcorn.protocols.policy import check_head, split_request_line
 from dualcorn.protocols.request_head import RequestHead
 from dualcorn.protocols.state import ServerState
@@ -157,9 +157,11 @@ class HTTP1Connection(HTTPConnection):
         end = len(data)
         if pos >= end:
             return pos
-        self.head_started()
         stop = data.find(b"\r\n\r\n", new - 3 if new - 3 > pos else pos)
         if stop < 0:
+            # Only a head still arriving needs its timeout: a whole one starts the request,
+            # which stops the timer at once (most heads arrive in one read).
+            self.head_started()
             if end - pos > self._head_limit:
                 raise ProtocolError("the request head is larger than the limit", 431)
             check_partial_head(data, max(new - 1, pos), end)

@@ -1,18 +1,18 @@
 """One WebSocket session (RFC 6455) driven through the ASGI ``websocket`` interface.
 
 Theory of operation: ``HTTPConnection.upgrade_websocket`` hands the transport to a
-:class:`WebSocketSession` with a checked :class:`~dualcorn.protocols.ws_handshake.Handshake`
+:class:`WebSocketSession` with a checked :class:`~dualcorn.protocols.websocket.handshake.Handshake`
 and starts the app, whose first ``receive`` is ``websocket.connect``.  Until the app accepts,
 bytes from the client are held (and reading paused): nothing may answer them before the 101.
 After ``websocket.accept``, the ``websockets`` package's sans-IO protocol turns bytes into
 frames (and answers pings, checks sizes, inflates permessage-deflate); an
-:class:`~dualcorn.protocols.ws_inbox.Inbox` makes whole, checked messages of the data frames
+:class:`~dualcorn.protocols.websocket.inbox.Inbox` makes whole, checked messages of the data frames
 for ``receive``; this class sends keepalive pings, carries the app's ``send`` to the wire, and
 runs the closing handshake with a timeout (RFC 6455 7.1).  Every wait is an event: ``receive``
 waits on the inbox, ``send`` on the transport draining (at most ``--timeout-send``).
 
 What a client can make the session hold is bounded: a
-:class:`~dualcorn.protocols.ws_reader.BoundedReader` stops reading while the inbox is full
+:class:`~dualcorn.protocols.websocket.reader.BoundedReader` stops reading while the inbox is full
 (``--ws-max-queue`` messages, ``--ws-max-queue-bytes`` decompressed bytes) or the write buffer
 is above its high-water mark (pongs for a client that does not read them), and never inflates
 more than a slice of a read past those bounds.
@@ -39,10 +39,10 @@ from dualcorn.errors import AppContractError
 from dualcorn.protocols.flow import ReadFlow, WriteFlow
 from dualcorn.protocols.logline import client_address
 from dualcorn.protocols.state import Connection, ServerState
+from dualcorn.protocols.websocket.handshake import AppResponse, Handshake
+from dualcorn.protocols.websocket.inbox import Inbox, InvalidText, TooManyFragments
+from dualcorn.protocols.websocket.reader import BoundedReader
 from dualcorn.protocols.writer import ClientDisconnected
-from dualcorn.protocols.ws_handshake import AppResponse, Handshake
-from dualcorn.protocols.ws_inbox import Inbox, InvalidText, TooManyFragments
-from dualcorn.protocols.ws_reader import BoundedReader
 
 __all__ = ["WebSocketSession"]
 

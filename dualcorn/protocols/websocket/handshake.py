@@ -26,7 +26,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dualcorn.errors import AppContractError, ConfigError
-from dualcorn.protocols.wire import error_response, status_line, validate_header
+from dualcorn.protocols.http1.wire import error_response, status_line
+from dualcorn.protocols.writer import validate_header
 
 if TYPE_CHECKING:
     from websockets.extensions import Extension
@@ -45,14 +46,15 @@ _HANDSHAKE_NAMES = frozenset(
 )  # fmt: skip
 
 
-def websocket_support(config: Config, interface: str) -> bool:
+def websocket_support(config: Config, app_takes_them: bool) -> bool:
     """Whether upgrade requests become WebSocket sessions; decided once per server.
 
-    ``--ws none`` and WSGI apps (PEP 3333 has no WebSockets) see an upgrade request as an
-    ordinary HTTP request.  ``wsproto`` is accepted as a name for the one implementation so
-    uvicorn command lines keep working; see the module docstring for why there is one.
+    With ``--ws none``, or an app whose adapter takes no websocket scope (a WSGI app: PEP 3333
+    has no WebSockets), an upgrade request is an ordinary HTTP request.  ``wsproto`` is
+    accepted as a name for the one implementation so uvicorn command lines keep working; see
+    the module docstring for why there is one.
     """
-    if config.ws == "none" or interface == "wsgi":
+    if config.ws == "none" or not app_takes_them:
         return False
     try:
         import websockets.server  # noqa: F401

@@ -1,6 +1,6 @@
 """What every HTTP/1.1 connection does, whichever parser reads its bytes.
 
-The message loop (:mod:`dualcorn.protocols.http1`, whose subclasses only pick the field
+The message loop (:mod:`dualcorn.protocols.http1.messages`, whose subclasses only pick the field
 tokenizer, h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
 ``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
 rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
@@ -15,13 +15,14 @@ from typing import Any, cast
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
-from dualcorn.protocols.flow import PIPELINE, ReadFlow, WriteFlow
+from dualcorn.protocols.flow import BODY, PIPELINE, ReadFlow, WriteFlow
+from dualcorn.protocols.http1.wire import error_response
+from dualcorn.protocols.http1.writer import HTTP1Writer
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.request_head import HeadFacts, RequestHead
 from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope, websocket_scope
 from dualcorn.protocols.state import Connection, ServerState
-from dualcorn.protocols.wire import error_response
-from dualcorn.protocols.ws_handshake import is_websocket_upgrade
+from dualcorn.protocols.websocket.handshake import is_websocket_upgrade
 from dualcorn.proxies import ProxyHeaders
 
 __all__ = ["HTTPConnection"]
@@ -38,6 +39,7 @@ IDLE_DRAIN = 0.5
 class HTTPConnection(asyncio.Protocol, Connection):
     transport: asyncio.Transport
     read_flow: ReadFlow
+    writer: HTTP1Writer
     # Plain TCP's; a TLS connection gets its own values once, at its hand-over (dualcorn.tls).
     scheme = "http"
     ws_scheme = "ws"
@@ -73,6 +75,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self.transport = transport = cast(asyncio.Transport, transport)
         self.read_flow = ReadFlow(transport)
+        self.writer = HTTP1Writer(transport, self.write_flow, self.state)
         transport.set_write_buffer_limits(high=self.config.write_high_water)
         if self.state.at_connection_limit():
             transport.abort()  # --limit-connections: closed at once, counted in the log
@@ -121,7 +124,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
 
     def start_request(self, head: RequestHead, facts: HeadFacts) -> RequestCycle | None:
         """Build the scope and start the app on it; ``None`` if the request was refused."""
-        self._disarm()
+        self._deadline = None  # the head is in: no timer runs while the app has the request
         self._head_bytes_seen = False
         config = self.config
         state = self.state
@@ -129,7 +132,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
             self.reject(ProtocolError("the declared body is over --limit-request-body", 413))
             return None
-        if state.at_concurrency_limit():
+        limit = config.limit_concurrency  # state.at_concurrency_limit(), inline: hot path
+        if limit is not None and len(state.tasks) + len(state.ws_tasks) >= limit:
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self.reject(ProtocolError("too many requests in flight", 503))
             if state.access_log:  # a 503 is a response like any other: it gets its line
@@ -144,13 +148,15 @@ class HTTPConnection(asyncio.Protocol, Connection):
                 or state.draining:  # fmt: skip
             keep_alive = False
         scope = http_scope(self, head)
+        writer = self.writer
+        writer.begin(scope["method"] == "HEAD", http10, keep_alive)
         cycle = RequestCycle(
             scope,
             self,
+            writer,
             state,
-            keep_alive=keep_alive,
             expect_100=facts.expect_continue and not http10,
-            more_body=facts.has_body,
+            more_body=facts.chunked or bool(facts.content_length),  # facts.has_body, inline
         )
         self.cycle = cycle
         # run_cycle removes its own task from state.tasks when it ends (no done-callback).
@@ -185,8 +191,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
                 line = refusal_line(self.client, *head[:3], 501, state.access_format)
                 state.access_logger.info(*line)
             return
-        from dualcorn.protocols.websocket import WebSocketSession
-        from dualcorn.protocols.ws_handshake import Handshake, subprotocols
+        from dualcorn.protocols.websocket.handshake import Handshake, subprotocols
+        from dualcorn.protocols.websocket.session import WebSocketSession
 
         self._stop_timer()
         if state.stopping:
@@ -229,7 +235,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
             callback()
         self.cycle = None
         transport = self.transport
-        if not cycle.keep_alive or state.stopping or transport.is_closing():
+        if not self.writer.keep_alive or state.stopping or transport.is_closing():
             self.close_after_writing()
             return
         # Resume before the next request is parsed, not after: if yet another pipelined
@@ -268,7 +274,16 @@ class HTTPConnection(asyncio.Protocol, Connection):
             return
         self._linger = self.loop.call_later(self.config.timeout_send, self._check_linger, left)
 
+    def pause_body(self) -> None:
+        self.read_flow.pause(BODY)
+
+    def resume_body(self) -> None:
+        self.read_flow.resume(BODY)
+
     def body_stalled(self) -> None:
+        self.transport.close()
+
+    def client_gone(self) -> None:
         self.transport.close()
 
     def body_too_large(self) -> None:
@@ -282,7 +297,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
 
     def shutdown(self) -> None:
         if self.cycle is not None:
-            self.cycle.keep_alive = False
+            self.writer.keep_alive = False
             return
         # The server waits for state.tasks: draining counts as work in flight.
         task = self.loop.create_task(self._drain())
@@ -348,9 +363,6 @@ class HTTPConnection(asyncio.Protocol, Connection):
         extended = min(deadline + size / config.timeout_min_rate, self.loop.time() + head, ceiling)
         if extended > deadline:
             self._deadline = extended
-
-    def _disarm(self) -> None:
-        self._deadline = None
 
     def _stop_timer(self) -> None:
         self._deadline = None

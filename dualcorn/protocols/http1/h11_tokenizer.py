@@ -1,8 +1,8 @@
 """HTTP/1.1 connections whose header fields are tokenized by h11's grammar (pure Python).
 
 The message loop, the request line, the policy and the body framing are shared
-(:mod:`dualcorn.protocols.http1`); h11 contributes the field grammar it has been hardened
-with.  dualcorn writes responses itself (:mod:`dualcorn.protocols.wire`), so h11's state
+(:mod:`dualcorn.protocols.http1.messages`); h11 contributes the field grammar it has been hardened
+with.  dualcorn writes responses itself (:mod:`dualcorn.protocols.http1.wire`), so h11's state
 machine is not used: what it would add (framing, trailers, pipelining) is the part where
 parsers disagreed, and is now framed once for every parser.
 """
@@ -14,7 +14,7 @@ import re
 from h11._readers import header_field_re
 
 from dualcorn.errors import ProtocolError
-from dualcorn.protocols.http1 import HTTP1Connection
+from dualcorn.protocols.http1.messages import HTTP1Connection
 
 __all__ = ["H11Protocol"]
 

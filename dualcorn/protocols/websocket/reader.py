@@ -19,7 +19,7 @@ from collections.abc import Callable
 from websockets.server import ServerProtocol
 
 from dualcorn.protocols.flow import ReadFlow, WriteFlow
-from dualcorn.protocols.ws_inbox import Inbox
+from dualcorn.protocols.websocket.inbox import Inbox
 
 __all__ = ["QUEUE", "WRITE", "BoundedReader"]
 

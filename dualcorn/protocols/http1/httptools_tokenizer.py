@@ -1,7 +1,7 @@
 """HTTP/1.1 connections whose header fields are tokenized by httptools (llhttp, in C).
 
 The message loop, the request line, the policy and the body framing are shared
-(:mod:`dualcorn.protocols.http1`).  llhttp is fed only the header section, behind a neutral
+(:mod:`dualcorn.protocols.http1.messages`).  llhttp is fed only the header section, behind a neutral
 request line, with the framing fields renamed: it never frames a body, so its leniencies and
 strictness there (``5; a=b`` refused, a queue of pipelined requests parsed ahead) no longer
 change what the app sees.  Its callbacks collect the fields.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import httptools
 
 from dualcorn.errors import ProtocolError
-from dualcorn.protocols.http1 import HTTP1Connection
+from dualcorn.protocols.http1.messages import HTTP1Connection
 from dualcorn.protocols.state import ServerState
 
 __all__ = ["HttpToolsProtocol"]
