@@ -29,22 +29,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.module.__name__.startswith("tests.test_http2"):
         if "h2_engine" not in metafunc.fixturenames:
             metafunc.fixturenames.append("h2_engine")
-        metafunc.parametrize("h2_engine", H2_ENGINES, indirect=True)
+        metafunc.parametrize("h2_engine", H2_ENGINES)
 
 
-@pytest.fixture
-def h2_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The engine that ``--http2-engine auto`` resolves to while the test runs."""
+@pytest.fixture(autouse=True)
+def _h2_engine_choice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a test runs with an ``h2_engine`` parameter, ``--http2-engine auto`` means it."""
+    callspec = getattr(request.node, "callspec", None)
+    engine = callspec.params.get("h2_engine") if callspec is not None else None
+    if engine is None:
+        return
     from dualcorn.protocols.http2 import engines
 
-    engine = str(getattr(request, "param", "h2"))
     resolve = engines.engine_name
     monkeypatch.setattr(
         engines,
         "engine_name",
         lambda config: engine if config.http2_engine == "auto" else resolve(config),
     )
-    return engine
 
 
 def pytest_asyncio_loop_factories(

@@ -27,34 +27,6 @@ from tests.support import ServerThread
 FLOW_CONTROL_ERROR = 3
 
 
-class GoawayClient(H2Client):
-    """Stops reading at a GOAWAY: the h2 library refuses every frame after one (a graceful
-    GOAWAY's PING, the open streams' last frames: RFC 9113 6.8 allows them), so the frames
-    before it are fed one by one, lest the GOAWAY be lost with the rest of the read."""
-
-    def receive_once(self, timeout: float | None = None) -> bool:
-        if self.goaway is not None:
-            return False
-        self.sock.settimeout(timeout if timeout is not None else self.timeout)
-        data = self.rest + self.sock.recv(65536)
-        if len(data) == len(self.rest):
-            self.closed = True
-            return False
-        pos = 0
-        while len(data) - pos >= 9 and self.goaway is None:
-            end = pos + 9 + int.from_bytes(data[pos : pos + 3], "big")
-            if end > len(data):
-                break
-            for event in self.conn.receive_data(data[pos:end]):
-                self._event(event)
-            pos = end
-        self.rest = data[pos:]
-        self.flush()
-        return self.goaway is None
-
-    rest = b""
-
-
 async def echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reads the whole body and answers its length; /idle reads nothing for 10 seconds."""
     if scope["type"] != "http":
@@ -205,7 +177,7 @@ def test_a_long_connection_ends_gracefully(h2_engine: str) -> None:
     count = GRACEFUL_STREAMS + 100
     with (
         ServerThread(echo_length, limit_keepalive_requests=None) as server,
-        GoawayClient(server.port, timeout=30) as client,
+        H2Client(server.port, timeout=30) as client,
     ):
         served = 0
         while served < count and client.goaway is None:
@@ -217,6 +189,9 @@ def test_a_long_connection_ends_gracefully(h2_engine: str) -> None:
         if h2_engine == "zttp":
             goaway = client.wait_goaway()
             assert goaway.error_code == NO_ERROR  # graceful, not zttp's ENHANCE_YOUR_CALM
-            assert GRACEFUL_STREAMS - 50 <= served <= GRACEFUL_STREAMS
+            assert GRACEFUL_STREAMS <= served <= GRACEFUL_STREAMS + 50
+            client.wait_closed()
+            assert all(g.error_code == NO_ERROR for g in client.goaways)
+            assert client.goaways[-1].last_stream_id < 2 * 4096
         else:
             assert client.goaway is None and served >= count

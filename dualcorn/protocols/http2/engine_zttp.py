@@ -86,7 +86,7 @@ class ZttpEngine:
 
     __slots__ = (
         "_block", "_conn", "_conn_credit", "_conn_initial", "_conn_window", "_header",
-        "_highest", "_known", "_max_frame", "_open", "_out", "_pad_sid", "_preface",
+        "_highest", "_known", "_lengths", "_max_frame", "_open", "_out", "_pad_sid", "_preface",
         "_preface_frames", "_skip", "_stream_initial",
     )  # fmt: skip
 
@@ -96,9 +96,13 @@ class ZttpEngine:
         self._conn_initial = max(settings.connection_window, _DEFAULT_WINDOW)
         self._conn_window = _DEFAULT_WINDOW  # what the client may still send on the connection
         self._conn_credit = 0  # read by apps, not yet granted back
-        # Streams whose client side is open: [window left, credit not yet granted back].
+        # Streams the client opened with a body to come, until zttp ends or resets them:
+        # [window left, credit not yet granted back, bytes counted but not delivered,
+        # client done (END_STREAM seen)].
         self._open: dict[int, list[int]] = {}
         self._known: set[int] = set()  # streams reported as Request and not yet ended here
+        # Content-Length left of the bodies under way: zttp does not stop a longer body.
+        self._lengths: dict[int, int] = {}
         self._out: list[bytes] = []  # frames written here, in order with zttp's
         self._max_frame = _MAX_FRAME_SIZE
         self._highest = 0
@@ -163,9 +167,20 @@ class ZttpEngine:
                 append(self._request(event))
             elif kind is zttp.Data:
                 body = event.data
-                append(ev.Body(event.stream_id, body, len(body), False))
+                sid = event.stream_id
+                entry = self._open.get(sid)
+                if entry is not None:
+                    entry[2] -= len(body)
+                left = self._lengths.get(sid)
+                if left is not None:
+                    left -= len(body)
+                    self._lengths[sid] = left
+                    if left < 0:
+                        append(self._overflow(sid, len(body), left + len(body)))
+                        continue
+                append(ev.Body(sid, body, len(body), False))
             elif kind is zttp.EndOfMessage:
-                self._open.pop(event.stream_id, None)
+                self._close(event.stream_id)
                 append(ev.End(event.stream_id))
             elif kind is zttp.WindowUpdate:
                 append(ev.Window(event.stream_id))
@@ -205,35 +220,46 @@ class ZttpEngine:
             return ev.Malformed(sid, "extended CONNECT is not enabled (RFC 8441)")
         if method == b"CONNECT":
             return ev.Malformed(sid, "a CONNECT request with :path (RFC 9113 8.5)")
-        for name, _ in headers:
+        host = False
+        for name, value in headers:
             if name == b"host":
-                break
-        else:
+                host = True
+            elif name == b"content-length" and not event.end_stream and value.isdigit():
+                self._lengths[sid] = int(value)
+        if not host:
             return ev.Malformed(sid, "no :authority or Host (RFC 9113 8.3.1)")
         self._known.add(sid)
         return ev.Request(sid, fields, event.end_stream)
+
+    def _overflow(self, sid: int, size: int, was: int) -> ev.Event:
+        """RFC 9113 8.1.1: DATA past Content-Length is malformed (the connection resets the
+        stream); the bytes never reach the app, so their window goes back now."""
+        self._credit_connection(size)
+        if was < 0:  # reported already: this is what followed in the same read
+            return ev.Body(sid, b"", 0, False)
+        return ev.Malformed(sid, "DATA past Content-Length (RFC 9113 8.1.1)")
 
     def _reset_event(self, event: Any, sent: dict[int, int], append: Any) -> None:
         sid = event.stream_id
         code = event.error_code
         if sent.get(sid) != code:  # the client reset the stream
-            self._open.pop(sid, None)
+            self._close(sid)
             self._known.discard(sid)
             append(ev.Reset(sid, code))
         elif code == ev.PROTOCOL_ERROR:  # zttp found the request (or its body) malformed
             if sid in self._known:  # its reset went out: the stream was being served
-                self._open.pop(sid, None)
+                self._close(sid)
                 self._known.discard(sid)
             # Else its reset was held back: the connection answers 400, then resets the
             # stream if the client is still sending (_open says).
             append(ev.Malformed(sid, "malformed request (RFC 9113 8.1.1)"))
         elif sid in self._known:  # zttp reset a served stream (REFUSED_STREAM, STREAM_CLOSED)
-            self._open.pop(sid, None)
+            self._close(sid)
             self._known.discard(sid)
             append(ev.Reset(sid, code))
         else:
             # A stream zttp refused before it was reported: the reset it queued is the answer.
-            self._open.pop(sid, None)
+            self._close(sid)
 
     def _peer_settings(self, params: list[tuple[int, int]], append: Any) -> None:
         for key, value in params:
@@ -316,21 +342,28 @@ class ZttpEngine:
                 if sid > self._highest:
                     self._highest = sid
                     if not flags & _END_STREAM:
-                        opened[sid] = [self._stream_initial, 0]
+                        opened[sid] = [self._stream_initial, 0, 0, 0]
                 elif flags & _END_STREAM:  # trailers
-                    opened.pop(sid, None)
+                    entry = opened.get(sid)
+                    if entry is not None:
+                        entry[3] = 1
             elif kind == _DATA:
                 sid = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
                 self._conn_window -= length
                 if self._conn_window < 0:
                     return "DATA past the connection window (RFC 9113 6.9.1)"
                 window = opened.get(sid)
-                if window is not None:
-                    window[0] -= length
-                    if window[0] < 0:
-                        return "DATA past the stream window (RFC 9113 6.9.1)"
-                    if flags & _END_STREAM:
-                        del opened[sid]
+                if window is None:
+                    # A closed or unknown stream: zttp drops the frame (RFC 9113 6.9: the
+                    # connection window is given back all the same).
+                    self._credit_connection(length)
+                    continue
+                window[0] -= length
+                window[2] += length
+                if window[0] < 0:
+                    return "DATA past the stream window (RFC 9113 6.9.1)"
+                if flags & _END_STREAM:
+                    window[3] = 1
                 if flags & _PADDED and length:
                     if pos < end:
                         self._padding(sid, data[pos] + 1)
@@ -345,7 +378,25 @@ class ZttpEngine:
         window = self._open.get(sid)
         if window is not None:
             window[0] += size
+            window[2] -= size
             self._out.append(_window_update(sid, size))
+
+    def _close(self, sid: int) -> None:
+        """The stream takes no more DATA: what zttp counted but never delivered (it drops a
+        body past Content-Length, or what follows a reset) goes back to the connection."""
+        self._lengths.pop(sid, None)
+        entry = self._open.pop(sid, None)
+        if entry is not None and entry[2] > 0:
+            self._credit_connection(entry[2])
+
+    def _credit_connection(self, size: int) -> None:
+        self._conn_credit += size
+        if self._conn_window < self._conn_initial // 2:
+            credit = self._conn_credit
+            self._conn_credit = 0
+            self._conn_window += credit
+            self._flush_zttp()
+            self._out.append(_window_update(0, credit))
 
     def ack(self, stream_id: int, size: int) -> None:
         """The app read ``size`` flow-controlled bytes: the client may send that much more.
@@ -354,7 +405,7 @@ class ZttpEngine:
         if size <= 0:
             return
         window = self._open.get(stream_id)
-        if window is not None:
+        if window is not None and not window[3]:
             window[1] += size
             if window[0] < self._stream_initial // 2:
                 credit = window[1]
@@ -362,13 +413,7 @@ class ZttpEngine:
                 window[1] = 0
                 self._flush_zttp()
                 self._out.append(_window_update(stream_id, credit))
-        self._conn_credit += size
-        if self._conn_window < self._conn_initial // 2:
-            credit = self._conn_credit
-            self._conn_credit = 0
-            self._conn_window += credit
-            self._flush_zttp()
-            self._out.append(_window_update(0, credit))
+        self._credit_connection(size)
 
     # --- Writing ----------------------------------------------------------------------------
 
@@ -404,16 +449,38 @@ class ZttpEngine:
             if end:
                 stream.end_message()
                 self._ended(stream_id)
+                self._merge_end(stream_id)
         except zttp.LocalProtocolError:
             self._refused_send(stream)
             return False
         return True
 
+    def _merge_end(self, stream_id: int) -> None:
+        """zttp ends a body with an empty DATA frame of its own: set END_STREAM on the last
+        DATA frame instead (one frame less per response for every client to parse)."""
+        out = self._conn.data_to_send()
+        tail = b"\0\0\0\0\1" + stream_id.to_bytes(4, "big")
+        if not out.endswith(tail):
+            if out:
+                self._out.append(out)
+            return
+        end = len(out) - _FRAME_HEADER
+        pos = last = 0
+        while pos < end:
+            last = pos
+            pos += _FRAME_HEADER + int.from_bytes(out[pos : pos + 3], "big")
+        if pos != end or out[last + 3] != _DATA or out[last + 5 : last + 9] != tail[5:]:
+            self._out.append(out)
+            return
+        merged = bytearray(out[:end])
+        merged[last + 4] |= _END_STREAM
+        self._out.append(bytes(merged))
+
     def _refused_send(self, stream: Any) -> None:
         # Reset, so the client does not wait for a response that cannot come.
         with contextlib.suppress(zttp.LocalProtocolError):
             stream.reset(ev.INTERNAL_ERROR)
-        self._open.pop(stream.stream_id, None)
+        self._close(stream.stream_id)
         self._known.discard(stream.stream_id)
 
     def end_stream(self, stream_id: int) -> bool:
@@ -427,23 +494,24 @@ class ZttpEngine:
         return True
 
     def _ended(self, stream_id: int) -> None:
-        if stream_id not in self._open:
+        if self.client_done(stream_id):
             self._known.discard(stream_id)
 
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""
-        if stream_id not in self._open and stream_id not in self._known:
+        if self.client_done(stream_id) and stream_id not in self._known:
             # Closed both ways, or a request zttp refused: reset only a refused request the
             # client is still sending (the connection asks for it after its answer).
             return
-        self._open.pop(stream_id, None)
+        self._close(stream_id)
         self._known.discard(stream_id)
         with contextlib.suppress(zttp.LocalProtocolError):
             self._conn.stream(stream_id).reset(error_code)
 
     def client_done(self, stream_id: int) -> bool:
         """Whether the client has ended its side of the stream (or the stream is closed)."""
-        return stream_id not in self._open
+        entry = self._open.get(stream_id)
+        return entry is None or entry[3] == 1
 
     def window(self, stream_id: int) -> int:
         """How many body bytes the stream may send now (its window and the connection's)."""
