@@ -14,7 +14,7 @@ import pytest
 
 from dualcorn.adapters.wsgi import ZEROCOPY_EXTENSION, WSGIAdapter
 from dualcorn.errors import ConfigError
-from tests.asgi_driver import ClientGone, drive, make_scope
+from tests.asgi_driver import ClientGone, Exchange, drive, make_scope
 
 Environ = dict[str, Any]
 
@@ -215,6 +215,41 @@ async def test_a_request_cancelled_while_queued_never_runs_the_app() -> None:
     assert (await first).status == 200
     await adapter.shutdown()
     assert calls == ["/first"]
+
+
+@pytest.mark.parametrize("version", ["1.1", "2"])
+async def test_a_request_whose_client_left_while_it_waited_never_runs_the_app(
+    version: str,
+) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    calls: list[str] = []
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        calls.append(environ["PATH_INFO"])
+        entered.set()
+        release.wait(timeout=30)
+        start_response("200 OK", [])
+        return []
+
+    adapter = WSGIAdapter(app, threads=1)
+    first = asyncio.create_task(drive(adapter, path="/first"))
+    await asyncio.to_thread(entered.wait, 30)
+    # The client is gone at its first receive() after the body: HTTP/1.1 without a length has
+    # none (nothing is received before the app runs), HTTP/2 has an empty one.
+    left = 0 if version == "1.1" else 1
+    exchange = Exchange()
+    options = {"path": "/gone", "http_version": version, "disconnect_after": left}
+    gone = asyncio.create_task(drive(adapter, exchange=exchange, **options))
+    # The watch notices the client left (a moment after the request started waiting), and
+    # the request ends without an answer while the only thread is still busy.
+    await asyncio.wait_for(gone, 30)
+    assert exchange.receive_calls == left + 1
+    release.set()
+    assert (await first).status == 200
+    await adapter.shutdown()
+    assert calls == ["/first"]  # the thread that took /gone skipped it
+    assert exchange.sent == []
 
 
 def test_no_thread_leaks_after_10000_requests() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dualcorn.adapters.wsgi import ClientDisconnected, WSGIAdapter
-from tests.asgi_driver import Exchange, drive
+from tests.asgi_driver import Exchange, drive, make_scope
 
 BODY = b"first line\nsecond line\n\nthird, longer line of text\nno newline at the end"
 
@@ -145,12 +145,25 @@ async def test_reading_is_lazy_one_chunk_at_a_time() -> None:
     assert calls == [1, 1, 2, 5]
 
 
-async def test_request_without_body_needs_no_receive_from_the_app_thread() -> None:
-    result, exchange = await run_reader(lambda stream: (stream.read(), stream.readline()), [])
+@pytest.mark.parametrize("version", ["1.1", "1.0", "2"])
+async def test_request_without_body_needs_no_receive_from_the_app_thread(version: str) -> None:
+    result, exchange = await run_reader(
+        lambda stream: (stream.read(), stream.readline()), [], http_version=version
+    )
     assert result == (b"", b"")
-    # The adapter received the empty body on the loop; the driver then blocks its next
-    # receive() until the response is done, so a second call would have hung the app.
-    assert exchange.receive_calls == 1
+    # RFC 9112 6.3: an HTTP/1.x request without Content-Length or Transfer-Encoding has no
+    # body, so nothing is received.  HTTP/2 says so only with its frames: the adapter receives
+    # the (empty) body on the loop.  The driver blocks a further receive() until the response
+    # is done, so a receive from the app thread would have hung the app.
+    assert exchange.receive_calls == (1 if version == "2" else 0)
+
+
+async def test_http2_body_without_a_length_is_read() -> None:
+    # HTTP/2 carries no Transfer-Encoding: a body without Content-Length is still a body.
+    scope = make_scope(http_version="2")
+    result, exchange = await run_reader(lambda stream: stream.read(), [b"ab", b"cd"], scope=scope)
+    assert result == b"abcd"
+    assert exchange.receive_calls == 2
 
 
 @pytest.mark.parametrize("read", [lambda s: s.read(), lambda s: s.read(500), lambda s: list(s)])

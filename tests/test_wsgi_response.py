@@ -59,6 +59,34 @@ async def test_small_list_is_the_work_items_result(wakes: list[str]) -> None:
     assert wakes == ["outbox"]
 
 
+class _InMemoryResponse:
+    """Shaped like Django's HttpResponse: iterates a list it holds, and has close()."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.closed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+async def test_a_body_iterating_a_list_is_sent_whole_with_a_length() -> None:
+    # Django's JsonResponse declares no Content-Length; its chunks are in memory already, so
+    # taking them all delays nothing (PEP 3333 "Buffering and Streaming") and the client gets
+    # a length instead of chunked framing.
+    body = _InMemoryResponse([b'{"message": ', b'"Hello"}'])
+    exchange = await serve(app_returning(body, headers=[("Content-Type", "application/json")]))
+    assert exchange.header("content-length") == "20"
+    assert [(m.get("body"), m.get("more_body")) for m in exchange.body_messages] == [
+        (b'{"message": "Hello"}', False)
+    ]
+    assert exchange.complete
+    assert body.closed == 1
+
+
 async def test_generator_streams_chunk_by_chunk(wakes: list[str]) -> None:
     def chunks() -> Iterator[bytes]:
         yield b"one"
@@ -97,8 +125,16 @@ async def test_large_list_streams_chunk_by_chunk() -> None:
     assert exchange.header("content-length") is None
 
 
+def _generator(chunks: list[bytes]) -> Iterator[bytes]:
+    yield from chunks
+
+
 @pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified", "200 OK"])
-@pytest.mark.parametrize("make_body", [list, tuple, iter], ids=["list", "tuple", "iterator"])
+@pytest.mark.parametrize(
+    "make_body",
+    [list, tuple, iter, _generator],
+    ids=["list", "tuple", "list-iter", "generator"],
+)
 async def test_empty_body_still_sends_status_and_headers(
     status: str, make_body: Callable[[list[bytes]], Iterable[bytes]]
 ) -> None:
@@ -108,8 +144,9 @@ async def test_empty_body_still_sends_status_and_headers(
     assert exchange.header("etag") == '"v1"'
     assert exchange.body == b""
     assert exchange.complete
-    if status != "200 OK" or make_body is iter:
-        # RFC 9110 8.6: no Content-Length on 204 or 304, nor when the length was not known.
+    if status != "200 OK" or make_body is _generator:
+        # RFC 9110 8.6: no Content-Length on 204 or 304, nor when the length was not known
+        # (a list's iterator has its chunks in memory: their length is known).
         assert exchange.header("content-length") is None
     else:
         assert exchange.header("content-length") == "0"
@@ -141,6 +178,23 @@ async def test_latin1_header_values_are_sent_as_their_bytes() -> None:
     app = app_returning([], headers=[("X-Name", "café")])
     exchange = await serve(app)
     assert exchange.headers == [(b"x-name", b"caf\xe9"), (b"content-length", b"0")]
+
+
+async def test_checked_header_lines_are_remembered_without_changing_answers() -> None:
+    # Lines checked once are looked up next time (Content-Length included, with its own
+    # length): the same lines in a list or a tuple, other lengths, and a str subclass (PEP 3333
+    # native strings) all give what the first, checked, answer gave.
+    class Text(str):
+        pass
+
+    lines = [("Content-Type", "text/plain"), ("Content-Length", "3")]
+    for headers in (lines, lines, [list(line) for line in lines], [(Text("X-A"), Text("1"))]):
+        exchange = await serve(app_returning([b"abc"], "200 OK", headers))  # type: ignore[arg-type]
+        assert exchange.status == 200
+        assert exchange.body == b"abc"
+    exchange = await serve(app_returning([b"abcdef"], "200 OK", [("Content-Length", "2")]))
+    assert exchange.headers == [(b"content-length", b"2")]
+    assert exchange.body == b"ab"  # PEP 3333: not past the declared length
 
 
 async def test_body_runs_ahead_of_a_slow_client_by_at_most_the_outbox_limit() -> None:
@@ -319,6 +373,7 @@ async def test_malformed_status_is_rejected(status: Any, caplog: pytest.LogCaptu
     "headers",
     [
         [("X-A", 1)],
+        [("X-A", ["1"])],
         [(b"X-A", "1")],
         [("X-A", "1", "extra")],
         ["X-A: 1"],

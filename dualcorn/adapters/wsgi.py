@@ -20,10 +20,11 @@ The server only ever speaks ASGI 3 (design rule 1), so a WSGI app is wrapped in
 The pool is bounded (``threads``): when every thread is busy, further requests wait in the
 pool's queue, holding no thread, and that queue is bounded too (``queue``, ``--wsgi-queue``):
 past it the request is answered 503 at once, as ``--limit-concurrency`` does.  A request
-without a body that has to wait watches its client meanwhile: one that hangs up before a thread
-is free aborts its outbox, and the thread that takes it skips the application.  A request task
-cancelled by the server aborts its bridge and its outbox, so its app thread stops at its next
-hop or post (or never starts the application) and returns to the pool.
+without a body that has to wait watches its client meanwhile (from 50-100 ms on, see
+:mod:`.wsgi_watch`): one that hangs up before a thread is free aborts its outbox, and the thread
+that takes it skips the application.  A request task cancelled by the server aborts its bridge
+and its outbox, so its app thread stops at its next hop or post (or never starts the
+application) and returns to the pool.
 
 Shutting down never blocks the loop: the pool is told to stop and its threads are awaited as an
 event, only as long as the server's grace period allows; then the server names the requests it
@@ -37,7 +38,7 @@ import functools
 import io
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
@@ -47,7 +48,6 @@ from dualcorn.adapters.capabilities import Capabilities
 from dualcorn.adapters.wsgi_input import (
     ClientDisconnected,
     LoopBridge,
-    Message,
     Receive,
     Send,
     WSGIInput,
@@ -55,6 +55,7 @@ from dualcorn.adapters.wsgi_input import (
 from dualcorn.adapters.wsgi_pool import WorkerPool
 from dualcorn.adapters.wsgi_responder import FileWrapper, Responder
 from dualcorn.adapters.wsgi_threads import OUTBOX_LIMIT, OUTBOX_MEMORY, Outbox
+from dualcorn.adapters.wsgi_watch import WaitWatcher
 from dualcorn.errors import ConfigError
 
 __all__ = [
@@ -73,6 +74,9 @@ ZEROCOPY_EXTENSION = "http.response.zerocopysend"
 
 _SERVER_PROTOCOLS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2"}
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+_HTTP1 = frozenset(("1.1", "1.0"))
+# Environ templates kept (one per connection, roughly) before the cache starts again.
+_TEMPLATES = 1024
 # Bytes of a partial line wsgi.errors holds before it logs them anyway.
 _ERRORS_LINE_LIMIT = 8192
 _BUSY_START = {
@@ -103,7 +107,7 @@ class ErrorStream(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"wsgi.errors.write() takes str, not {type(text).__name__}")
-        pending: str = getattr(self._pending, "text", "") + text
+        pending: str = self._pending.__dict__.get("text", "") + text
         end = pending.rfind("\n")
         if end >= 0:
             self._logger.error("%s", pending[:end])
@@ -119,7 +123,9 @@ class ErrorStream(io.TextIOBase):
             self.write(line)
 
     def flush(self) -> None:
-        pending: str = getattr(self._pending, "text", "")
+        # Called after every request: the thread's own dict, because a missing attribute on a
+        # threading.local costs an exception (getattr with a default: ~0.8 us).
+        pending: str = self._pending.__dict__.get("text", "")
         if pending:
             self._pending.text = ""
             self._logger.error("%s", pending)
@@ -154,9 +160,11 @@ def _below_root(path: str, root: str) -> str:
 
 
 def _path_info(scope: dict[str, Any] | Any, root: str, script_name: str) -> str:
+    raw_path: bytes | None = scope.get("raw_path")
+    if raw_path is not None and not root and b"%" not in raw_path:
+        return raw_path.decode("latin-1")  # nothing to unquote, no mount point to strip
     path: str = scope["path"]
     rest = _as_latin1(_below_root(path, root))
-    raw_path: bytes | None = scope.get("raw_path")
     if raw_path is None:
         return rest
     # PEP 3333: PATH_INFO carries the request's bytes, so a non-UTF-8 "%FF" survives as "\xff";
@@ -185,9 +193,14 @@ def request_may_have_body(environ: dict[str, Any]) -> bool:
 
 
 class EnvironBuilder:
-    """Builds PEP 3333 environs for one adapter; the request-independent part is built once."""
+    """Builds PEP 3333 environs for one adapter from per-connection templates.
 
-    __slots__ = ("_base",)
+    What depends only on the connection (the client and server addresses, the scheme, the
+    mount point, the HTTP version) is assembled once into a template, kept in a small bounded
+    cache; a request's environ is a copy of it plus the request line and the headers.
+    """
+
+    __slots__ = ("_base", "_templates")
 
     def __init__(self, *, multiprocess: bool, errors: ErrorStream, file_wrapper: type) -> None:
         # PEP 3333 "environ Variables": the wsgi.* keys every environ must carry.
@@ -203,53 +216,68 @@ class EnvironBuilder:
             "wsgi.file_wrapper": file_wrapper,
             "SERVER_PROTOCOL": "HTTP/1.1",
         }
+        self._templates: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def build(self, scope: Any) -> dict[str, Any]:
-        """The environ for one HTTP scope, without ``wsgi.input`` (the caller adds it)."""
+    def _template(self, key: tuple[Any, ...]) -> dict[str, Any]:
+        client, server, scheme, root, version = key
         environ = self._base.copy()
-        root: str = scope.get("root_path", "")
-        script_name = _as_latin1(root) if root else ""
-        scheme: str = scope.get("scheme", "http")
-        environ["REQUEST_METHOD"] = scope["method"]
         # PEP 3333: SCRIPT_NAME + PATH_INFO is the request path; SCRIPT_NAME is the mount point.
-        environ["SCRIPT_NAME"] = script_name
-        environ["PATH_INFO"] = _path_info(scope, root, script_name)
-        environ["QUERY_STRING"] = scope.get("query_string", b"").decode("latin-1")
+        environ["SCRIPT_NAME"] = _as_latin1(root) if root else ""
         environ["wsgi.url_scheme"] = scheme
         if scheme == "https":
             # The CGI variable (RFC 3875 4.1.18's "protocol-specific" ones; mod_ssl, gunicorn)
             # that some frameworks and middleware read instead of wsgi.url_scheme.
             environ["HTTPS"] = "on"
-        version = scope.get("http_version", "1.1")
         if version != "1.1":
             environ["SERVER_PROTOCOL"] = _SERVER_PROTOCOLS.get(version, "HTTP/" + version)
-
-        for raw_name, raw_value in scope["headers"]:
-            key = _environ_key(raw_name)
-            if key is None:
-                continue
-            value = raw_value.decode("latin-1")
-            if key in environ:
-                # RFC 9110 5.3: repeated fields combine with ", "; RFC 6265 5.4: cookies
-                # combine with "; " (HTTP/2 clients send each cookie as its own field).
-                separator = "; " if key == "HTTP_COOKIE" else ", "
-                value = environ[key] + separator + value
-            environ[key] = value
-
-        # PEP 3333: SERVER_NAME and SERVER_PORT are required strings (hypercorn put an int here).
-        server = scope.get("server")
+        # PEP 3333: SERVER_NAME and SERVER_PORT are required strings (hypercorn put an int here);
+        # without a port (a Unix socket) they come from the request's Host (see build()).
         if server is not None and server[1] is not None:
             environ["SERVER_NAME"] = server[0]
             environ["SERVER_PORT"] = str(server[1])
-        else:  # a Unix socket: fall back to what the client asked for
-            host, port = _host_and_port(environ.get("HTTP_HOST", "localhost"), scheme)
-            environ["SERVER_NAME"] = host
-            environ["SERVER_PORT"] = port
-        client = scope.get("client")
         if client is not None:
             environ["REMOTE_ADDR"] = client[0]
             environ["REMOTE_PORT"] = str(client[1])
-        extensions = scope.get("extensions")
+        if len(self._templates) >= _TEMPLATES:
+            self._templates.clear()  # many short connections: start again rather than grow
+        self._templates[key] = environ
+        return environ
+
+    def build(self, scope: Any) -> dict[str, Any]:
+        """The environ for one HTTP scope, without ``wsgi.input`` (the caller adds it)."""
+        get = scope.get
+        root: str = get("root_path", "")
+        version = get("http_version", "1.1")
+        key: tuple[Any, ...] = (get("client"), get("server"), get("scheme", "http"), root, version)
+        try:
+            template = self._templates.get(key)
+        except TypeError:  # an unhashable address (a list from some other server)
+            key = tuple(tuple(part) if type(part) is list else part for part in key)
+            template = self._templates.get(key)
+        if template is None:
+            template = self._template(key)
+        environ = template.copy()
+        environ["REQUEST_METHOD"] = scope["method"]
+        environ["PATH_INFO"] = _path_info(scope, root, environ["SCRIPT_NAME"])
+        environ["QUERY_STRING"] = get("query_string", b"").decode("latin-1")
+
+        for raw_name, raw_value in scope["headers"]:
+            key_name = _environ_key(raw_name)
+            if key_name is None:
+                continue
+            value = raw_value.decode("latin-1")
+            if key_name in environ:
+                # RFC 9110 5.3: repeated fields combine with ", "; RFC 6265 5.4: cookies
+                # combine with "; " (HTTP/2 clients send each cookie as its own field).
+                separator = "; " if key_name == "HTTP_COOKIE" else ", "
+                value = environ[key_name] + separator + value
+            environ[key_name] = value
+
+        if "SERVER_PORT" not in environ:  # a Unix socket: fall back to what the client asked for
+            host, port = _host_and_port(environ.get("HTTP_HOST", "localhost"), key[2])
+            environ["SERVER_NAME"] = host
+            environ["SERVER_PORT"] = port
+        extensions = get("extensions")
         if extensions and REQUEST_ID_KEY in extensions:  # PEP 3333: server keys carry its name
             environ[REQUEST_ID_KEY] = extensions[REQUEST_ID_KEY]["id"]
         return environ
@@ -283,21 +311,25 @@ class WSGIAdapter:
         self._pool: WorkerPool | None = None
         # --metrics-port: counts busy threads and waiting requests (dualcorn.metrics.recorder).
         self.pool_tracker: Any = None
+        self._watcher = WaitWatcher()
         self._environ = EnvironBuilder(
             multiprocess=multiprocess, errors=ErrorStream(logger), file_wrapper=FileWrapper
         )
 
-    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+    # asgiref's marker: an ASGI 3 callable although __call__ is not a coroutine function.
+    _asgi_single_callable = True
+
+    def __call__(self, scope: Any, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        # A plain function returning the coroutine: one coroutine per request, not two.
         kind = scope["type"]
         if kind == "http":
-            await self._serve_http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._serve_lifespan(receive, send)
-        elif kind == "websocket":
-            await self._refuse_websocket(receive, send)
-        else:
-            # ASGI: "Applications should raise an exception for unknown scope types".
-            raise ValueError(f"a WSGI application cannot serve {kind!r} scopes")
+            return self._serve_http(scope, receive, send)
+        if kind == "lifespan":
+            return self._serve_lifespan(receive, send)
+        if kind == "websocket":
+            return self._refuse_websocket(receive, send)
+        # ASGI: "Applications should raise an exception for unknown scope types".
+        return _refuse_scope(kind)
 
     def dualcorn_capabilities(self) -> Capabilities:
         """PEP 3333 has no WebSockets; the thread pool is closed by the server."""
@@ -329,22 +361,25 @@ class WSGIAdapter:
     async def _serve_http(self, scope: Any, receive: Receive, send: Send) -> None:
         environ = self._environ.build(scope)
         loop = asyncio.get_running_loop()
-        bridge = LoopBridge(loop)
         body_read = not request_may_have_body(environ)
+        bridge: LoopBridge | None = None
         if not body_read:
+            bridge = LoopBridge(loop)
             wsgi_input = WSGIInput(bridge, receive)
+        elif scope.get("http_version") in _HTTP1:
+            # RFC 9112 6.3 (7): an HTTP/1.x request without Content-Length or Transfer-Encoding
+            # has no body at all; nothing to receive.
+            wsgi_input = WSGIInput(None, receive)
         else:
             # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body, so the
             # first receive() answers at once; doing it here spares the app thread a hop.
+            # (An HTTP/2 body without a length still says more_body: then it gets a bridge.)
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            wsgi_input = WSGIInput(
-                bridge,
-                receive,
-                body=message.get("body", b""),
-                more_body=message.get("more_body", False),
-            )
+            if message.get("more_body", False):
+                bridge = LoopBridge(loop)
+            wsgi_input = WSGIInput(bridge, receive, body=message.get("body", b""))
         environ["wsgi.input"] = wsgi_input
         pool = self._ensure_pool()
         if pool.waiting >= self.queue:
@@ -367,20 +402,21 @@ class WSGIAdapter:
             job = self.pool_tracker.wrap(job)  # --metrics-port: busy threads, waiting requests
         pool.submit(job)
         watch = None
-        if body_read and pool.waiting:
-            # It waits for a thread: if its client hangs up meanwhile, nobody should run it.
-            watch = asyncio.ensure_future(receive())
-            watch.add_done_callback(functools.partial(_abandon_if_gone, outbox))
+        if body_read:
+            # It may wait for a thread: if its client hangs up meanwhile, nobody should run it.
+            # (Noting it is cheaper than asking the pool whether it waits.)
+            watch = self._watcher.add(outbox, receive)
         try:
             await outbox.deliver(send)
         except asyncio.CancelledError:
             # The server abandoned the request: release the app thread from its hop or wait.
             outbox.abort()
-            bridge.abort()
+            if bridge is not None:
+                bridge.abort()
             raise
         finally:
             if watch is not None:
-                watch.cancel()
+                watch.stop()
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -402,8 +438,5 @@ class WSGIAdapter:
             await send({"type": "websocket.close"})
 
 
-def _abandon_if_gone(outbox: Outbox, watch: asyncio.Future[Message]) -> None:
-    """The client of a request waiting for a thread hung up: the thread will skip it."""
-    gone = not watch.cancelled() and watch.exception() is None
-    if gone and watch.result()["type"] == "http.disconnect":
-        outbox.abandon()
+async def _refuse_scope(kind: str) -> None:
+    raise ValueError(f"a WSGI application cannot serve {kind!r} scopes")

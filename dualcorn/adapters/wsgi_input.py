@@ -91,15 +91,21 @@ class WSGIInput:
     __slots__ = ("_bridge", "_buffer", "_disconnected", "_more_body", "_receive")
 
     def __init__(
-        self, bridge: LoopBridge, receive: Receive, *, body: bytes = b"", more_body: bool = True
+        self,
+        bridge: LoopBridge | None,
+        receive: Receive,
+        *,
+        body: bytes = b"",
+        more_body: bool = True,
     ) -> None:
         """``body`` and ``more_body`` seed the stream with a chunk the adapter already received
-        on the loop (it does so for requests without a body, saving the app thread a hop)."""
+        on the loop (it does so for requests without a body, saving the app thread a hop).
+        Without a ``bridge`` there is nothing more to receive: the body is ``body``."""
         self._bridge = bridge
         self._receive = receive
         # The unread rest of what receive() delivered; consumed from the front.
         self._buffer = bytearray(body)
-        self._more_body = more_body
+        self._more_body = more_body and bridge is not None
         self._disconnected = False
 
     @property
@@ -111,7 +117,7 @@ class WSGIInput:
         """Receive one more chunk into the buffer; False at the end of the body."""
         if self._disconnected:  # keep failing: the rest of the body will never come
             raise ClientDisconnected("the client disconnected while sending the request body")
-        if not self._more_body:
+        if not self._more_body or self._bridge is None:
             return False
         message = self._bridge.call(_receive_message(self._receive))
         if message["type"] == "http.disconnect":

@@ -12,7 +12,10 @@ when the client falls ``--wsgi-outbuf-high-watermark`` bytes behind (past
 
 Headers leave lazily, with the first non-empty chunk or at the end of the iterable (PEP 3333
 "Buffering and Streaming"), together with that chunk.  A list or tuple body under
-``WHOLE_BODY_LIMIT`` goes out as one message with an exact Content-Length.  A
+``WHOLE_BODY_LIMIT`` goes out as one message with an exact Content-Length, and so does a body
+whose iterator is a list's or a tuple's (Django's ``HttpResponse``): its chunks are in memory,
+so gathering them delays nothing.  Response header lines are checked once and then looked up
+by their ``(name, value)`` pair.  A
 ``wsgi.file_wrapper`` over a regular file uses the ``http.response.zerocopysend`` extension when
 the server offers it.
 
@@ -55,6 +58,14 @@ _HOP_BY_HOP = frozenset(
 )  # fmt: skip
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\0]")  # RFC 9110 5.5
+# Header lines already checked and encoded, by their (name, value) pair, with the length a
+# Content-Length line declares (bounded; a dict's get, set and clear are atomic, so the app
+# threads share it without a lock).
+_KNOWN_HEADERS: dict[Any, tuple[tuple[bytes, bytes], int | None]] = {}
+_KNOWN_HEADERS_LIMIT = 1024
+# Iterators over bodies already in memory (a Django HttpResponse iterates its list): taking
+# their next chunk cannot block, so the whole body may be gathered before anything is sent.
+_IN_MEMORY_ITERATORS: tuple[type, ...] = (type(iter([])), type(iter(())))
 
 
 class FileWrapper:
@@ -115,6 +126,34 @@ def _header_name(name: str) -> bytes:
     return lowered.encode("ascii")
 
 
+def _encode_header(item: Any) -> tuple[bytes, bytes]:
+    """One checked WSGI header as ASGI bytes."""
+    # PEP 3333: names and values are native strings (str).
+    if (
+        not isinstance(item, tuple | list)
+        or len(item) != 2
+        or not isinstance(item[0], str)
+        or not isinstance(item[1], str)
+    ):
+        raise AppContractError(f"response header {item!r} is not a (str, str) pair")
+    name, value = item
+    raw_name = _header_name(name)
+    if raw_name == b"content-length":
+        if not (value.isascii() and value.isdigit()):
+            raise AppContractError(f"Content-Length {value!r} is not a whole number")
+        return raw_name, value.encode("ascii")
+    # PEP 3333 "Unicode Issues": header values must be latin-1; RFC 9110 5.5 forbids CR, LF
+    # and NUL in them (they would split the response).
+    if _FORBIDDEN_IN_VALUE.search(value):
+        raise AppContractError(f"response header {name!r} contains CR, LF or NUL")
+    try:
+        return raw_name, value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise AppContractError(
+            f"response header {name!r} has characters outside latin-1; encode the value"
+        ) from None
+
+
 def _encode_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None]:
     """ASGI headers from WSGI ones, and the declared Content-Length."""
     # PEP 3333: "response_headers argument is a list of (header_name, header_value) tuples".
@@ -122,32 +161,27 @@ def _encode_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None
         raise AppContractError(f"response headers must be a list, not {type(headers).__name__}")
     encoded: list[tuple[bytes, bytes]] = []
     content_length = None
+    known = _KNOWN_HEADERS
     for item in headers:
-        # PEP 3333: names and values are native strings (str).
-        if (
-            not isinstance(item, tuple | list)
-            or len(item) != 2
-            or type(item[0]) is not str
-            or type(item[1]) is not str
-        ):
-            raise AppContractError(f"response header {item!r} is not a (str, str) pair")
-        name, value = item
-        raw_name = _header_name(name)
-        # PEP 3333 "Unicode Issues": header values must be latin-1; RFC 9110 5.5 forbids CR, LF
-        # and NUL in them (they would split the response).
-        if _FORBIDDEN_IN_VALUE.search(value):
-            raise AppContractError(f"response header {name!r} contains CR, LF or NUL")
+        # Most responses repeat the same few header lines: those checked once are looked up
+        # (a pair of str; a list is unhashable and takes the long way).
+        cacheable = type(item) is tuple
         try:
-            raw_value = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise AppContractError(
-                f"response header {name!r} has characters outside latin-1; encode the value"
-            ) from None
-        if raw_name == b"content-length":
-            if not (value.isascii() and value.isdigit()):
-                raise AppContractError(f"Content-Length {value!r} is not a whole number")
-            content_length = int(value)
-        encoded.append((raw_name, raw_value))
+            entry = known.get(item) if cacheable else None
+        except TypeError:  # a tuple holding something unhashable: the check says what
+            entry = None
+        if entry is None:
+            pair = _encode_header(item)
+            length = int(pair[1]) if pair[0] == b"content-length" else None
+            if cacheable and type(item[0]) is type(item[1]) is str:
+                if len(known) >= _KNOWN_HEADERS_LIMIT:
+                    known.clear()  # many distinct lines (lengths, cookies): start again
+                known[item] = entry = (pair, length)
+        else:
+            pair, length = entry
+        if length is not None:
+            content_length = length
+        encoded.append(pair)
     return encoded, content_length
 
 
@@ -271,18 +305,26 @@ class Responder:
                 self._outbox.finish(error, self._last)
 
     def _send_iterable(self, iterable: Iterable[bytes]) -> None:
-        if self._zerocopy and type(iterable) is FileWrapper and self._send_file(iterable):
+        kind = type(iterable)
+        if kind is list or kind is tuple:
+            chunks: Any = iterable
+        elif self._zerocopy and type(iterable) is FileWrapper and self._send_file(iterable):
             return
-        if type(iterable) is list or type(iterable) is tuple:
+        else:
+            chunks = iter(iterable)
+            if type(chunks) in _IN_MEMORY_ITERATORS:
+                chunks = list(chunks)  # the body is in memory already: next() cannot block
+        if type(chunks) is list or type(chunks) is tuple:
             total = 0
-            for chunk in iterable:
+            for chunk in chunks:
                 if not isinstance(chunk, bytes):
                     raise AppContractError(f"the response iterable yielded {chunk!r}, not bytes")
                 total += len(chunk)
             if total <= WHOLE_BODY_LIMIT:
-                self._send_whole(b"".join(iterable))
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self._send_whole(body, at_finish=not hasattr(iterable, "close"))
                 return
-        for chunk in iterable:
+        for chunk in chunks:
             # PEP 3333: the application's iterable yields bytestrings.
             if not isinstance(chunk, bytes):
                 raise AppContractError(f"the response iterable yielded {chunk!r}, not bytes")
@@ -306,18 +348,24 @@ class Responder:
         self._sent += len(chunk)
         self._post_body(self._start_message(), chunk, more_body=not self._finished)
 
-    def _send_whole(self, body: bytes) -> None:
+    def _send_whole(self, body: bytes, *, at_finish: bool) -> None:
+        """The whole body as one message, with a Content-Length.  ``at_finish``: nothing runs
+        before :meth:`Outbox.finish` (no ``close()``), so the response travels with it."""
         if self._content_length is not None:
             body = body[: self._content_length - self._sent]
         self._finished = True
         self._sent += len(body)
         if self._input.disconnected:
             raise ClientDisconnected("the client disconnected")
-        # A list or tuple has no close(), so nothing runs between here and finish(): the whole
-        # response is the work item's result, sent with the one wake-up that ends it.
         start = self._start_message(len(body))
         message = {"type": "http.response.body", "body": body, "more_body": False}
-        self._last = [message] if start is None else [start, message]
+        if at_finish:
+            # The whole response is the work item's result, sent with the one wake-up of the
+            # loop that ends it.
+            self._last = [message] if start is None else [start, message]
+        else:
+            # close() may take a while (Django closes database connections): send first.
+            self._outbox.post(message, len(body), start=start)
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         """Send a regular file with ``http.response.zerocopysend``; False if it is not one."""

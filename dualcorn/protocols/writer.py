@@ -15,9 +15,10 @@ head, builds its scope (:mod:`dualcorn.protocols.scope`) and creates a
 What is protocol-neutral stays in the cycle: the ASGI message order, the checks on the app's
 headers (:func:`classify_field`, cached per server), the content-length bookkeeping (too much
 body is refused before it is written; a body shorter than its declared length ends the
-response as :meth:`ResponseWriter.abandon`), the body limits and timeouts, the access line.
-What depends on the wire is the writer's: status lines, chunked coding, ``Connection``
-headers, HTTP/1.0 rules, HEAD/204/304 body suppression on the wire, keep-alive.
+response as :meth:`ResponseWriter.abandon`), the count of body bytes passed on (the access
+log's ``%b``), the body limits and timeouts, the access line.  What depends on the wire is the
+writer's: status lines, chunked coding, ``Connection`` headers, HTTP/1.0 rules, HEAD/204/304
+body suppression on the wire, keep-alive.
 
 A protocol starts a request so (HTTP/1.1 in ``protocols/http1``; HTTP/2 per stream)::
 
@@ -34,6 +35,9 @@ Order of calls on a writer, per response (the cycle guarantees it)::
     start(...) (body(...) | sendfile(...))* [trailers(...)]   -- the last body has end=True
                                               unless trailers or abandon() follow
     drain() / gone() / abort()             -- at any time
+
+``gone`` is called per body message: a writer may make it a callable attribute (HTTP/1.1's is
+the transport's own ``is_closing``).
 """
 
 from __future__ import annotations

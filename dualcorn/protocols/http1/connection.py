@@ -3,9 +3,11 @@
 The message loop (:mod:`dualcorn.protocols.http1.messages`, whose subclasses only pick the field
 tokenizer, h11 or httptools) turns bytes into calls of :meth:`HTTPConnection.start_request`,
 ``cycle.feed_body``, ``cycle.feed_end`` and :meth:`HTTPConnection.reject`.  This class owns the
-rest: the peer addresses, the ASGI scope, the cycle task, keep-alive and its cap, the three
-timeouts (idle keep-alive, request head, body stall), flow control, graceful shutdown, and the
-switch to a WebSocket session (:meth:`HTTPConnection.upgrade_websocket`).
+rest: the peer addresses (the facts :func:`~dualcorn.protocols.scope.http_scope` reads), the
+cycle task with its :class:`~dualcorn.protocols.http1.writer.HTTP1Writer`, keep-alive and its
+cap, the three timeouts (idle keep-alive, request head, body stall), flow control (it is the
+cycle's :class:`~dualcorn.protocols.writer.CycleOwner`), graceful shutdown, and the switch to a
+WebSocket session (:meth:`HTTPConnection.upgrade_websocket`).
 """
 
 from __future__ import annotations
