@@ -77,7 +77,21 @@ def _parser() -> argparse.ArgumentParser:
         default=RESULTS,
         help="directory for latest.md, latest.json and latest.svg",
     )
+    parser.add_argument(
+        "--h2-connections", type=int, default=16, help="h2load -c in the HTTP/2 scenarios (16)"
+    )
+    parser.add_argument(
+        "--h2-streams",
+        type=int,
+        default=32,
+        help="h2load -m: streams in flight per connection in the HTTP/2 scenarios (32)",
+    )
     parser.add_argument("--note", default="", help="a line quoted at the top of latest.md")
+    parser.add_argument(
+        "--basename",
+        default="latest",
+        help="file name of the results, without suffix (latest: latest.md, .json, .svg)",
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -119,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         idle_count=args.idle_connections,
         use_wrk=args.loadgen != "python",
         quiet_wait=args.quiet_wait,
+        h2_connections=args.h2_connections,
+        h2_streams=args.h2_streams,
     )
     _keep_off_server_core()
     results: list[tuple[Scenario, list[Row]]] = []
@@ -144,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append((scenario, rows))
     args.output.mkdir(parents=True, exist_ok=True)
     info = report.machine()
-    (args.output / "latest.md").write_text(report.markdown(info, settings, results, args.note))
-    report.write_json(args.output / "latest.json", info, settings, results, args.note)
-    (args.output / "latest.svg").write_text(report.chart(results, "dualcorn and peers"))
-    print(f"wrote {args.output}/latest.{{md,json,svg}}", file=sys.stderr)
+    base = args.output / args.basename
+    base.with_suffix(".md").write_text(report.markdown(info, settings, results, args.note))
+    report.write_json(base.with_suffix(".json"), info, settings, results, args.note)
+    base.with_suffix(".svg").write_text(report.chart(results, "dualcorn and peers"))
+    print(f"wrote {base}.{{md,json,svg}}", file=sys.stderr)
     return 0
 
 

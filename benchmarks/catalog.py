@@ -48,6 +48,9 @@ def wsgi_threads() -> int:
 CommandBuilder = Callable[[str, Interface, int, bool], list[str]]
 # (certificate file, key file) -> the server's own flags for TLS.
 TLSFlags = Callable[[str, str], list[str]]
+# (over TLS?) -> the server's own flags that turn HTTP/2 on (h2c prior knowledge / ALPN h2).
+H2Flags = Callable[[bool], list[str]]
+Protocol = Literal["http/1.1", "h2"]
 
 
 def static_root() -> str:
@@ -75,6 +78,8 @@ class ServerSpec:
     package: str  # the distribution whose version the report prints
     note: str
     tls_flags: TLSFlags | None = None  # None: the server cannot terminate TLS itself
+    h2_flags: H2Flags | None = None  # None: the server (as configured here) has no HTTP/2
+    h2_caps: str = ""  # its per-connection HTTP/2 limits, printed under the h2 tables
 
     def command(
         self,
@@ -83,22 +88,30 @@ class ServerSpec:
         port: int,
         access_log: bool = False,
         tls: tuple[str, str] | None = None,
+        h2: bool = False,
     ) -> list[str]:
         """The argv that serves ``target`` ("module:attr") on 127.0.0.1:port.
 
         ``access_log`` turns the server's access log on; ``tls`` is (certificate file, key
-        file) for https."""
+        file) for https; ``h2`` turns HTTP/2 on."""
         argv = self.build(target, interface, port, access_log)
         if tls is not None:
             if self.tls_flags is None:
                 raise ValueError(f"{self.name} does not serve TLS")
             argv += self.tls_flags(*tls)
+        if h2:
+            if self.h2_flags is None:
+                raise ValueError(f"{self.name} does not serve HTTP/2")
+            argv += self.h2_flags(tls is not None)
         return argv
 
     def serves(self, scenario: Scenario) -> bool:
-        """Whether this server takes part in ``scenario`` (its interface; TLS if needed)."""
-        return scenario.interface in self.interfaces and (
-            not scenario.tls or self.tls_flags is not None
+        """Whether this server takes part in ``scenario`` (its interface; TLS, HTTP/2 if
+        needed)."""
+        return (
+            scenario.interface in self.interfaces
+            and (not scenario.tls or self.tls_flags is not None)
+            and (scenario.protocol != "h2" or self.h2_flags is not None)
         )
 
 
@@ -261,6 +274,17 @@ def _nginx(target: str, interface: Interface, port: int, access_log: bool) -> li
     return [nginx, "-e", "stderr", "-p", str(home), "-c", str(conf), "-g", "daemon off;"]
 
 
+def _flag(*flags: str) -> H2Flags:
+    return lambda tls: list(flags)
+
+
+# h2load counts the streams of a connection the server ends (a per-connection cap) as failed,
+# and does not reconnect: these caps explain the errors column of the h2 scenarios.
+DUALCORN_H2_CAPS = (
+    "its defaults: SETTINGS_MAX_CONCURRENT_STREAMS and --limit-keepalive-requests as "
+    "feat/h2 sets them (see the dualcorn README's option table)"
+)
+
 BOTH: tuple[Interface, ...] = ("asgi", "wsgi")
 WITH_STATIC: tuple[Interface, ...] = ("asgi", "wsgi", "static")
 
@@ -274,6 +298,8 @@ SERVERS: dict[str, ServerSpec] = {
             "dualcorn",
             "default: httptools when installed, uvloop, --interface auto",
             _ssl_flags,
+            _flag("--http2"),
+            DUALCORN_H2_CAPS,
         ),
         ServerSpec(
             "dualcorn-h11", WITH_STATIC, _dualcorn("h11"), "dualcorn", "--http h11", _ssl_flags
@@ -291,20 +317,36 @@ SERVERS: dict[str, ServerSpec] = {
             BOTH,
             _uvicorn("zttp"),
             "uvicorn",
-            "--http zttp --loop uvloop: uvicorn 0.54's Zig HTTP/1.1 parser (pip package zttp)",
+            "--http zttp --loop uvloop: uvicorn 0.54's Zig HTTP/1.1 parser (pip package zttp); "
+            "h2 scenarios: --http2 (zttp.H2Connection)",
             _ssl_flags,
+            _flag("--http2"),
+            "zttp 0.0.35: 128 concurrent streams (fixed); its 4,097th stream on a connection "
+            "is answered with GOAWAY ENHANCE_YOUR_CALM ('flood detected') and uvicorn closes "
+            "the connection: no flag changes it",
         ),
         ServerSpec("uvicorn-h11", BOTH, _uvicorn("h11"), "uvicorn", "--http h11", _ssl_flags),
         ServerSpec(
-            "hypercorn", BOTH, _hypercorn, "hypercorn", "asyncio worker, 1 worker", _certfile_flags
+            "hypercorn",
+            BOTH,
+            _hypercorn,
+            "hypercorn",
+            "asyncio worker, 1 worker; HTTP/2 (h2c prior knowledge, ALPN h2) on by default",
+            _certfile_flags,
+            _flag(),
+            "h2_max_concurrent_streams 100; keep_alive_max_requests 1,000 streams per "
+            "connection, then GOAWAY (config file only, not a command-line flag)",
         ),
         ServerSpec(
             "granian",
             WITH_STATIC,
             _granian,
             "granian",
-            "--interface asgi|wsgi, 1 worker; static: --static-path-route/--static-path-mount",
+            "--interface asgi|wsgi, 1 worker; static: --static-path-route/--static-path-mount; "
+            "--http auto (the default) serves h2c prior knowledge and ALPN h2",
             _granian_tls,
+            _flag(),
+            "--http2-max-concurrent-streams 200 (default); no per-connection stream cap",
         ),
         ServerSpec(
             "waitress",
@@ -351,6 +393,7 @@ class Scenario:
     tls: bool = False  # served over TLS with benchmarks/certs.py's certificate (https)
     path: str = "/"
     access_log: bool = False  # every server with its access log on (level info)
+    protocol: Protocol = "http/1.1"  # "h2": HTTP/2 (h2c prior knowledge, or ALPN h2 with tls)
 
     @property
     def app(self) -> str:
@@ -389,6 +432,32 @@ SCENARIOS: dict[str, Scenario] = {
             "wsgi_hello over TLS (keep-alive connections: one handshake each, then requests)",
             expect_body_size=13,
             tls=True,
+        ),
+        Scenario(
+            "h2c_hello_asgi",
+            "asgi_hello:app",
+            "asgi",
+            "asgi_hello over HTTP/2 cleartext (h2c, prior knowledge), h2load: many streams on "
+            "few connections",
+            expect_body_size=13,
+            protocol="h2",
+        ),
+        Scenario(
+            "h2_tls_hello_asgi",
+            "asgi_hello:app",
+            "asgi",
+            "asgi_hello over HTTP/2 on TLS (ALPN h2), h2load: many streams on few connections",
+            expect_body_size=13,
+            tls=True,
+            protocol="h2",
+        ),
+        Scenario(
+            "h2c_hello_wsgi",
+            "wsgi_hello:app",
+            "wsgi",
+            "wsgi_hello over h2c (prior knowledge), h2load: many streams on few connections",
+            expect_body_size=13,
+            protocol="h2",
         ),
         Scenario(
             "fastapi_json", "fastapi_json:app", "asgi", "FastAPI route returning a small JSON dict"

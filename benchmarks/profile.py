@@ -121,9 +121,10 @@ def _run(args: argparse.Namespace, scenario: Scenario, raw: Path, inprocess: boo
             server.check_alive()
             kept = "the thread holding the GIL" if args.gil else "threads not idle"
             what = f"py-spy {_py_spy_version()} at {args.rate:g} Hz, samples of {kept}"
+    clients = _clients(settings, scenario)
     return (
-        f"{what}, for {args.duration:g} s of {result.tool} load with {args.connections} "
-        f"connections after {args.warmup:g} s warm-up: {result.rps:,.0f} req/s "
+        f"{what}, for {args.duration:g} s of {result.tool} load with {clients} "
+        f"after {args.warmup:g} s warm-up: {result.rps:,.0f} req/s "
         f"with the profiler attached, {result.errors} errors"
     )
 
@@ -179,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory (results/)")
     return parser
+
+
+def _clients(settings: Settings, scenario: Scenario) -> str:
+    if scenario.protocol == "h2":  # h2load: streams on connections
+        return f"{settings.h2_connections} connections x {settings.h2_streams} streams"
+    return f"{settings.connections} connections"
 
 
 def main(argv: list[str] | None = None) -> int:

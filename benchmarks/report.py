@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.catalog import SERVERS, Scenario
+from benchmarks.h2load import h2load_version
 from benchmarks.procs import ROOT
 from benchmarks.runner import BUSY, Row, Settings
 
@@ -115,6 +116,7 @@ def machine() -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": {name: _version(name) for name in packages},
         "wrk": _wrk_version(),
+        "h2load": h2load_version(),
     }
 
 
@@ -151,6 +153,20 @@ def _reference(rows: list[Row], attribute: str) -> float | None:
             value: float | None = getattr(r, attribute)
             return value
     return None
+
+
+def _h2_settings(
+    info: dict[str, Any], settings: Settings, results: list[tuple[Scenario, list[Row]]]
+) -> list[str]:
+    if not any(s.protocol == "h2" for s, _ in results):
+        return []
+    return [
+        f"- HTTP/2 scenarios: {info.get('h2load', 'h2load')} `-t1 -c{settings.h2_connections} "
+        f"-m{settings.h2_streams} -D<duration> -T10` (h2c with prior knowledge, or TLS with "
+        "ALPN h2) instead of wrk; req/s is the requests answered over the span from the first "
+        "request's start to the last one's end, p50/p99 from h2load's per-request log; errors "
+        "are h2load's failed streams."
+    ]
 
 
 def _throughput_table(rows: list[Row]) -> list[str]:
@@ -252,12 +268,17 @@ def markdown(
         "over rounds, in brackets the rounds' min-max; peak RSS sums the server process and "
         'its children. A server marked "busy machine" had other processes using more than '
         f"{BUSY:.0%} of the CPU before or during one of its rounds.",
+        *_h2_settings(info, settings, results),
         "",
         *_headline(results),
         "## Servers",
         "",
     ]
     lines += [f"- **{spec.name}**: {spec.note}" for spec in SERVERS.values()]
+    if any(s.protocol == "h2" for s, _ in results):
+        lines += ["", "HTTP/2 per-connection caps (h2load counts the streams of a connection "
+                  "a server ends as failed, and does not reconnect):", ""]  # fmt: skip
+        lines += [f"- **{spec.name}**: {spec.h2_caps}" for spec in SERVERS.values() if spec.h2_caps]
     for scenario, rows in results:
         lines += ["", f"## {scenario.name}", "", f"{scenario.description}.", ""]
         table = _idle_table if scenario.kind == "idle" else _throughput_table

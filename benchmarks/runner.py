@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks.catalog import Scenario, ServerSpec
 from benchmarks.certs import tls_files
+from benchmarks.h2load import h2load_available, probe_h2, run_h2load
 from benchmarks.loadgen import IdleResult, LoadResult
 from benchmarks.procs import (
     CLIENT_CORE,
@@ -62,6 +63,8 @@ class Settings:
     idle_hold: float = 3.0
     use_wrk: bool = True
     quiet_wait: float = 60.0  # at most this long before a round for the machine to quieten
+    h2_connections: int = 16  # h2load -c in the HTTP/2 scenarios
+    h2_streams: int = 32  # h2load -m: streams in flight per connection
 
 
 @dataclass
@@ -164,10 +167,21 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
+def _probe_h2(port: int, scenario: Scenario) -> tuple[int, bytes]:
+    body = b"x" * scenario.body_size if scenario.method == "POST" else b""
+    tls = tls_files().client_context() if scenario.tls else None
+    return probe_h2(port, tls=tls, path=scenario.path, method=scenario.method, body=body)
+
+
 def probe(port: int, scenario: Scenario) -> None:
-    """One request with the stdlib client; raise ServerFailed unless the answer is right.
+    """One request with the stdlib client (HTTP/2 scenarios: the h2 library); raise
+    ServerFailed unless the answer is right.
 
     Over TLS the client verifies the server's certificate against the test CA."""
+    if scenario.protocol == "h2":
+        status, data = _probe_h2(port, scenario)
+        _check(scenario, status, data)
+        return
     conn = (
         http.client.HTTPSConnection(
             "127.0.0.1", port, timeout=10, context=tls_files().client_context()
@@ -184,8 +198,12 @@ def probe(port: int, scenario: Scenario) -> None:
         raise ServerFailed(f"probe request failed: {exc!r}") from exc
     finally:
         conn.close()
-    if response.status != 200:
-        raise ServerFailed(f"probe answered {response.status}: {data[:80]!r}")
+    _check(scenario, response.status, data)
+
+
+def _check(scenario: Scenario, status: int, data: bytes) -> None:
+    if status != 200:
+        raise ServerFailed(f"probe answered {status}: {data[:80]!r}")
     if scenario.expect_body_size is not None and len(data) != scenario.expect_body_size:
         raise ServerFailed(f"probe body is {len(data)} bytes, not {scenario.expect_body_size}")
     if scenario.method == "POST" and data.strip() != str(scenario.body_size).encode():
@@ -203,6 +221,17 @@ def _loadgen(args: list[str], timeout: float) -> str:
 
 
 def load(port: int, scenario: Scenario, settings: Settings, duration: float) -> LoadResult:
+    if scenario.protocol == "h2":
+        if not h2load_available():
+            raise RuntimeError("h2load is not installed (apt-get install nghttp2-client)")
+        return run_h2load(
+            f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}{scenario.path}",
+            duration=duration,
+            connections=settings.h2_connections,
+            streams=settings.h2_streams,
+            method=scenario.method,
+            body_size=scenario.body_size,
+        )
     if settings.use_wrk and wrk_available():
         return run_wrk(
             f"{'https' if scenario.tls else 'http'}://127.0.0.1:{port}{scenario.path}",
@@ -254,7 +283,14 @@ def server_argv(spec: ServerSpec, scenario: Scenario, port: int) -> list[str]:
     the scenario is served over TLS."""
     tls = tls_files() if scenario.tls else None
     files = (tls.certfile, tls.keyfile) if tls else None
-    return spec.command(scenario.app, scenario.interface, port, scenario.access_log, files)
+    return spec.command(
+        scenario.app,
+        scenario.interface,
+        port,
+        scenario.access_log,
+        files,
+        scenario.protocol == "h2",
+    )
 
 
 def start(server: ServerProcess, scenario: Scenario) -> None:
