@@ -50,7 +50,10 @@ def test_the_server_settings(h2_engine: str) -> None:
         assert settings[3] == 100  # SETTINGS_MAX_CONCURRENT_STREAMS
         assert settings[4] == 65536  # the stream window: --read-high-water
         assert settings[6] == 65536  # the header list: --limit-request-head
-        assert settings.get(8, 0) == 0  # RFC 8441 extended CONNECT: not served yet
+        assert settings[8] == 1  # RFC 8441 extended CONNECT: WebSockets over HTTP/2
+    with ServerThread(echo_length, ws="none") as server, H2Client(server.port) as client:
+        assert client.get("/").status == 200
+        assert client.remote_settings.get(8, 0) == 0  # no WebSockets, no extended CONNECT
 
 
 def test_an_unread_upload_holds_back_its_stream_only(h2_engine: str) -> None:

@@ -9,7 +9,8 @@ HTTP/2 is off and the preface is answered 505 as before.
 
 Modules: ``engine`` (the frame layer: the only module that imports ``h2``), ``limits`` (the
 limits and flood defences), ``request`` (pseudo-headers to the shared policy), ``stream`` (one
-stream's response writer and body owner), ``connection`` (streams, timeouts, GOAWAY).
+stream's response writer and body owner), ``connection`` (streams, timeouts, GOAWAY),
+``websocket`` and ``ws_stream`` (WebSockets over HTTP/2, RFC 8441).
 """
 
 from __future__ import annotations

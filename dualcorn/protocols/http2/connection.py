@@ -37,6 +37,7 @@ from dualcorn.protocols.http2.limits import FloodGuard, limits_for
 from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
 from dualcorn.protocols.http2.stream import H2Stream, StreamHandler
 from dualcorn.protocols.logline import refusal_line
+from dualcorn.protocols.request_head import RequestHead
 from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.proxies import ProxyHeaders
@@ -82,6 +83,7 @@ class H2Connection(asyncio.Protocol, Connection):
         self.write_paused = False
         self._write_soon = False
         self._closed = asyncio.Event()
+        self._streams_changed = asyncio.Event()  # a stream finished, or the connection lost
         self._going_away = False  # the first GOAWAY was sent
         self._last_stream: int | None = None  # the final GOAWAY's last stream id
         self._timer: asyncio.TimerHandle | None = None
@@ -177,6 +179,7 @@ class H2Connection(asyncio.Protocol, Connection):
         self.lost = True
         self.state.connections.discard(self)
         self._closed.set()
+        self._streams_changed.set()
         self._stop_timer()
         for stream in list(self.streams.values()):
             stream.lost()
@@ -205,9 +208,6 @@ class H2Connection(asyncio.Protocol, Connection):
             # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
             self._refuse(sid, ev.REFUSED_STREAM)
             return
-        # RFC 8441 (WebSockets over HTTP/2) joins here: with SETTINGS_ENABLE_CONNECT_PROTOCOL
-        # on, a CONNECT with ":protocol: websocket" gets a WebSocket StreamHandler in
-        # self.streams instead of a request cycle (request.py refuses ":protocol" until then).
         try:
             head, facts = h2_request_head(
                 event.headers,
@@ -220,6 +220,9 @@ class H2Connection(asyncio.Protocol, Connection):
             code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR
             self._refused(sid, event.headers, exc.status, str(exc), code)
             return
+        if head.method == b"CONNECT":  # RFC 8441: request.py lets only an extended CONNECT by
+            self._extended_connect(event, head)
+            return
         limit = self.config.limit_request_body
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
             self._refused(sid, event.headers, 413, "body over --limit-request-body", ev.NO_ERROR)
@@ -228,12 +231,7 @@ class H2Connection(asyncio.Protocol, Connection):
             state.error_logger.warning("--limit-concurrency reached: answering 503")
             self._refused(sid, event.headers, 503, "too many requests in flight", ev.NO_ERROR)
             return
-        if not self._going_away:
-            self._stop_timer()  # the idle timer; a graceful end keeps its own
-        self.streams_opened += 1
-        cap = self._stream_cap
-        if (cap is not None and self.streams_opened >= cap) or state.draining:
-            self._go_away()
+        self.opened()
         stream = H2Stream(self, sid, head.method == b"HEAD")
         self.streams[sid] = stream
         cycle = RequestCycle(
@@ -248,6 +246,28 @@ class H2Connection(asyncio.Protocol, Connection):
         # run_cycle removes its own task from state.tasks when it ends.
         cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
         state.tasks.add(task)
+
+    def opened(self) -> None:
+        """A stream is served: the idle timer stops, --http2-max-requests counts it."""
+        if not self._going_away:
+            self._stop_timer()  # the idle timer; a graceful end keeps its own
+        self.streams_opened += 1
+        cap = self._stream_cap
+        if (cap is not None and self.streams_opened >= cap) or self.state.draining:
+            self._go_away()
+
+    def _extended_connect(self, event: ev.Request, head: RequestHead) -> None:
+        if not self.limits.connect_protocol:
+            # RFC 9113 8.3: ":protocol" is undefined unless the server sent
+            # SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 3): a malformed request.
+            reason = ":protocol without SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 3)"
+            self._refused(event.stream_id, event.headers, 400, reason, ev.PROTOCOL_ERROR)
+            return
+        from dualcorn.protocols.http2.websocket import open_websocket
+
+        refusal = open_websocket(self, event, head)
+        if refusal is not None:
+            self._refused(event.stream_id, event.headers, *refusal)
 
     def _malformed(self, event: ev.Malformed) -> None:
         stream = self.streams.pop(event.stream_id, None)
@@ -323,6 +343,7 @@ class H2Connection(asyncio.Protocol, Connection):
         """The app is done and everything it sent is written (or the stream was reset)."""
         if self.streams.pop(stream.id, None) is None:
             return
+        self._streams_changed.set()
         engine = self.engine
         if not stream.reset and not engine.client_done(stream.id):
             # RFC 9113 8.1: the response is complete; the client may stop sending.
@@ -412,13 +433,23 @@ class H2Connection(asyncio.Protocol, Connection):
 
     def shutdown(self) -> None:
         self._go_away()
-        # The server waits for state.tasks: this connection counts until it has closed.
-        task = self.loop.create_task(self.wait_closed())
+        # The server waits for state.tasks: this connection counts until it has closed, or
+        # until only WebSocket streams are left, which the server closes with 1012 next.
+        task = self.loop.create_task(self._wait_requests())
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+
+    async def _wait_requests(self) -> None:
+        changed = self._streams_changed
+        while not self.lost:
+            streams = self.streams.values()
+            if streams and all(stream.long_lived for stream in streams):
+                return
+            changed.clear()
+            await changed.wait()
 
     # --- The connection's timer ------------------------------------------------------------
 

@@ -147,6 +147,8 @@ class EngineSettings(NamedTuple):
     initial_window_size: int
     connection_window: int
     header_block_cap: int  # what the HPACK decoder decodes at most (a connection error past)
+    # RFC 8441 3: SETTINGS_ENABLE_CONNECT_PROTOCOL, when the server serves WebSockets.
+    enable_connect_protocol: bool = False
 
 
 # --- The h2 connection, kept from ending the connection on stream errors ----------------
@@ -236,6 +238,7 @@ class H2Engine:
                 _SETTING.MAX_HEADER_LIST_SIZE: settings.max_header_list_size,
                 _SETTING.HEADER_TABLE_SIZE: settings.header_table_size,
                 _SETTING.INITIAL_WINDOW_SIZE: settings.initial_window_size,
+                _SETTING.ENABLE_CONNECT_PROTOCOL: int(settings.enable_connect_protocol),
             },
         )
         self._cap_decoder()

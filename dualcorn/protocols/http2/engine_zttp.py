@@ -15,7 +15,7 @@ by reading the frame headers that go in and out (whole frames, 9 bytes each: che
   stream stays within its window, per stream.
 * **SETTINGS.**  zttp's are fixed (128 streams, 64 KiB header list, extended CONNECT on); the
   server's own SETTINGS frame replaces zttp's at the preface: the stream limit, the header
-  list, the stream window and no RFC 8441 CONNECT until dualcorn serves it.  zttp still
+  list, the stream window, RFC 8441 CONNECT only where the server serves WebSockets.  zttp still
   enforces its own ceilings (:data:`MAX_STREAMS`, :data:`MAX_HEADER_LIST`), so dualcorn's
   limits are advertised at most at those.
 * **Malformed requests.**  zttp answers one with RST_STREAM PROTOCOL_ERROR at once; RFC 9113
@@ -23,7 +23,8 @@ by reading the frame headers that go in and out (whole frames, 9 bytes each: che
   Here zttp's reset is held back and :class:`Malformed` reported instead, so the connection
   answers 400 on that stream and resets it only if the client is still sending, as with
   ``h2``.  Requests zttp lets through that ``h2`` calls malformed (no ``:authority`` or Host,
-  ``:protocol`` while extended CONNECT is off, a plain CONNECT) are reported the same way.
+  ``:protocol`` while extended CONNECT is off, CONNECT with ``:path`` and no ``:protocol``) are
+  reported the same way.
 * **Its hard limits.**  zttp ends a connection after :data:`STREAMS_PER_CONNECTION` streams
   (GOAWAY ENHANCE_YOUR_CALM, a "flood"); :data:`GRACEFUL_STREAMS` is where the connection
   ends it gracefully first.  Its Rapid Reset count is for the connection's lifetime (256
@@ -87,7 +88,7 @@ class ZttpEngine:
     __slots__ = (
         "_block", "_conn", "_conn_credit", "_conn_initial", "_conn_window", "_header",
         "_highest", "_known", "_lengths", "_max_frame", "_open", "_out", "_pad_sid", "_preface",
-        "_preface_frames", "_skip", "_stream_initial",
+        "_preface_frames", "_skip", "_stream_initial", "_websockets",
     )  # fmt: skip
 
     def __init__(self, settings: EngineSettings) -> None:
@@ -105,6 +106,7 @@ class ZttpEngine:
         self._lengths: dict[int, int] = {}
         self._out: list[bytes] = []  # frames written here, in order with zttp's
         self._max_frame = _MAX_FRAME_SIZE
+        self._websockets = settings.enable_connect_protocol
         self._highest = 0
         # The inbound frame reader's state (see _scan).
         self._preface = _PREFACE
@@ -121,7 +123,7 @@ class ZttpEngine:
             (_SET_WINDOW, self._stream_initial),
             (_SET_FRAME, _MAX_FRAME_SIZE),
             (_SET_LIST, min(settings.max_header_list_size, MAX_HEADER_LIST)),
-            (_SET_CONNECT, 0),  # RFC 8441 is not served yet
+            (_SET_CONNECT, int(settings.enable_connect_protocol)),  # RFC 8441 WebSockets
         )
         payload = b"".join(k.to_bytes(2, "big") + v.to_bytes(4, "big") for k, v in values)
         self._preface_frames = _frame(_SETTINGS, 0, 0, payload)
@@ -215,9 +217,22 @@ class ZttpEngine:
         fields = [(b":method", event.method), (b":scheme", b"http"), (b":path", event.target)]
         fields += headers
         method = event.method
-        if event.protocol is not None:
-            # RFC 8441 4: :protocol only where SETTINGS_ENABLE_CONNECT_PROTOCOL was sent.
-            return ev.Malformed(sid, "extended CONNECT is not enabled (RFC 8441)")
+        protocol = event.protocol
+        if protocol is not None:
+            if not self._websockets:
+                # RFC 8441 3: :protocol only where SETTINGS_ENABLE_CONNECT_PROTOCOL was sent.
+                return ev.Malformed(sid, "extended CONNECT is not enabled (RFC 8441)")
+            # zttp made :authority the Host field; request.py checks an extended CONNECT's
+            # pseudo-headers (RFC 8441 4), so they are given back.
+            authority = [value for name, value in headers if name == b"host"]
+            if method != b"CONNECT" or len(authority) != 1:
+                return ev.Malformed(sid, ":protocol on a request that is no CONNECT (RFC 8441 4)")
+            fields = [
+                (b":method", method), (b":protocol", protocol), (b":scheme", b"https"),
+                (b":path", event.target), (b":authority", authority[0]), *headers,
+            ]  # fmt: skip
+            self._known.add(sid)
+            return ev.Request(sid, fields, event.end_stream)
         if method == b"CONNECT":
             return ev.Malformed(sid, "a CONNECT request with :path (RFC 9113 8.5)")
         host = False

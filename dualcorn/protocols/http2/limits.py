@@ -68,6 +68,9 @@ class H2Limits:
         # HTTP/1.1 --read-high-water (never below the RFC's 65,535 initial window, which the
         # client may use before it acknowledges SETTINGS).
         self.stream_window = max(config.read_high_water, 65535)
+        # RFC 8441: WebSockets over HTTP/2 (extended CONNECT) when the server serves them over
+        # HTTP/1.1 (an ASGI app, --ws not none, the websockets package installed).
+        self.connect_protocol = state.websockets
         self.settings = EngineSettings(
             max_concurrent_streams=self.max_streams,
             max_header_list_size=head,
@@ -75,6 +78,7 @@ class H2Limits:
             initial_window_size=self.stream_window,
             connection_window=self.stream_window * CONNECTION_WINDOW_STREAMS,
             header_block_cap=self.header_block,
+            enable_connect_protocol=self.connect_protocol,
         )
         # Response fields in HTTP/2 form, shared by the writers (see ResponseWriter).
         self.field_cache: dict[tuple[bytes, bytes], tuple[int, Any]] = {}

@@ -2,15 +2,23 @@
 
 What RFC 9113 makes a *malformed* request (8.1.1) is checked here in one pass over the
 decoded fields, and refused with :class:`Malformed`: pseudo-header rules (8.3: only
-``:method``, ``:scheme``, ``:authority`` and ``:path``, each at most once, none after a
-regular field, ``:method``, ``:scheme`` and a non-empty ``:path`` unless CONNECT), field names
+``:method``, ``:scheme``, ``:authority``, ``:path`` and RFC 8441's ``:protocol``, each at
+most once, none after a regular field, ``:method``, ``:scheme`` and a non-empty ``:path``
+unless a plain CONNECT), field names
 that are not lower-case tokens (8.2.1, 8.2: upper case), connection-specific fields (8.2.2:
 Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade; TE other than
 "trailers"), CR, LF or NUL in a value or whitespace around it (8.2.1; CVE-2025-57804), a Host
-that differs from ``:authority``, two Hosts, or neither (8.3.1).  The frame layer adds a
-Content-Length that is not digits or not the length of the DATA.  (The h2 library can make
-these checks too; its pure-Python loop over every byte of every field cost a quarter of its
-time per request, so its inbound validation is off and the rules live here.)
+that differs from ``:authority``, two Hosts, or neither (8.3.1); ``:protocol`` on anything but
+a CONNECT, or an extended CONNECT without ``:scheme``, ``:path`` and ``:authority`` (RFC 8441
+4).  The frame layer adds a Content-Length that is not digits or not the length of the DATA.
+(The h2 library can make these checks too; its pure-Python loop over every byte of every
+field cost a quarter of its time per request, so its inbound validation is off and the rules
+live here.)
+
+A plain CONNECT (RFC 9113 8.5) asks for a tunnel, which this server never opens: 501, as over
+HTTP/1.1.  An extended CONNECT (RFC 8441 4, ``:protocol``) is checked as the GET of an RFC 6455
+handshake and comes back with method CONNECT, for the connection to serve as a WebSocket
+(:mod:`~dualcorn.protocols.http2.websocket`) or refuse.
 
 Everything else is the HTTP/1.1 policy's, applied to the same :class:`RequestHead` value
 (:func:`~dualcorn.protocols.policy.check_head`), so both protocols refuse the same requests
@@ -42,7 +50,8 @@ from dualcorn.protocols.request_head import HeadFacts, RequestHead
 __all__ = ["VERSION", "Malformed", "h2_request_head"]
 
 VERSION = b"2"
-_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path"))
+# RFC 8441 4 adds ":protocol" (the connection refuses it unless it advertised RFC 8441).
+_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
 # RFC 9113 8.2.2: fields of an HTTP/1.1 connection; TE may only say "trailers".
 _CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
@@ -107,17 +116,27 @@ def h2_request_head(
     authority = pseudo.get(b":authority")
     if not method:
         raise Malformed("no :method (RFC 9113 8.3.1)")
-    if method == b"CONNECT":
+    protocol = pseudo.get(b":protocol")
+    connect = method == b"CONNECT"
+    if connect and protocol is None:
         if b":scheme" in pseudo or b":path" in pseudo or authority is None:
             raise Malformed("CONNECT has :authority only (RFC 9113 8.5)")
     elif not path or b":scheme" not in pseudo:
         raise Malformed("no :scheme, or an empty :path (RFC 9113 8.3.1)")
+    elif protocol is not None and (not connect or authority is None):
+        raise Malformed(":protocol is for an extended CONNECT with :authority (RFC 8441 4)")
     if authority is None and host is None:
         raise Malformed("neither :authority nor Host (RFC 9113 8.3.1)")
     if authority is not None and host is not None and host != authority:
         raise Malformed("Host differs from :authority (RFC 9113 8.3.1)")
     if size > list_limit:
         raise ProtocolError("the request's header list is larger than the limit", 431)
+    extended = connect and protocol is not None
+    if extended:
+        # RFC 8441 4: an extended CONNECT is checked as the GET of an RFC 6455 handshake;
+        # the connection decides whether it serves its :protocol.  (A plain CONNECT is the
+        # policy's 501, as over HTTP/1.1: no tunnels here.)
+        method = b"GET"
     # The policy reads the request line's grammar: one SP between parts, a token method, the
     # line within --limit-request-line (414).
     split_request_line(b"%s %s HTTP/1.1" % (method, path or b"/"), line_limit)
@@ -129,9 +148,12 @@ def h2_request_head(
         headers.insert(0, (b"host", authority))
     if cookies > 1:
         headers = _join_cookies(headers)
-    return check_head(
+    head, facts = check_head(
         RequestHead(method, path, VERSION, headers), max_fields=max_fields, underscores=underscores
     )
+    if extended:
+        head = head._replace(method=b"CONNECT")
+    return head, facts
 
 
 def _check_name(name: bytes) -> None:

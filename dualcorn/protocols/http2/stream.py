@@ -44,13 +44,15 @@ _NO_CONTENT = frozenset((204, 304))
 class StreamHandler(Protocol):
     """What the connection needs of the handler of one stream.
 
-    :class:`~dualcorn.protocols.http2.stream.H2Stream` runs an HTTP request cycle; a
-    WebSocket over HTTP/2 (RFC 8441, an extended CONNECT) would be another handler in the
-    same table, fed the same way.
+    :class:`H2Stream` runs an HTTP request cycle;
+    :class:`~dualcorn.protocols.http2.ws_stream.WebSocketStream` a WebSocket (RFC 8441, an
+    extended CONNECT), in the same table, fed the same way.
     """
 
     id: int
     reset: bool
+    # A WebSocket stream: the server closes it with 1012 after the requests in flight.
+    long_lived: bool
 
     def feed_body(self, data: bytes, flow_length: int) -> None: ...
 
@@ -71,6 +73,7 @@ class H2Stream:
         "_trailers", "_unacked", "_wake", "conn", "cycle", "done", "field_cache",
         "head_request", "id", "reset",
     )  # fmt: skip
+    long_lived = False  # a request, not a WebSocket (see StreamHandler)
 
     def __init__(self, conn: H2Connection, stream_id: int, head_request: bool) -> None:
         self.conn = conn

@@ -159,10 +159,13 @@ class Handshake:
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    @staticmethod
-    def denial(status: int) -> bytes:
+    def denial(self, status: int) -> bytes:
         """ASGI websocket spec, "Close": closing before accepting answers 403 (or 500, 503)."""
         return error_response(status)
+
+    def app_response(self, message: dict[str, Any], state: ServerState) -> AppResponse:
+        """The ASGI ``websocket.http.response`` extension: the app's own response."""
+        return AppResponse(message, state)
 
 
 class AppResponse:

@@ -17,6 +17,10 @@ What a client can make the session hold is bounded: a
 is above its high-water mark (pongs for a client that does not read them), and never inflates
 more than a slice of a read past those bounds.
 
+The HTTP answers to the handshake (the 101, a denial, the app's own response) are the
+handshake object's to make: HTTP/1.1 bytes here, HEADERS frames on an HTTP/2 stream (RFC 8441,
+:mod:`dualcorn.protocols.http2.websocket`, whose stream is this session's transport).
+
 The session is one of the server's connections with ``long_lived`` set: graceful shutdown
 closes it with 1012 only after the HTTP requests in flight have finished.
 """
@@ -306,9 +310,9 @@ class WebSocketSession(asyncio.Protocol, Connection):
                 self._accept(message)
             elif kind == "websocket.close":
                 self.status = 403
-                self._write_and_close(Handshake.denial(403))
+                self._write_and_close(self.handshake.denial(403))
             elif kind == "websocket.http.response.start":
-                self._response = AppResponse(message, self.state)
+                self._response = self.handshake.app_response(message, self.state)
                 self.status = self._response.status
                 self.phase = _RESPONDING
             else:
@@ -390,7 +394,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
         """The app is done: finish whatever it left open."""
         if self.phase == _HANDSHAKE:
             self.status = 500
-            self._write_and_close(Handshake.denial(500))
+            self._write_and_close(self.handshake.denial(500))
         elif self.phase == _RESPONDING:
             self._close_transport()
         elif self.phase == _OPEN and self.ws is not None and self.ws.state is OPEN:
@@ -402,7 +406,7 @@ class WebSocketSession(asyncio.Protocol, Connection):
         """Close with 1012 (service restart); a handshake still pending gets a 503."""
         if self.phase == _HANDSHAKE:
             self.status = 503
-            self._write_and_close(Handshake.denial(503))
+            self._write_and_close(self.handshake.denial(503))
         elif self.phase == _OPEN and self.ws is not None and self.ws.state is OPEN:
             self._send_close(self.ws, _SERVICE_RESTART, "server shutting down")
 
