@@ -46,7 +46,7 @@ import zttp
 from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.engine import EngineSettings, H2ConnectionError
 
-__all__ = ["GRACEFUL_STREAMS", "MAX_HEADER_LIST", "MAX_STREAMS", "ZttpEngine", "available"]
+__all__ = ["GRACEFUL_STREAMS", "MAX_HEADER_LIST", "MAX_STREAMS", "ZttpEngine"]
 
 # zttp 0.0.35's ceilings, which its SETTINGS advertise and its parser enforces.
 MAX_STREAMS = 128  # concurrent streams; past them zttp refuses with REFUSED_STREAM
@@ -67,11 +67,6 @@ _PREFACE = 24
 FLOW_CONTROL_ERROR = 3
 _SET_HEADER_TABLE, _SET_PUSH, _SET_STREAMS, _SET_WINDOW = 1, 2, 3, 4
 _SET_FRAME, _SET_LIST, _SET_CONNECT = 5, 6, 8
-
-
-def available() -> bool:
-    """Whether zttp imported (this module imports only where it is installed)."""
-    return True
 
 
 def _frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
