@@ -327,6 +327,14 @@ SERVERS: dict[str, ServerSpec] = {
             "zttp's own 4,096",
         ),
         ServerSpec(
+            "dualcorn-zttp",
+            WITH_STATIC,
+            _dualcorn("zttp"),
+            "dualcorn",
+            "--http zttp: zttp tokenizes the header fields (pip package zttp)",
+            _ssl_flags,
+        ),
+        ServerSpec(
             "uvicorn",
             BOTH,
             _uvicorn("httptools"),

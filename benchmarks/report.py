@@ -26,6 +26,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from benchmarks import targets
 from benchmarks.catalog import SERVERS, Scenario
 from benchmarks.h2load import h2load_version
 from benchmarks.procs import ROOT
@@ -253,9 +254,12 @@ def markdown(
     lines = ["# dualcorn benchmarks", ""]
     if note:
         lines += [f"> {note}", ""]
+    took = info.get("elapsed_s")
     lines += [
-        f"Run {info['date']} with `python -m benchmarks`.",
+        f"Run {info['date']} with `python -m benchmarks` on {info['python']}, {info['cpu']} "
+        f"({info['cores']} cores)" + (f"; the run took {took / 60:.0f} min." if took else "."),
         "",
+        *targets.markdown(results),
         "## Machine",
         "",
         f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram_gib']} GiB",

@@ -164,20 +164,25 @@ class AccessFormat:
     uses_request_id = False
 
     def render(self, entry: AccessEntry) -> str:
-        ms = entry.duration * 1000.0
-        client = client_address(entry.scope)
-        target = printable(entry.target)
+        # Once per response when the access log is on: fields read straight from the scope.
+        scope = entry.scope
+        ms = "%.1f" % (entry.duration * 1000.0)  # a third cheaper than an f-string format
+        client = client_address(scope)
+        raw, query = scope["raw_path"], scope.get("query_string")
+        target = printable((raw + b"?" + query if query else raw).decode("latin-1"))
         if entry.kind == WEBSOCKET:
             if entry.status == 101:
                 code = entry.close_code or 0
-                line = f'{client} - "WebSocket {target}" 101 close {code} {ms:.1f}ms'
+                line = f'{client} - "WebSocket {target}" 101 close {code} {ms}ms'
             else:
-                line = f'{client} - "WebSocket {target}" {entry.status} {ms:.1f}ms'
+                line = f'{client} - "WebSocket {target}" {entry.status} {ms}ms'
         else:
             # The method and version passed the parser's grammar (a refusal escapes its own).
-            request = f"{entry.method} {target} {_protocol(entry.scope)}"
-            line = f'{client} - "{request}" {entry.status} {entry.sent} {ms:.1f}ms'
-        mount = entry.scope.get(MOUNT_KEY)
+            line = (
+                f'{client} - "{scope.get("method", "GET")} {target} {_protocol(scope)}" '
+                f"{entry.status} {entry.sent} {ms}ms"
+            )
+        mount = scope.get(MOUNT_KEY)
         if mount is not None:  # --mount/--static: which app or directory answered
             line += f" mount={printable(mount)}"
         return line
@@ -252,6 +257,25 @@ def _path_info(entry: AccessEntry) -> str:
     return printable(path)
 
 
+class _Clock:
+    """gunicorn's ``%(t)s``, local time to the second: formatted once a second, not per line."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = (-1, "")  # (second, text): one attribute, so threads see a whole pair
+
+    def __call__(self, entry: AccessEntry) -> str:
+        second = int(time.time())
+        last = self.last
+        if last[0] != second:
+            last = self.last = (
+                second,
+                time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second)),
+            )
+        return last[1]
+
+
 def _duration_parts(entry: AccessEntry) -> tuple[int, int]:
     micro = int(entry.duration * 1_000_000)
     return micro // 1_000_000, micro % 1_000_000
@@ -262,7 +286,7 @@ _ATOMS: dict[str, Atom] = {
     "l": lambda e: "-",
     "u": _user,
     # "at logging time", as gunicorn's: a handler renders the entry as it is logged.
-    "t": lambda e: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+    "t": _Clock(),
     "r": lambda e: f"{printable(e.method)} {printable(e.target)} {_protocol(e.scope)}",
     "s": lambda e: str(e.status),
     "m": lambda e: printable(e.method),

@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, help="WSGI thread pool size")
     g = p.add_argument_group("implementation")
     g.add_argument("--loop", choices=_CHOICES["loop"], help="auto, asyncio or uvloop")
-    g.add_argument("--http", choices=_CHOICES["http"], help="auto, h11 or httptools")
+    g.add_argument("--http", choices=_CHOICES["http"], help="auto, h11, httptools or zttp")
     g.add_argument("--ws", choices=WS_CHOICES, help="WebSocket implementation, or none")
     g = p.add_argument_group("HTTP")
     g.add_argument("--server-header", action=argparse.BooleanOptionalAction,

@@ -22,7 +22,7 @@ __all__ = ["Config", "HTTPName", "Interface", "LifespanMode", "LoopName", "WSNam
 Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 LifespanMode = Literal["auto", "on", "off"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
-HTTPName = Literal["auto", "h11", "httptools"]
+HTTPName = Literal["auto", "h11", "httptools", "zttp"]
 WSName = Literal["auto", "websockets", "wsproto", "none"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 LogFormat = Literal["text", "json"]
@@ -31,7 +31,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "interface": ("auto", "asgi3", "asgi2", "wsgi"),
     "lifespan": ("auto", "on", "off"),
     "loop": ("auto", "asyncio", "uvloop"),
-    "http": ("auto", "h11", "httptools"),
+    "http": ("auto", "h11", "httptools", "zttp"),
     "ws": ("auto", "websockets", "wsproto", "none"),
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
     "log_format": ("text", "json"),

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dualcorn.loops import uvloop_available
+from tests.memconn import PARSERS
 from tests.support import ServerThread
 
 LOOPS = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
@@ -103,11 +104,12 @@ def serve(loop_name: str, http_name: str) -> Iterator[Callable[..., ServerThread
         server.close()
 
 
-@pytest.fixture(params=["h11", "httptools"] if "httptools" in HTTPS else ["h11"])
+@pytest.fixture(params=PARSERS)
 def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """``async with connect(app, interface=..., **options) as conn:`` an in-memory connection.
 
-    Parametrized over both HTTP/1.1 parsers (see tests/memconn.py); ``conn.parser`` names it.
+    Parametrized over every HTTP/1.1 tokenizer installed (see tests/memconn.py);
+    ``conn.parser`` names it.
     """
     from tests.memconn import MemoryConnection
 

@@ -20,7 +20,9 @@ from tests.support import MemoryTransport
 
 __all__ = ["PARSERS", "MemoryConnection", "Wire", "parse_responses", "protocol_class"]
 
-PARSERS = ["h11", "httptools"] if importlib.util.find_spec("httptools") else ["h11"]
+PARSERS = [
+    name for name in ("h11", "httptools", "zttp") if name == "h11" or importlib.util.find_spec(name)
+]
 
 
 def protocol_class(name: str) -> Any:

@@ -84,8 +84,13 @@ def test_h2_scenario_takes_turns_with_h2load(scenario: str) -> None:
     for row in rows:
         assert row.status == "ok", (row.server, row.reason)
         assert row.tool == f"h2load ({protocol})"
-        assert row.rounds_requests[0] > 0 and row.non_2xx == 0 and row.errors == 0
+        assert row.rounds_requests[0] > 0 and row.non_2xx == 0
         assert row.cpu_us is not None and row.cpu_us > 0
+        if row.server == "dualcorn":
+            # Only dualcorn's own streams must all succeed: hypercorn ends a connection after
+            # 1,000 streams (keep_alive_max_requests), which h2load counts as failed streams
+            # once a fast round passes that many per connection.
+            assert row.errors == 0, row
 
 
 @pytest.mark.timeout(120)

@@ -11,6 +11,12 @@ __all__ = ["protocol_class"]
 
 def protocol_class(name: str) -> Any:
     """The connection class for ``--http``; ``auto`` takes httptools when it is available."""
+    if name == "zttp":
+        try:
+            from dualcorn.protocols.http1.zttp_tokenizer import ZttpProtocol
+        except ImportError:
+            raise ConfigError("http 'zttp' is not installed: pip install zttp") from None
+        return ZttpProtocol
     if name in ("auto", "httptools"):
         try:
             from dualcorn.protocols.http1.httptools_tokenizer import HttpToolsProtocol

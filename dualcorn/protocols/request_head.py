@@ -26,7 +26,11 @@ class RequestHead(NamedTuple):
 
 
 class HeadFacts:
-    """What the connection needs to know of a checked head, gathered in one pass."""
+    """What the connection needs to know of a checked head, gathered in one pass.
+
+    Read-only once :func:`~dualcorn.protocols.policy.check_head` returned it: the facts of a
+    head with nothing to say (no body, no Connection, Expect or Upgrade) are one shared object.
+    """
 
     __slots__ = (
         "chunked", "close", "content_length", "expect_continue", "keep_alive_token", "upgrade",

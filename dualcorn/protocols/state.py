@@ -11,6 +11,7 @@ from dualcorn.access_format import compile_format
 from dualcorn.adapters.capabilities import Capabilities, capabilities
 from dualcorn.config import Config
 from dualcorn.listener import Throttled
+from dualcorn.protocols.logline import AccessLogger
 from dualcorn.protocols.websocket.handshake import websocket_support
 from dualcorn.protocols.writer import DateHeader
 from dualcorn.proxies import proxy_headers
@@ -82,7 +83,8 @@ class ServerState:
         )
         # Checked HTTP/1.1 response header lines by (name, value): see writer.classify_field.
         self.header_lines: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
-        self.access_logger = logging.getLogger("dualcorn.access")
+        # Direct writes for dualcorn's own access handler, logging for any other set-up.
+        self.access_logger = AccessLogger(logging.getLogger("dualcorn.access"))
         self.error_logger = logging.getLogger("dualcorn.error")
         self.server_software = f"dualcorn/{__version__}"
         # Forwarding headers, for connections whose peer --forwarded-allow-ips trusts.

@@ -82,11 +82,15 @@ class H2Connection(asyncio.Protocol, Connection):
         self.lost = False
         self.write_paused = False
         self._write_soon = False
+        # Body bytes queued in the frame layer, written at once past --write-high-water so
+        # that pause_writing stops an app that never yields (see write_soon).
+        self.queued = 0
         self._closed = asyncio.Event()
         self._streams_changed = asyncio.Event()  # a stream finished, or the connection lost
         self._going_away = False  # the first GOAWAY was sent
         self._last_stream: int | None = None  # the final GOAWAY's last stream id
         self._timer: asyncio.TimerHandle | None = None
+        self._abort: asyncio.TimerHandle | None = None  # see _close
         self._idle_timeout = config.timeout_request_head  # until the first request
         self._line_limit = config.limit_request_line
         self._max_fields = config.limit_request_fields
@@ -181,6 +185,8 @@ class H2Connection(asyncio.Protocol, Connection):
         self._closed.set()
         self._streams_changed.set()
         self._stop_timer()
+        if self._abort is not None:  # else the loop holds this connection for --timeout-send
+            self._abort.cancel()
         for stream in list(self.streams.values()):
             stream.lost()
 
@@ -215,6 +221,7 @@ class H2Connection(asyncio.Protocol, Connection):
                 list_limit=self.limits.header_list,
                 max_fields=self._max_fields,
                 underscores=self._underscores,
+                ended=event.ended,
             )
         except ProtocolError as exc:
             code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR
@@ -246,6 +253,7 @@ class H2Connection(asyncio.Protocol, Connection):
         # run_cycle removes its own task from state.tasks when it ends.
         cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
         state.tasks.add(task)
+        task.add_done_callback(stream.app_returned)
 
     def opened(self) -> None:
         """A stream is served: the idle timer stops, --http2-max-requests counts it."""
@@ -360,8 +368,18 @@ class H2Connection(asyncio.Protocol, Connection):
             self._write_soon = True
             self.loop.call_soon(self._flush)
 
+    def write_soon(self, body_bytes: int) -> None:
+        """:meth:`schedule_write`, or write now once --write-high-water body bytes wait: a
+        client with a 2^31 window that reads nothing must not make the server hold all."""
+        self.queued += body_bytes
+        if self.queued >= self.config.write_high_water:
+            self._flush()
+        else:
+            self.schedule_write()
+
     def _flush(self) -> None:
         self._write_soon = False
+        self.queued = 0
         data = self.engine.bytes_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)
@@ -423,7 +441,7 @@ class H2Connection(asyncio.Protocol, Connection):
         self._flush()
         transport.close()
         # A client that reads nothing would hold the unsent bytes for ever: nginx send_timeout.
-        self.loop.call_later(self.config.timeout_send, self._abort_if_open)
+        self._abort = self.loop.call_later(self.config.timeout_send, self._abort_if_open)
 
     def _abort_if_open(self) -> None:
         if not self.lost:

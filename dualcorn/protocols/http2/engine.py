@@ -37,6 +37,8 @@ import h2.stream
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
+from dualcorn.protocols.http2.request import malformed_trailers
+
 __all__ = [
     "CANCEL",
     "ENHANCE_YOUR_CALM",
@@ -157,10 +159,18 @@ class EngineSettings(NamedTuple):
 class _ServerConnection(h2.connection.H2Connection):
     """``h2``'s connection with stream errors kept to their stream (see the module notes)."""
 
+    _purge_at = 256  # streams in h2's table before the closed ones are forgotten
+
     @property
     def open_inbound_streams(self) -> int:
         # h2 reads this only to refuse a stream past MAX_CONCURRENT_STREAMS by ending the
-        # connection; the server refuses such a stream by itself (RFC 9113 5.1.2).
+        # connection; the server refuses such a stream by itself (RFC 9113 5.1.2).  But h2
+        # forgets closed streams only while it counts them: without a count now and then its
+        # table kept every stream a connection ever had (about 600 bytes each, for as long
+        # as the connection lives).  Amortised: the table holds at most twice what is open.
+        if len(self.streams) >= self._purge_at:
+            self._open_streams(0)  # closed streams move to h2's bounded _closed_streams
+            self._purge_at = max(256, 2 * len(self.streams))
         return 0
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> Any:
@@ -250,6 +260,15 @@ class H2Engine:
         self._conn.decoder.max_header_list_size = self._settings.header_block_cap
         self._conn.decoder.max_allowed_table_size = self._settings.header_table_size
 
+    def _cap_encoder(self) -> None:
+        # The client's SETTINGS_HEADER_TABLE_SIZE is the most the server's HPACK encoder may
+        # keep (RFC 7541 4.2, RFC 9113 6.5.2), not what it must: a client that allows 2^31
+        # bytes, asking an app that echoes a request field into its responses, would grow
+        # the server's table without bound.  The server's own size caps it (nghttp2: 4096).
+        encoder = self._conn.encoder
+        if encoder.header_table_size > self._settings.header_table_size:
+            encoder.header_table_size = self._settings.header_table_size
+
     def start(self) -> None:
         """Queue the server's connection preface: SETTINGS, and the connection window."""
         conn = self._conn
@@ -292,6 +311,8 @@ class H2Engine:
             elif isinstance(event, h2.events.RemoteSettingsChanged):
                 if _SETTING.INITIAL_WINDOW_SIZE in event.changed_settings:
                     append(Window(0))  # every stream's window moved
+                if _SETTING.HEADER_TABLE_SIZE in event.changed_settings:
+                    self._cap_encoder()
             elif isinstance(event, h2.events.SettingsAcknowledged):
                 self._cap_decoder()  # h2 sets the decoder to the advertised size on the ACK
                 append(SettingsAcked())
@@ -299,8 +320,13 @@ class H2Engine:
                 append(PingAcked(event.ping_data or b""))
             elif isinstance(event, h2.events.ConnectionTerminated):
                 append(Closed(int(event.error_code or 0), event.last_stream_id or 0))
-            # TrailersReceived: RFC 9110 6.5.1 lets a recipient discard trailers (the stream's
-            # end arrives as StreamEnded); PING and priority need nothing from the server.
+            elif isinstance(event, h2.events.TrailersReceived):
+                # RFC 9110 6.5.1 lets a recipient discard trailers (the stream's end arrives
+                # as StreamEnded), once they are well formed (RFC 9113 8.1).
+                reason = malformed_trailers(event.headers or [])
+                if reason is not None:
+                    append(Malformed(event.stream_id or 0, reason))
+            # PING and priority need nothing from the server.
         return events
 
     def _fail(self, message: str, code: int) -> list[Event]:

@@ -47,7 +47,7 @@ from dualcorn.errors import ProtocolError
 from dualcorn.protocols.policy import check_head, split_request_line
 from dualcorn.protocols.request_head import HeadFacts, RequestHead
 
-__all__ = ["VERSION", "Malformed", "h2_request_head"]
+__all__ = ["VERSION", "Malformed", "h2_request_head", "malformed_trailers"]
 
 VERSION = b"2"
 # RFC 8441 4 adds ":protocol" (the connection refuses it unless it advertised RFC 8441).
@@ -82,6 +82,7 @@ def h2_request_head(
     list_limit: int,
     max_fields: int,
     underscores: str,
+    ended: bool = False,
 ) -> tuple[RequestHead, HeadFacts]:
     """The checked head of a request; :class:`Malformed` or ProtocolError (a status) else."""
     pseudo: dict[bytes, bytes] = {}
@@ -151,9 +152,29 @@ def h2_request_head(
     head, facts = check_head(
         RequestHead(method, path, VERSION, headers), max_fields=max_fields, underscores=underscores
     )
+    if ended and facts.content_length:
+        # RFC 9113 8.1.1: Content-Length must equal the DATA; a HEADERS frame that ends the
+        # stream sent none.  Served, an app proxying to HTTP/1.1 would forward a length the
+        # body does not fill, and the backend would read the next request as its body (H2.CL
+        # request smuggling).
+        raise Malformed("Content-Length on a request with no DATA (RFC 9113 8.1.1)")
     if extended:
         head = head._replace(method=b"CONNECT")
     return head, facts
+
+
+def malformed_trailers(fields: list[tuple[bytes, bytes]]) -> str | None:
+    """Why trailers are malformed (RFC 9113 8.1: no pseudo-header, 8.2 the field rules),
+    or None.  The server discards request trailers (RFC 9110 6.5.1), but a malformed
+    request is a stream error whatever part of it is malformed (8.1.1)."""
+    for name, value in fields:
+        if name[:1] == b":":
+            return f"pseudo-header {name[:60]!r} in trailers (RFC 9113 8.1)"
+        if _NAME.match(name) is None or name in _CONNECTION_SPECIFIC:
+            return f"invalid or connection-specific trailer {name[:60]!r} (RFC 9113 8.2)"
+        if value and _MALFORMED_VALUE.search(value) is not None:
+            return f"NUL, CR, LF or edge whitespace in trailer {name[:60]!r} (RFC 9113 8.2.1)"
+    return None
 
 
 def _check_name(name: bytes) -> None:

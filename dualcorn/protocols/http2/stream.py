@@ -197,6 +197,7 @@ class H2Stream:
         engine = self.conn.engine
         pending = self._pending
         sid = self.id
+        sent = self._sent
         while pending:
             window = engine.window(sid)
             if window <= 0:
@@ -226,7 +227,7 @@ class H2Stream:
             elif self._end_pending:
                 self._ended = engine.end_stream(sid)
                 self._end_pending = False
-        self.conn.schedule_write()
+        self.conn.write_soon(self._sent - sent)
         if self.done and self.finished:
             self.conn.stream_finished(self)
 
@@ -329,6 +330,14 @@ class H2Stream:
             # each wait for the client to take more.
             self._sent_at = self._sent
             self.conn.loop.call_later(self.conn.config.timeout_send, self._check_progress)
+
+    def app_returned(self, task: object) -> None:
+        """The app's task ended.  A cycle cut short by a disconnect (the client's
+        RST_STREAM, --timeout-body-read, --timeout-send) never reports done: the stream would
+        keep its slot in the table for ever, the connection would refuse every stream past
+        SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 5.1.2) and never go idle."""
+        if not self.done and self.cycle is not None:
+            self.cycle_done(self.cycle)
 
     def _check_progress(self) -> None:
         if self.finished:

@@ -1,0 +1,94 @@
+"""The benchmark report's targets table, the README's speed table and the run plan.
+
+Pure functions over recorded rows (no server, no load): what is judged met, where the tables
+go and what a run would do; never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import plan, readme, report, targets
+from benchmarks.catalog import SCENARIOS, SERVERS
+from benchmarks.runner import Row, Settings
+
+
+def _row(server: str, cpu_us: float, rps: float, rounds: list[float] | None = None) -> Row:
+    return Row(server=server, cpu_us=cpu_us, rps=rps, rounds_cpu_us=rounds or [], p50_ms=1.0,
+               p99_ms=2.0)  # fmt: skip
+
+
+RESULTS = [
+    (
+        SCENARIOS["asgi_hello"],
+        [
+            _row("dualcorn", 20.0, 45_000.0),
+            _row("granian", 15.0, 50_000.0),  # req/s 0.90x: met (0.85x)
+            _row("uvicorn-zttp", 30.0, 40_000.0),  # req/s 1.125x: missed (1.2x)
+        ],
+    ),
+    (
+        SCENARIOS["fastapi_json"],
+        [
+            _row("dualcorn", 100.0, 9_000.0, [100.0, 90.0, 110.0]),
+            _row("uvicorn", 120.0, 8_000.0, [115.0, 99.0, 132.0]),  # CPU 1.2x: met (1.1x)
+            Row(server="granian", status="failed", reason="no start"),
+        ],
+    ),
+]
+
+
+def test_targets_are_judged_on_the_measure_the_issue_names() -> None:
+    found = {(c.target.scenario, c.target.peer): c for c in targets.checked(RESULTS)}
+    granian = found["asgi_hello", "granian"]
+    assert granian.target.measure == "rps"
+    assert round(granian.rps or 0, 2) == 0.9 and round(granian.cpu or 0, 2) == 0.75
+    assert granian.met is True  # on req/s, although granian spends less CPU
+    assert found["asgi_hello", "uvicorn-zttp"].met is False
+    fastapi = found["fastapi_json", "uvicorn"]
+    assert fastapi.met is True and fastapi.cpu_rounds == (1.1, 1.2)
+    assert found["fastapi_json", "granian"].met is None  # failed: not measured
+    assert found["wsgi_hello", "granian"].met is None  # did not run
+
+
+def test_the_targets_table_heads_latest_md() -> None:
+    info = report.machine()
+    text = report.markdown(info, Settings(rounds=3, duration=4), RESULTS, "a note")
+    assert text.index("## Issue 15 targets") < text.index("## Machine") < text.index("## Head")
+    assert info["python"] in text.splitlines()[4]  # the run line names the interpreter
+    assert "2 of 3 measured targets met" in text
+    assert "| ASGI hello: at least 1.2x uvicorn-zttp's | req/s | 1.50x | - | 1.12x | no |" in text
+    assert "| FastAPI JSON: at least granian | CPU/req | - | - | - | not measured |" in text
+
+
+def test_the_readme_table_is_written_between_its_markers(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    report.write_json(results / "latest.json", report.machine(), Settings(), RESULTS, "n")
+    page = tmp_path / "README.md"
+    page.write_text(f"# x\n\nbefore\n{readme.START}\nold table\n{readme.END}\nafter\n")
+    assert readme.update(results, page)
+    text = page.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{readme.END}\nafter\n")
+    assert "old table" not in text
+    assert "| ASGI hello | **20.0 us (45,000/s)** | " in text
+    assert "failed" in text  # granian's FastAPI row
+    assert readme.update(results, page) and page.read_text() == text  # idempotent
+    page.write_text("no markers\n")
+    assert not readme.update(results, page)
+    assert page.read_text() == "no markers\n"
+    assert readme.main(["--results", str(results), "--readme", str(page)]) == 1
+    assert json.loads((results / "latest.json").read_text())["note"] == "n"
+
+
+def test_the_plan_lists_every_scenario_and_grows_with_the_rounds() -> None:
+    scenarios, servers = list(SCENARIOS.values()), list(SERVERS.values())
+    one = plan.estimate(scenarios, servers, Settings(rounds=1, duration=2, warmup=1))
+    three = plan.estimate(scenarios, servers, Settings(rounds=3, duration=4))
+    assert 0 < one[0] < three[0] and three[0] <= three[1]
+    text = plan.describe(scenarios, servers, Settings())
+    for name in SCENARIOS:
+        assert f"  {name} " in text
+    waitress = next(line for line in text.splitlines() if line.strip().startswith("asgi_hello "))
+    assert "waitress" not in waitress and "uvicorn-zttp" in waitress
