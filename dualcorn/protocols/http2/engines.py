@@ -4,9 +4,10 @@
 are its to enforce, and it costs about 80 us of CPU per request.  ``zttp`` (a Zig core, alpha)
 is the fast path, about a twentieth of that, behind the same events
 (:mod:`~dualcorn.protocols.http2.engine_zttp` says how its gaps are closed).  ``auto`` takes
-zttp when it is installed and the limits configured fit within its own ceilings (at most 128
-concurrent streams, a header list of at most 64 KiB); ``h2`` otherwise.  docs/http2.md has
-the measurements and the attack tests both pass.
+``h2`` for now: zttp 0.0.35 fails two of the attack probes (tests/test_http2_probes.py: it
+sends no HPACK table size update to a client that allows no dynamic table, RFC 7541 4.2, and
+it ends a connection at 4,096 streams), so the fast path is chosen explicitly, with
+``--http2-engine zttp`` (docs/http2.md has the measurements and the differences).
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["engine_name", "new_engine", "stream_cap", "zttp_installed"]
 
-# What engine_zttp was written and tested against; its ceilings are zttp 0.0.35's.
-_ZTTP_STREAMS = 128
-_ZTTP_HEADER_LIST = 65536
-
 
 @cache
 def zttp_installed() -> bool:
@@ -40,11 +37,7 @@ def engine_name(config: Config) -> str:
     choice = config.http2_engine
     if choice != "auto":
         return choice
-    fits = (
-        config.http2_max_concurrent_streams <= _ZTTP_STREAMS
-        and config.limit_request_head <= _ZTTP_HEADER_LIST
-    )
-    return "zttp" if fits and zttp_installed() else "h2"
+    return "h2"  # until zttp passes every attack probe (see the module notes)
 
 
 def new_engine(config: Config, settings: EngineSettings) -> Engine:
