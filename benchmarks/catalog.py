@@ -281,7 +281,7 @@ def _flag(*flags: str) -> H2Flags:
 # h2load counts the streams of a connection the server ends (a per-connection cap) as failed,
 # and does not reconnect: these caps explain the errors column of the h2 scenarios.
 DUALCORN_H2_CAPS = (
-    "its defaults: SETTINGS_MAX_CONCURRENT_STREAMS and --limit-keepalive-requests as "
+    "its defaults: SETTINGS_MAX_CONCURRENT_STREAMS and --http2-max-requests as "
     "feat/h2 sets them (see the dualcorn README's option table)"
 )
 
@@ -303,6 +303,28 @@ SERVERS: dict[str, ServerSpec] = {
         ),
         ServerSpec(
             "dualcorn-h11", WITH_STATIC, _dualcorn("h11"), "dualcorn", "--http h11", _ssl_flags
+        ),
+        # The two HTTP/2 engines named (the plain "dualcorn" row takes --http2-engine auto).
+        ServerSpec(
+            "dualcorn-h2",
+            BOTH,
+            _dualcorn("auto"),
+            "dualcorn",
+            "h2 scenarios: --http2-engine h2 (the h2 library, the reference engine)",
+            _ssl_flags,
+            _flag("--http2", "--http2-engine", "h2"),
+            DUALCORN_H2_CAPS,
+        ),
+        ServerSpec(
+            "dualcorn-zttp",
+            BOTH,
+            _dualcorn("auto"),
+            "dualcorn",
+            "h2 scenarios: --http2-engine zttp (zttp.H2Connection behind dualcorn's engine)",
+            _ssl_flags,
+            _flag("--http2", "--http2-engine", "zttp"),
+            DUALCORN_H2_CAPS + "; on zttp a graceful GOAWAY after 3,840 streams, below "
+            "zttp's own 4,096",
         ),
         ServerSpec(
             "dualcorn-zttp",

@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="h2c and ALPN h2 (default: on when h2 is installed)")  # fmt: skip
     g.add_argument("--http2-max-concurrent-streams", type=int,
                    help="streams per connection at once (default: 100)")  # fmt: skip
+    g.add_argument("--http2-engine", choices=_CHOICES["http2_engine"],
+                   help="HTTP/2 frame layer: auto, h2 or zttp (default: auto)")  # fmt: skip
     g.add_argument("--http2-max-requests", type=int,
                    help="streams per connection, then GOAWAY (default: no limit)")  # fmt: skip
     g = p.add_argument_group("logging")

@@ -36,6 +36,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": ("critical", "error", "warning", "info", "debug", "trace"),
     "log_format": ("text", "json"),
     "header_map": ("drop", "refuse", "dangerous"),
+    "http2_engine": ("auto", "h2", "zttp"),
 }
 
 # ssl.PROTOCOL_* numbers that --ssl-version accepts (uvicorn passes the number to
@@ -270,6 +271,10 @@ class Config:
     # SETTINGS_MAX_CONCURRENT_STREAMS: nginx http2_max_concurrent_streams, h2 and hypercorn
     # default to 100, the floor RFC 9113 6.5.2 recommends; past it a stream is refused.
     http2_max_concurrent_streams: int = 100
+    # The HTTP/2 frame layer, as uvicorn's --http picks HTTP/1.1's parser: "h2" (the
+    # reference), "zttp" (the fast path uvicorn 0.54 uses; pip install dualcorn[zttp]), or
+    # "auto": h2, until zttp passes every attack probe (docs/http2.md).
+    http2_engine: Literal["auto", "h2", "zttp"] = "auto"
     # Streams one connection may carry before a graceful GOAWAY.  None by default, as Go,
     # Envoy and Apache mod_http2: an HTTP/2 client holds one connection for all it does, and
     # nginx's 1000 (keepalive_requests) cuts benchmark connections short (h2load counts the
@@ -308,6 +313,17 @@ class Config:
             not isinstance(m.app, str) for m in self.mounts
         ):
             raise ConfigError("reload and workers need every mounted app as an import string")
+
+    def _check_zttp(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("zttp") is None:
+            raise ConfigError("http2_engine 'zttp' needs zttp: pip install 'dualcorn[zttp]'")
+        # zttp 0.0.35 enforces these itself (dualcorn.protocols.http2.engine_zttp).
+        if self.http2_max_concurrent_streams > 128:
+            raise ConfigError("http2_engine 'zttp' serves at most 128 concurrent streams")
+        if self.limit_request_head > 65536:
+            raise ConfigError("http2_engine 'zttp' reads header lists of at most 64 KiB")
 
     def _check_ranges(self) -> None:
         positive = (
@@ -412,6 +428,8 @@ class Config:
             raise ConfigError(f"metrics_port must differ from port (both are {port})")
 
     def _check_conflicts(self) -> None:
+        if self.http2_engine == "zttp":
+            self._check_zttp()
         if self.wsgi_outbuf_overflow > self.wsgi_outbuf_high_watermark:
             raise ConfigError("wsgi_outbuf_overflow must not exceed wsgi_outbuf_high_watermark")
         self._check_migration()

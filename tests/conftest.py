@@ -21,6 +21,33 @@ from tests.support import ServerThread
 
 LOOPS = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
 HTTPS = ["h11", "httptools"] if importlib.util.find_spec("httptools") else ["h11"]
+# The HTTP/2 frame layers (dualcorn.protocols.http2.engines): every test of the HTTP/2 modules
+# (tests/test_http2*.py) runs on each engine installed, as the HTTP/1.1 tests on each parser.
+H2_ENGINES = ["h2", "zttp"] if importlib.util.find_spec("zttp") else ["h2"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__.startswith("tests.test_http2"):
+        if "h2_engine" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("h2_engine")
+        metafunc.parametrize("h2_engine", H2_ENGINES)
+
+
+@pytest.fixture(autouse=True)
+def _h2_engine_choice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a test runs with an ``h2_engine`` parameter, ``--http2-engine auto`` means it."""
+    callspec = getattr(request.node, "callspec", None)
+    engine = callspec.params.get("h2_engine") if callspec is not None else None
+    if engine is None:
+        return
+    from dualcorn.protocols.http2 import engines
+
+    resolve = engines.engine_name
+    monkeypatch.setattr(
+        engines,
+        "engine_name",
+        lambda config: engine if config.http2_engine == "auto" else resolve(config),
+    )
 
 
 def pytest_asyncio_loop_factories(

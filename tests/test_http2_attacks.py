@@ -243,15 +243,16 @@ def test_random_frames_never_break_the_server() -> None:
         still_serving(server)
 
 
-def test_hpack_bomb_gets_goaway() -> None:
+def test_hpack_bomb_gets_goaway(h2_engine: str) -> None:
     """A small block that decodes to a huge header list (one large field in the dynamic
     table, referenced again and again, CVE-2016-6581): the decoder stops at twice the head
     limit and the connection ends; a list between the limit and that is answered 431."""
     with ServerThread(CountingApp()) as server:
         with H2Client(server.port) as client:
             client.receive_once()
-            sid = client.request("/", headers=[("x-bomb", "a" * 4000)] * 20)
-            assert client.wait(sid)[0].status == 431  # 80 KB: past the 64 KiB head limit
+            if h2_engine == "h2":  # zttp ends the connection past its 64 KiB (docs/http2.md)
+                sid = client.request("/", headers=[("x-bomb", "a" * 4000)] * 20)
+                assert client.wait(sid)[0].status == 431  # 80 KB: past the 64 KiB head limit
             client.request("/", headers=[("x-bomb", "a" * 4000)] * 100)  # 400 KB
             assert client.wait_goaway().error_code == ENHANCE_YOUR_CALM
         still_serving(server)

@@ -421,8 +421,10 @@ def test_priority_flood_gets_enhance_your_calm(server: ServerThread) -> None:
     still_serving(server.port)
 
 
-def test_zero_header_table_size_is_honoured(server: ServerThread) -> None:
+def test_zero_header_table_size_is_honoured(server: ServerThread, h2_engine: str) -> None:
     """RFC 7541 4.2: a client that allows no dynamic table still decodes every response."""
+    if h2_engine == "zttp":
+        pytest.skip("zttp 0.0.35 sends no table size update (docs/http2.md): why auto is h2")
     with Raw(server.port, preface=b"") as client:
         settings = SettingsFrame(0)
         settings.settings = {SettingsFrame.HEADER_TABLE_SIZE: 0}
@@ -434,8 +436,10 @@ def test_zero_header_table_size_is_honoured(server: ServerThread) -> None:
         assert statuses(frames) == [b"200", b"200"]
 
 
-def test_ten_thousand_streams_in_sequence(server: ServerThread) -> None:
+def test_ten_thousand_streams_in_sequence(server: ServerThread, h2_engine: str) -> None:
     """One connection, 10,000 requests one after another: no cap cuts it, nothing leaks."""
+    if h2_engine == "zttp":
+        pytest.skip("zttp ends a connection at 4,096 streams (tests/test_http2_engines.py)")
     with Raw(server.port) as client:
         for index in range(10000):
             sid = 2 * index + 1
@@ -444,11 +448,13 @@ def test_ten_thousand_streams_in_sequence(server: ServerThread) -> None:
             assert frames and isinstance(frames[-1], DataFrame), sid
 
 
-def test_a_long_connection_does_not_keep_every_stream(server: ServerThread) -> None:
+def test_a_long_connection_does_not_keep_every_stream(server: ServerThread, h2_engine: str) -> None:
     """h2 forgets closed streams only while counting open ones, which the engine skipped: a
     connection kept every stream it ever had (measured: RSS 31 -> 114 MB over 150,000
     requests on one h2load connection; bounded at 47 MB since).  After 3,000 requests on
     one connection the frame layer's stream table holds a bounded few hundred."""
+    if h2_engine == "zttp":
+        pytest.skip("h2's stream table; zttp's is its own, capped at 4,096 streams")
     with Raw(server.port) as client:
         for index in range(3000):
             sid = 2 * index + 1

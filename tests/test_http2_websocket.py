@@ -269,13 +269,14 @@ def test_limit_concurrency_counts_websocket_streams() -> None:
         assert first.next_event(TextMessage).data == "first"
 
 
-def test_plain_connect_is_501() -> None:
+def test_plain_connect_is_501(h2_engine: str) -> None:
     with ServerThread(App()) as server, H2Client(server.port) as client:
         # RFC 9113 8.5: only :method and :authority.
         sid = client.raw_headers([(b":method", b"CONNECT"), (b":authority", b"example:443")],
                                  end=False)  # fmt: skip
         result = client.wait(sid)[0]
-        assert result.status == 501
+        # zttp 0.0.35 refuses a plain CONNECT as malformed: 400 (docs/http2.md, the engines).
+        assert result.status == (400 if h2_engine == "zttp" else 501)
 
 
 def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:

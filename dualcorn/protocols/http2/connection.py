@@ -31,7 +31,8 @@ from typing import Any, cast
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.http2 import engine as ev
-from dualcorn.protocols.http2.engine import H2ConnectionError, H2Engine
+from dualcorn.protocols.http2.engine import H2ConnectionError
+from dualcorn.protocols.http2.engines import new_engine, stream_cap
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
 from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
 from dualcorn.protocols.http2.stream import H2Stream, StreamHandler
@@ -67,7 +68,9 @@ class H2Connection(asyncio.Protocol, Connection):
         self.config = config = state.config
         self.loop = asyncio.get_running_loop()
         self.limits = limits = limits_for(state)
-        self.engine = H2Engine(limits.settings)
+        # --http2-engine: h2 or zttp, behind the same events (protocols/http2/engines.py).
+        self.engine = new_engine(config, limits.settings)
+        self._stream_cap = stream_cap(config, self.engine)
         self.guard = FloodGuard(limits, self.loop.time())
         self.streams: dict[int, StreamHandler] = {}
         self.client: tuple[str, int] | None = None
@@ -257,7 +260,7 @@ class H2Connection(asyncio.Protocol, Connection):
         if not self._going_away:
             self._stop_timer()  # the idle timer; a graceful end keeps its own
         self.streams_opened += 1
-        cap = self.config.http2_max_requests
+        cap = self._stream_cap
         if (cap is not None and self.streams_opened >= cap) or self.state.draining:
             self._go_away()
 

@@ -1,0 +1,567 @@
+"""The HTTP/2 frame layer on ``zttp`` (a Zig core): the fast path beside the ``h2`` engine.
+
+Theory of operation.  :class:`ZttpEngine` offers exactly :class:`~dualcorn.protocols.http2.
+engine.H2Engine`'s methods and events, so the connection, the streams and the request cycle
+do not know which library parses the frames (as the HTTP/1.1 loop does not know h11 from
+httptools).  ``zttp.H2Connection`` (0.0.35) costs about a twentieth of ``h2``'s CPU per
+request, but it decides four things a server must decide itself; this module takes them back
+by reading the frame headers that go in and out (whole frames, 9 bytes each: cheap):
+
+* **Inbound flow control.**  zttp grants WINDOW_UPDATE as soon as it parses DATA, before an
+  app reads it, and does not enforce the window it advertised.  Here its WINDOW_UPDATE frames
+  are dropped from what it sends, every DATA frame is counted against the windows dualcorn
+  granted (a client past them gets GOAWAY FLOW_CONTROL_ERROR, RFC 9113 6.9.1), and credit goes
+  back only as the app reads (:meth:`ZttpEngine.ack`), as with ``h2``: the unread body of a
+  stream stays within its window, per stream.
+* **SETTINGS.**  zttp's are fixed (128 streams, 64 KiB header list, extended CONNECT on); the
+  server's own SETTINGS frame replaces zttp's at the preface: the stream limit, the header
+  list, the stream window, RFC 8441 CONNECT only where the server serves WebSockets.  zttp still
+  enforces its own ceilings (:data:`MAX_STREAMS`, :data:`MAX_HEADER_LIST`), so dualcorn's
+  limits are advertised at most at those.
+* **Malformed requests.**  zttp answers one with RST_STREAM PROTOCOL_ERROR at once; RFC 9113
+  8.1.1 lets a server answer first, and the ``h2`` engine gives the HTTP/1.1 table's status.
+  Here zttp's reset is held back and :class:`Malformed` reported instead, so the connection
+  answers 400 on that stream and resets it only if the client is still sending, as with
+  ``h2``.  Requests zttp lets through that ``h2`` calls malformed (no ``:authority`` or Host,
+  ``:protocol`` while extended CONNECT is off, CONNECT with ``:path`` and no ``:protocol``) are
+  reported the same way.
+* **Its hard limits.**  zttp ends a connection after :data:`STREAMS_PER_CONNECTION` streams
+  (GOAWAY ENHANCE_YOUR_CALM, a "flood"); :data:`GRACEFUL_STREAMS` is where the connection
+  ends it gracefully first.  Its Rapid Reset count is for the connection's lifetime (256
+  cancelled streams), below the flood guard's rate (``limits.FloodGuard``, in front of
+  either engine).
+
+Frames zttp queues in reaction to what it read (SETTINGS and PING acknowledgements, window
+updates, resets, GOAWAY) are taken out of it at the end of :meth:`ZttpEngine.receive`, so the
+filter runs only on them; responses go out untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import zttp
+
+from dualcorn.protocols.http2 import engine as ev
+from dualcorn.protocols.http2.engine import EngineSettings, H2ConnectionError
+
+__all__ = ["GRACEFUL_STREAMS", "MAX_HEADER_LIST", "MAX_STREAMS", "ZttpEngine"]
+
+# zttp 0.0.35's ceilings, which its SETTINGS advertise and its parser enforces.
+MAX_STREAMS = 128  # concurrent streams; past them zttp refuses with REFUSED_STREAM
+MAX_HEADER_LIST = 65536  # a header block past it ends the connection (ENHANCE_YOUR_CALM)
+STREAMS_PER_CONNECTION = 4096  # the next stream ends the connection (ENHANCE_YOUR_CALM)
+# The graceful GOAWAY (RFC 9113 6.8) leaves room for the streams a client sends before it
+# sees it (at most a round trip of them, each bounded by the concurrent-stream limit).
+GRACEFUL_STREAMS = STREAMS_PER_CONNECTION - 2 * MAX_STREAMS
+_HEADER_TABLE_SIZE = 4096  # zttp's HPACK decoder table, which its SETTINGS advertise
+_MAX_FRAME_SIZE = 16384  # zttp's, likewise
+_DEFAULT_WINDOW = 65535  # RFC 9113 6.9.2: every window before SETTINGS and WINDOW_UPDATE
+
+_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _GOAWAY, _WINDOW_UPDATE = 0, 1, 3, 4, 7, 8
+_PING = 6
+_END_STREAM, _PADDED = 0x1, 0x8
+_FRAME_HEADER = 9
+_PREFACE = 24
+FLOW_CONTROL_ERROR = 3
+_SET_HEADER_TABLE, _SET_PUSH, _SET_STREAMS, _SET_WINDOW = 1, 2, 3, 4
+_SET_FRAME, _SET_LIST, _SET_CONNECT = 5, 6, 8
+
+
+def _frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + sid.to_bytes(4, "big") + payload
+
+
+def _window_update(sid: int, increment: int) -> bytes:
+    return _frame(_WINDOW_UPDATE, 0, sid, increment.to_bytes(4, "big"))
+
+
+class ZttpEngine:
+    """One server-side HTTP/2 connection on zttp; see the module notes."""
+
+    __slots__ = (
+        "_block", "_conn", "_conn_credit", "_conn_initial", "_conn_window", "_header",
+        "_highest", "_known", "_lengths", "_max_frame", "_open", "_out", "_pad_sid", "_preface",
+        "_preface_frames", "_skip", "_stream_initial", "_websockets",
+    )  # fmt: skip
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self._conn: Any = zttp.Connection(zttp.SERVER, zttp.HTTP2)
+        self._stream_initial = settings.initial_window_size
+        self._conn_initial = max(settings.connection_window, _DEFAULT_WINDOW)
+        self._conn_window = _DEFAULT_WINDOW  # what the client may still send on the connection
+        self._conn_credit = 0  # read by apps, not yet granted back
+        # Streams the client opened with a body to come, until zttp ends or resets them:
+        # [window left, credit not yet granted back, bytes counted but not delivered,
+        # client done (END_STREAM seen)].
+        self._open: dict[int, list[int]] = {}
+        self._known: set[int] = set()  # streams reported as Request and not yet ended here
+        # Content-Length left of the bodies under way: zttp does not stop a longer body.
+        self._lengths: dict[int, int] = {}
+        self._out: list[bytes] = []  # frames written here, in order with zttp's
+        self._max_frame = _MAX_FRAME_SIZE
+        self._websockets = settings.enable_connect_protocol
+        self._highest = 0
+        # The inbound frame reader's state (see _scan).
+        self._preface = _PREFACE
+        self._skip = 0
+        self._header = b""
+        self._pad_sid = 0
+        self._block = 0
+        self._settings_frame(settings)
+
+    def _settings_frame(self, settings: EngineSettings) -> None:
+        values = (
+            (_SET_HEADER_TABLE, _HEADER_TABLE_SIZE),
+            (_SET_STREAMS, min(settings.max_concurrent_streams, MAX_STREAMS)),
+            (_SET_WINDOW, self._stream_initial),
+            (_SET_FRAME, _MAX_FRAME_SIZE),
+            (_SET_LIST, min(settings.max_header_list_size, MAX_HEADER_LIST)),
+            (_SET_CONNECT, int(settings.enable_connect_protocol)),  # RFC 8441 WebSockets
+        )
+        payload = b"".join(k.to_bytes(2, "big") + v.to_bytes(4, "big") for k, v in values)
+        self._preface_frames = _frame(_SETTINGS, 0, 0, payload)
+
+    def start(self) -> None:
+        """Queue the server's preface: dualcorn's SETTINGS in place of zttp's, the window."""
+        self._conn.initiate_connection()
+        self._conn.data_to_send()  # zttp's SETTINGS frame: replaced by the server's own
+        self._out.append(self._preface_frames)
+        grow = self._conn_initial - _DEFAULT_WINDOW
+        if grow > 0:
+            self._out.append(_window_update(0, grow))
+        self._conn_window = self._conn_initial
+
+    # --- Reading ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[ev.Event]:
+        """Events for the bytes read; raises :class:`H2ConnectionError` (a GOAWAY is queued)."""
+        overflow = self._scan(data)
+        conn = self._conn
+        if overflow:
+            self._flush_zttp()
+            self._out.append(self.goaway_frame(self._highest, FLOW_CONTROL_ERROR))
+            raise H2ConnectionError(overflow, FLOW_CONTROL_ERROR)
+        conn.receive_data(data)
+        events: list[ev.Event] = []
+        append = events.append
+        resets: list[Any] = []
+        failure: str | None = None
+        next_event = conn.next_event
+        need_data = zttp.NEED_DATA
+        while True:
+            try:
+                event = next_event()
+            except zttp.ProtocolError as exc:
+                failure = str(exc) or "a frame zttp refused"
+                break
+            if event is need_data:
+                break
+            kind = type(event)
+            # Most frequent first: request heads, then their bodies.
+            if kind is zttp.Request:
+                append(self._request(event))
+            elif kind is zttp.Data:
+                body = event.data
+                sid = event.stream_id
+                entry = self._open.get(sid)
+                if entry is not None:
+                    entry[2] -= len(body)
+                left = self._lengths.get(sid)
+                if left is not None:
+                    left -= len(body)
+                    self._lengths[sid] = left
+                    if left < 0:
+                        append(self._overflow(sid, len(body), left + len(body)))
+                        continue
+                append(ev.Body(sid, body, len(body), False))
+            elif kind is zttp.EndOfMessage:
+                self._close(event.stream_id)
+                append(ev.End(event.stream_id))
+            elif kind is zttp.WindowUpdate:
+                append(ev.Window(event.stream_id))
+            elif kind is zttp.RstStream:
+                resets.append(event)  # the client's, or zttp's refusal: told apart below
+            elif kind is zttp.Ping:
+                if event.ack:
+                    append(ev.PingAcked(event.data))
+            elif kind is zttp.Settings:
+                self._peer_settings(event.params, append)
+            elif kind is zttp.GoAway:
+                append(ev.Closed(event.error_code, event.last_stream_id))
+            elif event is zttp.CONNECTION_CLOSED:
+                break
+        sent_resets = self._filter(conn.data_to_send())
+        for event in resets:
+            self._reset_event(event, sent_resets, append)
+        if failure is not None:
+            code = sent_resets.get(0, ev.PROTOCOL_ERROR)
+            if 0 not in sent_resets:  # zttp queued no GOAWAY of its own
+                self._out.append(self.goaway_frame(self._highest, code))
+            raise H2ConnectionError(failure, code)
+        return events
+
+    def _request(self, event: Any) -> ev.Event:
+        sid = event.stream_id
+        headers = event.headers
+        if type(headers) is not list:
+            headers = headers.to_list()
+        # zttp checked the pseudo-headers and made :authority the Host field; request.py
+        # reads :method and :path (and needs a :scheme, whose value is the connection's).
+        fields = [(b":method", event.method), (b":scheme", b"http"), (b":path", event.target)]
+        fields += headers
+        method = event.method
+        protocol = event.protocol
+        if protocol is not None:
+            if not self._websockets:
+                # RFC 8441 3: :protocol only where SETTINGS_ENABLE_CONNECT_PROTOCOL was sent.
+                return ev.Malformed(sid, "extended CONNECT is not enabled (RFC 8441)")
+            # zttp made :authority the Host field; request.py checks an extended CONNECT's
+            # pseudo-headers (RFC 8441 4), so they are given back.
+            authority = [value for name, value in headers if name == b"host"]
+            if method != b"CONNECT" or len(authority) != 1:
+                return ev.Malformed(sid, ":protocol on a request that is no CONNECT (RFC 8441 4)")
+            fields = [
+                (b":method", method), (b":protocol", protocol), (b":scheme", b"https"),
+                (b":path", event.target), (b":authority", authority[0]), *headers,
+            ]  # fmt: skip
+            self._known.add(sid)
+            return ev.Request(sid, fields, event.end_stream)
+        if method == b"CONNECT":
+            return ev.Malformed(sid, "a CONNECT request with :path (RFC 9113 8.5)")
+        host = False
+        for name, value in headers:
+            if name == b"host":
+                host = True
+            elif name == b"content-length" and not event.end_stream and value.isdigit():
+                self._lengths[sid] = int(value)
+        if not host:
+            return ev.Malformed(sid, "no :authority or Host (RFC 9113 8.3.1)")
+        self._known.add(sid)
+        return ev.Request(sid, fields, event.end_stream)
+
+    def _overflow(self, sid: int, size: int, was: int) -> ev.Event:
+        """RFC 9113 8.1.1: DATA past Content-Length is malformed (the connection resets the
+        stream); the bytes never reach the app, so their window goes back now."""
+        self._credit_connection(size)
+        if was < 0:  # reported already: this is what followed in the same read
+            return ev.Body(sid, b"", 0, False)
+        return ev.Malformed(sid, "DATA past Content-Length (RFC 9113 8.1.1)")
+
+    def _reset_event(self, event: Any, sent: dict[int, int], append: Any) -> None:
+        sid = event.stream_id
+        code = event.error_code
+        if sent.get(sid) != code:  # the client reset the stream
+            self._close(sid)
+            self._known.discard(sid)
+            append(ev.Reset(sid, code))
+        elif code == ev.PROTOCOL_ERROR:  # zttp found the request (or its body) malformed
+            if sid in self._known:  # its reset went out: the stream was being served
+                self._close(sid)
+                self._known.discard(sid)
+            # Else its reset was held back: the connection answers 400, then resets the
+            # stream if the client is still sending (_open says).
+            append(ev.Malformed(sid, "malformed request (RFC 9113 8.1.1)"))
+        elif sid in self._known:  # zttp reset a served stream (REFUSED_STREAM, STREAM_CLOSED)
+            self._close(sid)
+            self._known.discard(sid)
+            append(ev.Reset(sid, code))
+        else:
+            # A stream zttp refused before it was reported: the reset it queued is the answer.
+            self._close(sid)
+
+    def _peer_settings(self, params: list[tuple[int, int]], append: Any) -> None:
+        for key, value in params:
+            if key == _SET_WINDOW:
+                append(ev.Window(0))  # every stream's window moved
+            elif key == _SET_FRAME:
+                self._max_frame = value
+
+    def _filter(self, out: bytes) -> dict[int, int]:
+        """Keep zttp's reactions but its WINDOW_UPDATEs and its malformed-request resets;
+        returns the resets it queued by stream (0: its GOAWAY's error code)."""
+        sent: dict[int, int] = {}
+        if not out:
+            return sent
+        keep: list[bytes] = []
+        pos = start = 0
+        end = len(out)
+        while pos < end:
+            length = int.from_bytes(out[pos : pos + 3], "big")
+            kind = out[pos + 3]
+            nxt = pos + _FRAME_HEADER + length
+            if kind == _WINDOW_UPDATE:
+                keep.append(out[start:pos])
+                start = nxt
+            elif kind == _RST_STREAM:
+                sid = int.from_bytes(out[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+                code = int.from_bytes(out[pos + 9 : pos + 13], "big")
+                sent[sid] = code
+                if code == ev.PROTOCOL_ERROR and sid not in self._known:
+                    keep.append(out[start:pos])  # the connection answers 400, then resets
+                    start = nxt
+            elif kind == _GOAWAY:
+                sent[0] = int.from_bytes(out[pos + 13 : pos + 17], "big")
+            pos = nxt
+        if start == 0:
+            self._out.append(out)
+        else:
+            keep.append(out[start:])
+            self._out.append(b"".join(keep))
+        return sent
+
+    def _scan(self, data: bytes) -> str | None:
+        """Count DATA against the windows granted; note which streams the client ends."""
+        pos = 0
+        end = len(data)
+        if self._preface:
+            take = min(self._preface, end)
+            self._preface -= take
+            pos = take
+        opened = self._open
+        while pos < end:
+            if self._skip:
+                if self._pad_sid:  # a padded DATA frame's pad length, split from its header
+                    self._padding(self._pad_sid, data[pos] + 1)
+                    self._pad_sid = 0
+                take = min(self._skip, end - pos)
+                self._skip -= take
+                pos += take
+                continue
+            if self._header:
+                need = _FRAME_HEADER - len(self._header)
+                header = self._header + data[pos : pos + need]
+                pos += min(need, end - pos)
+                if len(header) < _FRAME_HEADER:
+                    self._header = header
+                    break
+                self._header = b""
+            elif end - pos < _FRAME_HEADER:
+                self._header = bytes(data[pos:end])
+                break
+            else:
+                header = data[pos : pos + _FRAME_HEADER]
+                pos += _FRAME_HEADER
+            length = int.from_bytes(header[:3], "big")
+            kind = header[3]
+            flags = header[4]
+            self._skip = length
+            if kind == _HEADERS:
+                sid = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+                if sid > self._highest:
+                    self._highest = sid
+                    if not flags & _END_STREAM:
+                        opened[sid] = [self._stream_initial, 0, 0, 0]
+                elif flags & _END_STREAM:  # trailers
+                    entry = opened.get(sid)
+                    if entry is not None:
+                        entry[3] = 1
+            elif kind == _DATA:
+                sid = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+                self._conn_window -= length
+                if self._conn_window < 0:
+                    return "DATA past the connection window (RFC 9113 6.9.1)"
+                window = opened.get(sid)
+                if window is None:
+                    # A closed or unknown stream: zttp drops the frame (RFC 9113 6.9: the
+                    # connection window is given back all the same).
+                    self._credit_connection(length)
+                    continue
+                window[0] -= length
+                window[2] += length
+                if window[0] < 0:
+                    return "DATA past the stream window (RFC 9113 6.9.1)"
+                if flags & _END_STREAM:
+                    window[3] = 1
+                if flags & _PADDED and length:
+                    if pos < end:
+                        self._padding(sid, data[pos] + 1)
+                    else:
+                        self._pad_sid = sid
+        return None
+
+    def _padding(self, sid: int, size: int) -> None:
+        # Padding costs window but reaches no app (RFC 9113 6.1): granted back at once.
+        self._out.append(_window_update(0, size))
+        self._conn_window += size
+        window = self._open.get(sid)
+        if window is not None:
+            window[0] += size
+            window[2] -= size
+            self._out.append(_window_update(sid, size))
+
+    def _close(self, sid: int) -> None:
+        """The stream takes no more DATA: what zttp counted but never delivered (it drops a
+        body past Content-Length, or what follows a reset) goes back to the connection."""
+        self._lengths.pop(sid, None)
+        entry = self._open.pop(sid, None)
+        if entry is not None and entry[2] > 0:
+            self._credit_connection(entry[2])
+
+    def _credit_connection(self, size: int) -> None:
+        self._conn_credit += size
+        if self._conn_window < self._conn_initial // 2:
+            credit = self._conn_credit
+            self._conn_credit = 0
+            self._conn_window += credit
+            self._flush_zttp()
+            self._out.append(_window_update(0, credit))
+
+    def ack(self, stream_id: int, size: int) -> None:
+        """The app read ``size`` flow-controlled bytes: the client may send that much more.
+
+        Credit goes back once a window is half used (as ``h2`` and nghttp2 batch it)."""
+        if size <= 0:
+            return
+        window = self._open.get(stream_id)
+        if window is not None and not window[3]:
+            window[1] += size
+            if window[0] < self._stream_initial // 2:
+                credit = window[1]
+                window[0] += credit
+                window[1] = 0
+                self._flush_zttp()
+                self._out.append(_window_update(stream_id, credit))
+        self._credit_connection(size)
+
+    # --- Writing ----------------------------------------------------------------------------
+
+    # The sending methods return False when the stream can take nothing more (as H2Engine's):
+    # zttp refused to send (a field RFC 9113 8.2.2 forbids, or the stream is gone).
+
+    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> bool:
+        """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
+        stream = self._conn.stream(stream_id)
+        name, value = fields[0]
+        try:
+            if name != b":status":
+                stream.end_message(fields)  # trailers
+                self._ended(stream_id)
+            else:
+                status = int(value)
+                if status < 200:
+                    stream.send_informational(status, fields[1:])
+                else:
+                    stream.send_response(status, fields[1:], end)
+                    if end:
+                        self._ended(stream_id)
+        except zttp.LocalProtocolError:
+            self._refused_send(stream)
+            return False
+        return True
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
+        """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
+        stream = self._conn.stream(stream_id)
+        try:
+            stream.send_data(data)
+            if end:
+                stream.end_message()
+                self._ended(stream_id)
+                self._merge_end(stream_id)
+        except zttp.LocalProtocolError:
+            self._refused_send(stream)
+            return False
+        return True
+
+    def _merge_end(self, stream_id: int) -> None:
+        """zttp ends a body with an empty DATA frame of its own: set END_STREAM on the last
+        DATA frame instead (one frame less per response for every client to parse)."""
+        out = self._conn.data_to_send()
+        tail = b"\0\0\0\0\1" + stream_id.to_bytes(4, "big")
+        if not out.endswith(tail):
+            if out:
+                self._out.append(out)
+            return
+        end = len(out) - _FRAME_HEADER
+        pos = last = 0
+        while pos < end:
+            last = pos
+            pos += _FRAME_HEADER + int.from_bytes(out[pos : pos + 3], "big")
+        if pos != end or out[last + 3] != _DATA or out[last + 5 : last + 9] != tail[5:]:
+            self._out.append(out)
+            return
+        merged = bytearray(out[:end])
+        merged[last + 4] |= _END_STREAM
+        self._out.append(bytes(merged))
+
+    def _refused_send(self, stream: Any) -> None:
+        # Reset, so the client does not wait for a response that cannot come.
+        with contextlib.suppress(zttp.LocalProtocolError):
+            stream.reset(ev.INTERNAL_ERROR)
+        self._close(stream.stream_id)
+        self._known.discard(stream.stream_id)
+
+    def end_stream(self, stream_id: int) -> bool:
+        stream = self._conn.stream(stream_id)
+        try:
+            stream.end_message()
+        except zttp.LocalProtocolError:
+            self._refused_send(stream)
+            return False
+        self._ended(stream_id)
+        return True
+
+    def _ended(self, stream_id: int) -> None:
+        if self.client_done(stream_id):
+            self._known.discard(stream_id)
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""
+        if self.client_done(stream_id) and stream_id not in self._known:
+            # Closed both ways, or a request zttp refused: reset only a refused request the
+            # client is still sending (the connection asks for it after its answer).
+            return
+        self._close(stream_id)
+        self._known.discard(stream_id)
+        with contextlib.suppress(zttp.LocalProtocolError):
+            self._conn.stream(stream_id).reset(error_code)
+
+    def client_done(self, stream_id: int) -> bool:
+        """Whether the client has ended its side of the stream (or the stream is closed)."""
+        entry = self._open.get(stream_id)
+        return entry is None or entry[3] == 1
+
+    def window(self, stream_id: int) -> int:
+        """How many body bytes the stream may send now (its window and the connection's)."""
+        stream_window: int | None = self._conn.stream(stream_id).send_window
+        if stream_window is None:
+            return 0
+        connection_window: int = self._conn.send_window
+        return min(stream_window, connection_window)
+
+    @property
+    def max_frame(self) -> int:
+        return self._max_frame
+
+    @property
+    def highest_stream_id(self) -> int:
+        return self._highest
+
+    def ping(self, data: bytes) -> None:
+        """Queue a PING with 8 bytes of ``data``; its ACK arrives as :class:`PingAcked`."""
+        self._flush_zttp()
+        self._out.append(_frame(_PING, 0, 0, data[:8].ljust(8, b"\0")))
+
+    def goaway_frame(self, last_stream_id: int, error_code: int) -> bytes:
+        """A GOAWAY frame (RFC 9113 6.8), written apart from zttp's state."""
+        payload = last_stream_id.to_bytes(4, "big") + error_code.to_bytes(4, "big")
+        return _frame(_GOAWAY, 0, 0, payload)
+
+    def _flush_zttp(self) -> None:
+        # Frames written here go after what zttp queued (HPACK order, HEADERS before RST).
+        queued = self._conn.data_to_send()
+        if queued:
+            self._out.append(queued)
+
+    def bytes_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            data: bytes = self._conn.data_to_send()
+            return data
+        queued = self._conn.data_to_send()
+        if queued:
+            out.append(queued)
+        self._out = []
+        return b"".join(out)
