@@ -315,24 +315,19 @@ SERVERS: dict[str, ServerSpec] = {
             _flag("--http2", "--http2-engine", "h2"),
             DUALCORN_H2_CAPS,
         ),
-        ServerSpec(
-            "dualcorn-zttp",
-            BOTH,
-            _dualcorn("auto"),
-            "dualcorn",
-            "h2 scenarios: --http2-engine zttp (zttp.H2Connection behind dualcorn's engine)",
-            _ssl_flags,
-            _flag("--http2", "--http2-engine", "zttp"),
-            DUALCORN_H2_CAPS + "; on zttp a graceful GOAWAY after 3,840 streams, below "
-            "zttp's own 4,096",
-        ),
+        # zttp both ways, as the uvicorn-zttp row: the HTTP/1.1 tokenizer (--http zttp) and,
+        # in the h2 scenarios, the HTTP/2 engine (--http2-engine zttp).
         ServerSpec(
             "dualcorn-zttp",
             WITH_STATIC,
             _dualcorn("zttp"),
             "dualcorn",
-            "--http zttp: zttp tokenizes the header fields (pip package zttp)",
+            "--http zttp: zttp tokenizes the header fields (pip package zttp); h2 scenarios: "
+            "--http2-engine zttp (zttp.H2Connection behind dualcorn's engine)",
             _ssl_flags,
+            _flag("--http2", "--http2-engine", "zttp"),
+            DUALCORN_H2_CAPS + "; on zttp a graceful GOAWAY after 3,840 streams, below "
+            "zttp's own 4,096",
         ),
         ServerSpec(
             "uvicorn",
