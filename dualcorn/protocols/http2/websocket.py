@@ -39,7 +39,12 @@ from dualcorn.protocols.flow import WriteFlow
 from dualcorn.protocols.http2.engine import NO_ERROR, PROTOCOL_ERROR
 from dualcorn.protocols.http2.ws_stream import WebSocketStream
 from dualcorn.protocols.scope import websocket_scope
-from dualcorn.protocols.websocket.handshake import AppResponse, Handshake, subprotocols
+from dualcorn.protocols.websocket.handshake import (
+    AppResponse,
+    Handshake,
+    denial_body,
+    subprotocols,
+)
 from dualcorn.protocols.websocket.session import WebSocketSession
 from dualcorn.protocols.writer import validate_header
 
@@ -206,12 +211,7 @@ class H2AppResponse(AppResponse):
         self.complete = False
 
     def body(self, message: dict[str, Any]) -> bytes:
-        if self.complete:
-            raise AppContractError("the app sent websocket.http.response.body after the end")
-        body = message.get("body", b"")
-        if not isinstance(body, bytes | bytearray | memoryview):
-            raise AppContractError("websocket.http.response.body 'body' must be bytes")
-        more = bool(message.get("more_body", False))
+        body, more = denial_body(message, self.complete)
         fields = self._fields
         if fields is not None:
             self._fields = None

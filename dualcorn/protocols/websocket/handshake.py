@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from dualcorn.config import Config
     from dualcorn.protocols.state import ServerState
 
-__all__ = ["AppResponse", "Handshake", "is_websocket_upgrade", "websocket_support"]
+__all__ = [
+    "AppResponse",
+    "Handshake",
+    "denial_body",
+    "is_websocket_upgrade",
+    "websocket_support",
+]
 
 logger = logging.getLogger("dualcorn.error")
 
@@ -168,6 +174,19 @@ class Handshake:
         return AppResponse(message, state)
 
 
+def denial_body(
+    message: dict[str, Any], complete: bool
+) -> tuple[bytes | bytearray | memoryview, bool]:
+    """One ``websocket.http.response.body`` message, checked (ASGI websocket denial response
+    extension): its body and whether more follows.  Shared by the HTTP/1.1 and HTTP/2 answers."""
+    if complete:
+        raise AppContractError("the app sent websocket.http.response.body after the end")
+    body = message.get("body", b"")
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise AppContractError("websocket.http.response.body 'body' must be bytes")
+    return body, bool(message.get("more_body", False))
+
+
 class AppResponse:
     """The ASGI ``websocket.http.response`` extension: the app answers with its own response.
 
@@ -195,12 +214,7 @@ class AppResponse:
 
     def body(self, message: dict[str, Any]) -> bytes:
         """The bytes for one ``websocket.http.response.body`` message."""
-        if self.complete:
-            raise AppContractError("the app sent websocket.http.response.body after the end")
-        body = message.get("body", b"")
-        if not isinstance(body, bytes | bytearray | memoryview):
-            raise AppContractError("websocket.http.response.body 'body' must be bytes")
-        more = bool(message.get("more_body", False))
+        body, more = denial_body(message, self.complete)
         head = self._head
         if head:
             self._head = b""
