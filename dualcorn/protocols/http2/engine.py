@@ -346,26 +346,62 @@ class H2Engine:
 
     def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> bool:
         """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
+        # h2's send_headers, less what dualcorn does not need of it: a frame object per
+        # HEADERS/CONTINUATION, the validation flags of checks that are off, the re-encoding of
+        # fields that are bytes already, the log calls.  The state machines take the same
+        # inputs in the same order (RFC 9113 5.1), before the irreversible HPACK encoding.
+        conn = self._conn
+        stream = conn.streams.get(stream_id)
+        if stream is None:
+            return False  # a server opens no stream with HEADERS; a purged one is closed
+        machine = stream.state_machine
+        informational = fields[0][0] == b":status" and fields[0][1][:1] == b"1"
+        if informational and end:
+            return False
         try:
-            self._conn.send_headers(stream_id, fields, end_stream=end)
+            conn.state_machine.process_input(_SEND_HEADERS_CONN)
+            machine.process_input(_SEND_INFORMATIONAL if informational else _SEND_HEADERS)
+            if end:
+                machine.process_input(_SEND_END_STREAM)
+            elif machine.trailers_sent:
+                return False  # RFC 9113 8.1: trailers end the stream
         except h2.exceptions.ProtocolError:
             return False
+        block = conn.encoder.encode(fields)
+        conn._data_to_send += _header_frames(stream_id, block, end, conn.max_outbound_frame_size)
         return True
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
+        # h2's send_data without its DataFrame object and log calls: the same state inputs
+        # and the same debits of both send windows (RFC 9113 6.9.1).
+        conn = self._conn
+        stream = conn.streams.get(stream_id)
+        size = len(data)
+        if (
+            stream is None
+            or size > conn.max_outbound_frame_size
+            or size > conn.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window
+        ):
+            return False
+        machine = stream.state_machine
         try:
-            self._conn.send_data(stream_id, data, end_stream=end)
+            conn.state_machine.process_input(_SEND_DATA_CONN)
+            machine.process_input(_SEND_DATA)
+            if end:
+                machine.process_input(_SEND_END_STREAM)
         except h2.exceptions.ProtocolError:
             return False
+        stream.outbound_flow_control_window -= size
+        conn.outbound_flow_control_window -= size
+        out = conn._data_to_send
+        out += _frame_header(size, _DATA_FRAME, _END_STREAM if end else 0, stream_id)
+        out += data
         return True
 
     def end_stream(self, stream_id: int) -> bool:
-        try:
-            self._conn.end_stream(stream_id)
-        except h2.exceptions.ProtocolError:
-            return False
-        return True
+        return self.send_data(stream_id, b"", True)
 
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""
@@ -408,6 +444,36 @@ class H2Engine:
 
     def bytes_to_send(self) -> bytes:
         return self._conn.data_to_send()
+
+
+_SEND_HEADERS_CONN = h2.connection.ConnectionInputs.SEND_HEADERS
+_SEND_DATA_CONN = h2.connection.ConnectionInputs.SEND_DATA
+_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_SEND_INFORMATIONAL = h2.stream.StreamInputs.SEND_INFORMATIONAL_HEADERS
+_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
+_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
+# RFC 9113 4.1, 6.1, 6.2, 6.10: frame types and flags of what the server sends.
+_DATA_FRAME, _HEADERS_FRAME, _CONTINUATION_FRAME = 0x0, 0x1, 0x9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+
+
+def _frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
+    return (length << 48 | kind << 40 | flags << 32 | stream_id).to_bytes(9, "big")
+
+
+def _header_frames(stream_id: int, block: bytes, end: bool, max_frame: int) -> bytes:
+    """A HEADERS frame with the header block, in CONTINUATION frames past ``max_frame``
+    (RFC 9113 4.3: END_STREAM on the HEADERS frame, END_HEADERS on the last)."""
+    flags = _END_STREAM if end else 0
+    if len(block) <= max_frame:
+        return _frame_header(len(block), _HEADERS_FRAME, flags | _END_HEADERS, stream_id) + block
+    parts = [block[at : at + max_frame] for at in range(0, len(block), max_frame)]
+    out = [_frame_header(len(parts[0]), _HEADERS_FRAME, flags, stream_id), parts[0]]
+    for part in parts[1:-1]:
+        out += (_frame_header(len(part), _CONTINUATION_FRAME, 0, stream_id), part)
+    last = parts[-1]
+    out += (_frame_header(len(last), _CONTINUATION_FRAME, _END_HEADERS, stream_id), last)
+    return b"".join(out)
 
 
 _REMOTE_CLOSED = frozenset(
