@@ -34,6 +34,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h2.stream
+import hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
@@ -209,7 +210,25 @@ class _ServerConnection(h2.connection.H2Connection):
 
     @staticmethod
     def _hpack_failed(exc: Exception) -> bool:
-        return isinstance(exc, h2.exceptions.DenialOfServiceError) or "HPACK" in str(exc)
+        return isinstance(exc, (h2.exceptions.DenialOfServiceError, _CompressionFailed))
+
+
+class _CompressionFailed(h2.exceptions.ProtocolError):
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+class _Decoder(hpack.Decoder):
+    """RFC 9113 4.3: a field block that does not decompress is a connection error of type
+    COMPRESSION_ERROR (h2 says PROTOCOL_ERROR).  A block past the size cap stays h2's
+    ENHANCE_YOUR_CALM (an HPACK bomb, RFC 9113 10.5.1)."""
+
+    def decode(self, data: bytes, raw: bool = False) -> Any:
+        try:
+            return super().decode(data, raw)
+        except hpack.OversizedHeaderListError:
+            raise
+        except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise _CompressionFailed(f"HPACK: the field block does not decode: {exc}") from exc
 
 
 class _MalformedHeaders(h2.events.Event):
@@ -241,6 +260,7 @@ class H2Engine:
         )
         self._settings = settings
         conn = self._conn = _ServerConnection(config=config)
+        conn.decoder = _Decoder()
         conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
