@@ -26,7 +26,7 @@ Where ``h2`` (python-hyper, 4.x) is kept from doing what RFC 9113 lets a server 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, NamedTuple
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -38,6 +38,26 @@ import hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
+from dualcorn.protocols.http2.events import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    Body,
+    Closed,
+    End,
+    EngineSettings,
+    Event,
+    H2ConnectionError,
+    Malformed,
+    PingAcked,
+    Request,
+    Reset,
+    SettingsAcked,
+    Window,
+)
 from dualcorn.protocols.http2.request import malformed_trailers
 
 __all__ = [
@@ -51,6 +71,7 @@ __all__ = [
     "Closed",
     "End",
     "EngineSettings",
+    "Event",
     "H2ConnectionError",
     "H2Engine",
     "Malformed",
@@ -60,98 +81,6 @@ __all__ = [
     "SettingsAcked",
     "Window",
 ]
-
-NO_ERROR = int(ErrorCodes.NO_ERROR)
-PROTOCOL_ERROR = int(ErrorCodes.PROTOCOL_ERROR)
-INTERNAL_ERROR = int(ErrorCodes.INTERNAL_ERROR)
-REFUSED_STREAM = int(ErrorCodes.REFUSED_STREAM)
-CANCEL = int(ErrorCodes.CANCEL)
-ENHANCE_YOUR_CALM = int(ErrorCodes.ENHANCE_YOUR_CALM)
-
-
-# --- Events (what the connection acts on) -------------------------------------------------
-
-
-class Request(NamedTuple):
-    """A request head arrived (HEADERS, and CONTINUATION frames) on a new stream."""
-
-    stream_id: int
-    headers: list[tuple[bytes, bytes]]  # pseudo-headers first, as received
-    ended: bool  # END_STREAM: no body follows
-
-
-class Body(NamedTuple):
-    stream_id: int
-    data: bytes
-    flow_length: int  # what the data cost the window (padding included): ack this much
-    ended: bool
-
-
-class End(NamedTuple):
-    """The client finished its side of the stream (END_STREAM after DATA or trailers)."""
-
-    stream_id: int
-
-
-class Reset(NamedTuple):
-    """The client reset the stream (RST_STREAM)."""
-
-    stream_id: int
-    error_code: int
-
-
-class Window(NamedTuple):
-    """A send window grew (stream 0: the connection's, or every stream after SETTINGS)."""
-
-    stream_id: int
-
-
-class Malformed(NamedTuple):
-    """RFC 9113 8.1.1: a malformed request or body on one stream (a stream error)."""
-
-    stream_id: int
-    reason: str
-
-
-class SettingsAcked(NamedTuple):
-    """The client acknowledged the server's SETTINGS."""
-
-
-class PingAcked(NamedTuple):
-    """The client answered a PING the server sent."""
-
-    data: bytes
-
-
-class Closed(NamedTuple):
-    """The client sent GOAWAY: it opens no more streams."""
-
-    error_code: int
-    last_stream_id: int
-
-
-Event = Request | Body | End | Reset | Window | Malformed | SettingsAcked | PingAcked | Closed
-
-
-class H2ConnectionError(Exception):
-    """A connection error (RFC 9113 5.4.1): a GOAWAY is queued; send it, then close."""
-
-    def __init__(self, message: str, error_code: int) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-
-
-class EngineSettings(NamedTuple):
-    """The server's SETTINGS and windows (see dualcorn.protocols.http2.limits)."""
-
-    max_concurrent_streams: int
-    max_header_list_size: int
-    header_table_size: int
-    initial_window_size: int
-    connection_window: int
-    header_block_cap: int  # what the HPACK decoder decodes at most (a connection error past)
-    # RFC 8441 3: SETTINGS_ENABLE_CONNECT_PROTOCOL, when the server serves WebSockets.
-    enable_connect_protocol: bool = False
 
 
 # --- The h2 connection, kept from ending the connection on stream errors ----------------
