@@ -116,6 +116,17 @@ class _ServerConnection(h2.connection.H2Connection):
             # The block was decoded and the stream opened: only its fields were refused.
             return [], [_MalformedHeaders(frame.stream_id, str(exc))]
 
+    def _receive_frame(self, frame: Any) -> Any:
+        if type(frame) is not DataFrame:
+            return super()._receive_frame(frame)
+        # h2 formats repr(frame) for its trace log before anything else, logger or not, and a
+        # DATA frame's repr hexlifies its whole payload: 28 us per 16 KiB frame, more than
+        # the rest of its handling.  A DATA frame's stream errors (a closed stream) are
+        # answered inside _receive_data_frame, so h2's other handling never applies to it.
+        frames, events = self._receive_data_frame(frame)
+        self._prepare_for_sending(frames)
+        return events
+
     def _receive_data_frame(self, frame: DataFrame) -> Any:
         try:
             return super()._receive_data_frame(frame)
