@@ -109,3 +109,24 @@ def test_the_plan_lists_every_scenario_and_grows_with_the_rounds() -> None:
         assert f"  {name} " in text
     waitress = next(line for line in text.splitlines() if line.strip().startswith("asgi_hello "))
     assert "waitress" not in waitress and "uvicorn-zttp" in waitress
+
+
+def test_profile_shares_split_the_server_from_the_app() -> None:
+    from benchmarks.profile_shares import shares
+
+    root = "process 1;main (dualcorn/cli.py:1);Runner.run (asyncio/runners.py:86)"
+    cycle = f"{root};run_cycle (dualcorn/protocols/cycle.py:359)"
+    app = f"{cycle};Starlette.__call__ (starlette/applications.py:92)"
+    found = shares(
+        [
+            f"{root};HTTP1Connection._head (dualcorn/protocols/http1/messages.py:151) 5",
+            f"{root} 2",  # the loop's own C code: the server's
+            f"{app};dumps (json/__init__.py:183) 3",  # the stdlib called by the app: the app's
+            f"{app} 4",
+            f"{app};RequestCycle.send (dualcorn/protocols/cycle.py:115) 6",  # the app calls send
+            f"{app};RequestCycle.send (dualcorn/protocols/cycle.py:115);x (json/a.py:1) 1",
+            "garbage",
+        ]
+    )
+    assert (found.server, found.app, found.total) == (14, 7, 21)
+    assert found.packages == {"json": 3, "starlette": 4}
