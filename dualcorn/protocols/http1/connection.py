@@ -13,8 +13,6 @@ WebSocket session (:meth:`HTTPConnection.upgrade_websocket`).
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Coroutine
 from typing import Any, cast
 
 from dualcorn.errors import ProtocolError
@@ -44,23 +42,6 @@ _IDLE, _HEAD = 0, 1  # what the running timer guards
 # "Connection: close".  It matters to blue-green reloads and rolling restarts, where another
 # process is ready to serve the client's next connection.
 IDLE_DRAIN = 0.5
-
-if sys.version_info >= (3, 12):
-    _EAGER = True
-
-    def _eager_task(coro: Coroutine[Any, Any, None], loop: Any) -> asyncio.Task[None]:
-        """A task that runs ``coro`` at once, up to its first real wait (Python 3.12+).
-
-        ``asyncio.Task``, not ``loop.create_task``: uvloop's takes no ``eager_start`` (aiohttp
-        does the same on 3.12 and 3.13).  Always on the running loop's own thread here.
-        """
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-
-else:
-    _EAGER = False
-
-    def _eager_task(coro: Coroutine[Any, Any, None], loop: Any) -> asyncio.Task[None]:
-        return loop.create_task(coro)  # type: ignore[no-any-return]  # (not called: no eager tasks)
 
 
 class HTTPConnection(asyncio.Protocol, Connection):
@@ -177,7 +158,6 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if (cap is not None and self.requests_served + 1 >= cap) or state.stopping \
                 or state.draining:  # fmt: skip
             keep_alive = False
-        more_body = facts.chunked or bool(facts.content_length)  # facts.has_body, inline
         scope = http_scope(self, head, self._template)
         writer = self.writer
         writer.begin(scope["method"] == "HEAD", http10, keep_alive)
@@ -187,21 +167,12 @@ class HTTPConnection(asyncio.Protocol, Connection):
             writer,
             state,
             expect_100=facts.expect_continue and not http10,
-            more_body=more_body,
+            more_body=facts.chunked or bool(facts.content_length),  # facts.has_body, inline
         )
         self.cycle = cycle
-        if _EAGER and not more_body:
-            # Python 3.12+: the app runs at once, up to its first real wait; a small answer
-            # is written, and the cycle done, before this returns (no loop turn in between).
-            # Only without a body: the app must not answer before the body in hand is framed.
-            task = _eager_task(run_cycle(cycle, state.app), self.loop)
-        else:
-            task = self.loop.create_task(run_cycle(cycle, state.app))
-        cycle.task = task
-        # run_cycle removes its own task from state.tasks when it ends (no done-callback); an
-        # eager one may have ended already, before it had a task to remove.
-        if not task.done():
-            state.tasks.add(task)
+        # run_cycle removes its own task from state.tasks when it ends (no done-callback).
+        cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
+        state.tasks.add(task)
         return cycle
 
     def wants_websocket(self, headers: list[Any]) -> bool:

@@ -26,7 +26,7 @@ from dualcorn.protocols.state import ServerState
 
 __all__ = ["HTTP1Connection"]
 
-_HEAD, _LENGTH, _CHUNKED = range(3)
+_HEAD, _LENGTH, _CHUNKED, _DONE = range(4)
 
 
 class HTTP1Connection(HTTPConnection):
@@ -45,7 +45,6 @@ class HTTP1Connection(HTTPConnection):
         self._part = _HEAD
         self._left = 0  # Content-Length bytes still to come
         self._chunks: ChunkedDecoder | None = None
-        self._framing = False  # _run is on the stack
 
     # --- Parser subclass -----------------------------------------------------------------
 
@@ -102,7 +101,6 @@ class HTTP1Connection(HTTPConnection):
         """Frame ``data``; bytes from ``new`` on were not scanned for a head before."""
         pos = 0
         end = len(data)
-        self._framing = True
         try:
             while pos < end:
                 part = self._part
@@ -144,8 +142,6 @@ class HTTP1Connection(HTTPConnection):
             self._buf.clear()
             self.reject(exc)
             return
-        finally:
-            self._framing = False
         buf = self._buf
         if data is buf:
             del buf[:pos]
@@ -200,13 +196,13 @@ class HTTP1Connection(HTTPConnection):
             self._part = _LENGTH
             self._left = facts.content_length
         else:
-            # No body: the next head may follow at once (even before start_request returns,
-            # when the cycle starts eagerly and the app answers without waiting).
-            self._part = _HEAD
+            self._part = _DONE
         cycle = self.start_request(request, facts)
         if cycle is None:
             self._buf.clear()
             return -1
+        if self._part == _DONE:
+            self._part = _HEAD
         return pos
 
     def _http2(self, data: bytes | bytearray, pos: int) -> bool:
@@ -237,9 +233,7 @@ class HTTP1Connection(HTTPConnection):
             # as the next request, so the connection ends instead (RFC 9112 9.3).
             return False
         buf = self._buf
-        if buf and not self._framing:
-            # (While framing, a cycle that ended inside start_request, started eagerly, leaves
-            # what follows to the loop that is running: it goes on to the next head.)
+        if buf:
             self._run(buf, 0)
         # After the client's FIN a body cut short will not be completed: drop its request.
         return not (self.eof and self._part != _HEAD)
