@@ -407,7 +407,7 @@ class WSGIAdapter:
             # No idle thread: it waits, and if its client hangs up meanwhile, nobody should run
             # it.  (One an idle thread takes at once needs no watch: --wsgi-queue's 503 and the
             # app's own posts cover it.)
-            watch = self._watcher.add(outbox, receive)
+            watch = self._watcher.add(outbox, receive, loop)
         try:
             await outbox.deliver(send)
         except asyncio.CancelledError:
