@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gc-freeze", action=argparse.BooleanOptionalAction,
                    help="gc.freeze() once the app is loaded, so collections skip it")  # fmt: skip
     g.add_argument("--gc-threshold", type=_optional_int, metavar="N",
-                   help="young-generation GC threshold, 100-100000 (default: 700)")  # fmt: skip
+                   help="young-generation GC threshold, 100-100000 "
+                   "(default: Python's)")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
                    help="the error log's level")  # fmt: skip

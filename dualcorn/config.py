@@ -286,7 +286,8 @@ class Config:
     # preload_app, and the gc module's docs for pre-fork servers; the collector then skips
     # the app's long-lived objects.  On by default: it changes no behaviour, only GC work.
     gc_freeze: bool = True
-    # The young generation's threshold (gc.set_threshold's first value; CPython's is 700):
+    # The young generation's threshold (gc.set_threshold's first value; CPython: 700, 2000
+    # from 3.13):
     # fewer collections for more cyclic garbage held in between, the trade Go's GOGC makes.
     # None leaves the interpreter's; bounded by GC_THRESHOLD_MIN/MAX.
     gc_threshold: int | None = None
