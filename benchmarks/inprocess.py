@@ -122,6 +122,12 @@ async def run(name: str, parser: str, n: int) -> float:
     from dualcorn.protocols.state import ServerState
 
     asgi, kind = prepare_app(config)
+    try:  # what the server does once the app is loaded (issue 15; absent from older checkouts)
+        from dualcorn.gc_tuning import tune_gc
+    except ImportError:
+        pass
+    else:
+        tune_gc(freeze=config.gc_freeze, threshold=config.gc_threshold)
     try:
         state = ServerState(config, asgi)
     except AttributeError:  # before the capabilities (issue 13): an interface name
