@@ -102,9 +102,9 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 SCENARIOS: dict[str, tuple[Any, str, bytes]] = {
     "asgi_hello": ("benchmarks.apps.asgi_hello:app", "asgi3", GET),
     "wsgi_hello": ("benchmarks.apps.wsgi_hello:app", "wsgi", GET),
-    "fastapi_json": ("benchmarks.apps.fastapi_json:app", "asgi3", GET),
     "flask_json": ("benchmarks.apps.flask_json:app", "wsgi", GET),
     "django_view": ("benchmarks.apps.django_view:app", "wsgi", GET),
+    "fastapi_json": ("benchmarks.apps.fastapi_json:app", "asgi3", GET),
     "asgi_stream": (stream_app, "asgi3", GET),
     "asgi_post": (echo_app, "asgi3", POST),
 }
