@@ -284,12 +284,12 @@ class Config:
     # --- Garbage collector (dualcorn.gc_tuning) ------------------------------------------
     # gc.freeze() once the app is loaded and started: gunicorn's docs suggest it with
     # preload_app, and the gc module's docs for pre-fork servers; the collector then skips
-    # the app's long-lived objects.  On by default: it changes no behaviour, only GC work.
+    # the app's long-lived objects.  On by default: it changes what the collector visits,
+    # not what the app sees.
     gc_freeze: bool = True
-    # The young generation's threshold (gc.set_threshold's first value; CPython: 700, 2000
-    # from 3.13):
-    # fewer collections for more cyclic garbage held in between, the trade Go's GOGC makes.
-    # None leaves the interpreter's; bounded by GC_THRESHOLD_MIN/MAX.
+    # The young generation's threshold (gc.set_threshold's first value; CPython's: 700, 2000
+    # from 3.13): fewer collections for more cyclic garbage held in between, the trade Go's
+    # GOGC makes.  None leaves the interpreter's; bounded by GC_THRESHOLD_MIN/MAX.
     gc_threshold: int | None = None
 
     # --- Logging -------------------------------------------------------------------------

@@ -20,8 +20,9 @@ Two settings, applied once the application is loaded and its lifespan startup ha
   garbage, so nothing unreachable is frozen.  This is what gunicorn's documentation suggests
   with ``preload_app`` and what the :mod:`gc` documentation describes for pre-fork servers
   (frozen objects are also never written to by the collector, which keeps forked pages
-  shared).  The cost: a cycle among those startup objects that the app drops later is never
-  collected (it is freed if nothing refers to it in a cycle).  Done once per process.
+  shared).  The cost: a startup object the app drops later is still freed by reference
+  counting, but a reference cycle among such objects is never collected.  Done once per
+  process, before the server listens.
 * ``gc_threshold`` (off by default): the young generation's threshold.  Fewer collections
   mean less CPU per request and more memory held by cyclic garbage between collections: at
   most about ``threshold`` container objects (plus what they refer to).  It is bounded in
