@@ -337,32 +337,40 @@ class ZttpEngine(InboundWindows):
             if end:
                 stream.end_message()
                 self._ended(stream_id)
-                self._merge_end(stream_id)
+                self._merge_end(stream_id, len(data))
         except zttp.LocalProtocolError:
             self._refused_send(stream)
             return False
         return True
 
-    def _merge_end(self, stream_id: int) -> None:
+    def _merge_end(self, stream_id: int, size: int) -> None:
         """zttp ends a body with an empty DATA frame of its own: set END_STREAM on the last
         DATA frame instead (one frame less per response for every client to parse)."""
         out = self._conn.data_to_send()
-        tail = b"\0\0\0\0\1" + stream_id.to_bytes(4, "big")
-        if not out.endswith(tail):
+        sid = stream_id.to_bytes(4, "big")
+        if not out.endswith(b"\0\0\0\0\1" + sid):
             if out:
                 self._out.append(out)
             return
         end = len(out) - _FRAME_HEADER
-        pos = last = 0
-        while pos < end:
-            last = pos
-            pos += _FRAME_HEADER + int.from_bytes(out[pos : pos + 3], "big")
-        if pos != end or out[last + 3] != _DATA or out[last + 5 : last + 9] != tail[5:]:
-            self._out.append(out)
-            return
-        merged = bytearray(out[:end])
-        merged[last + 4] |= _END_STREAM
-        self._out.append(bytes(merged))
+        # Most often the body went out whole as the frame before: its header is where it
+        # would be.  Else walk the frames to the last one.
+        last = end - _FRAME_HEADER - size
+        if (
+            last < 0
+            or out[last : last + 4] != size.to_bytes(3, "big") + b"\0"
+            or (out[last + 5 : last + 9] != sid)
+        ):
+            pos = last = 0
+            while pos < end:
+                last = pos
+                pos += _FRAME_HEADER + int.from_bytes(out[pos : pos + 3], "big")
+            if pos != end or out[last + 3] != _DATA or out[last + 5 : last + 9] != sid:
+                self._out.append(out)
+                return
+        self._out.append(
+            out[: last + 4] + bytes((out[last + 4] | _END_STREAM,)) + out[last + 5 : end]
+        )
 
     def _refused_send(self, stream: Any) -> None:
         # Reset, so the client does not wait for a response that cannot come.
