@@ -103,6 +103,8 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 SCENARIOS: dict[str, tuple[Any, str, bytes]] = {
     "asgi_hello": ("benchmarks.apps.asgi_hello:app", "asgi3", GET),
     "wsgi_hello": ("benchmarks.apps.wsgi_hello:app", "wsgi", GET),
+    "flask_json": ("benchmarks.apps.flask_json:app", "wsgi", GET),
+    "django_view": ("benchmarks.apps.django_view:app", "wsgi", GET),
     "fastapi_json": ("benchmarks.apps.fastapi_json:app", "asgi3", GET),
     "starlette_json": ("benchmarks.apps.starlette_json:app", "asgi3", GET),
     "litestar_json": ("benchmarks.apps.litestar_json:app", "asgi3", GET),
@@ -123,6 +125,12 @@ async def run(name: str, parser: str, n: int) -> float:
     from dualcorn.protocols.state import ServerState
 
     asgi, kind = prepare_app(config)
+    try:  # what the server does once the app is loaded (issue 15; absent from older checkouts)
+        from dualcorn.gc_tuning import tune_gc
+    except ImportError:
+        pass
+    else:
+        tune_gc(freeze=config.gc_freeze, threshold=config.gc_threshold)
     try:
         state = ServerState(config, asgi)
     except AttributeError:  # before the capabilities (issue 13): an interface name
