@@ -26,7 +26,8 @@ from dualcorn.protocols.http2.limits import CONTROL_BURST, FloodGuard, H2Limits
 from dualcorn.protocols.http2.request import Malformed, h2_request_head
 from dualcorn.protocols.state import ServerState
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# RFC 9113 3.4: the client preface is the magic string and a SETTINGS frame.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize()
 
 
 def limits(**options: Any) -> H2Limits:

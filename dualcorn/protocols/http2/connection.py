@@ -80,6 +80,7 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         self._streams_changed = asyncio.Event()  # a stream finished, or the connection lost
         self._going_away = False  # the first GOAWAY was sent
         self._last_stream: int | None = None  # the final GOAWAY's last stream id
+        self._highest_request = 0  # the client's last stream read so far (a Request event)
         self._timer: asyncio.TimerHandle | None = None
         self._abort: asyncio.TimerHandle | None = None  # see _close
         self._idle_timeout = config.timeout_request_head  # until the first request
@@ -120,7 +121,7 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         now = self.loop.time()
         flood = self.guard.scan(data, now)
         if flood is not None:
-            self._fail(flood, ev.ENHANCE_YOUR_CALM)
+            self._fail(flood, self.guard.error_code)
             return
         try:
             events = self.engine.receive(data)
@@ -156,9 +157,11 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
                 self.ping_acked(cast(ev.PingAcked, event).data)
             elif kind is ev.Closed:
                 # RFC 9113 6.8: the client opens no more streams; the open ones finish.
+                # The frame layer read the whole batch: a stream opened after the GOAWAY in
+                # it is past the last one seen before (refused, as after the server's own).
                 self._going_away = True
                 if self._last_stream is None:
-                    self._last_stream = self.engine.highest_stream_id
+                    self._last_stream = self._highest_request
                 self._close_if_idle()
             if self.transport.is_closing():
                 return
@@ -198,7 +201,7 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
     # --- Requests --------------------------------------------------------------------------
 
     def _request(self, event: ev.Request) -> None:
-        sid = event.stream_id
+        sid = self._highest_request = event.stream_id
         state = self.state
         last = self._last_stream
         if (last is not None and sid > last) or len(self.streams) >= self.limits.max_streams:

@@ -26,7 +26,7 @@ Where ``h2`` (python-hyper, 4.x) is kept from doing what RFC 9113 lets a server 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, NamedTuple
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -34,9 +34,30 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h2.stream
+import hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
+from dualcorn.protocols.http2.events import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    Body,
+    Closed,
+    End,
+    EngineSettings,
+    Event,
+    H2ConnectionError,
+    Malformed,
+    PingAcked,
+    Request,
+    Reset,
+    SettingsAcked,
+    Window,
+)
 from dualcorn.protocols.http2.request import malformed_trailers
 
 __all__ = [
@@ -50,6 +71,7 @@ __all__ = [
     "Closed",
     "End",
     "EngineSettings",
+    "Event",
     "H2ConnectionError",
     "H2Engine",
     "Malformed",
@@ -59,98 +81,6 @@ __all__ = [
     "SettingsAcked",
     "Window",
 ]
-
-NO_ERROR = int(ErrorCodes.NO_ERROR)
-PROTOCOL_ERROR = int(ErrorCodes.PROTOCOL_ERROR)
-INTERNAL_ERROR = int(ErrorCodes.INTERNAL_ERROR)
-REFUSED_STREAM = int(ErrorCodes.REFUSED_STREAM)
-CANCEL = int(ErrorCodes.CANCEL)
-ENHANCE_YOUR_CALM = int(ErrorCodes.ENHANCE_YOUR_CALM)
-
-
-# --- Events (what the connection acts on) -------------------------------------------------
-
-
-class Request(NamedTuple):
-    """A request head arrived (HEADERS, and CONTINUATION frames) on a new stream."""
-
-    stream_id: int
-    headers: list[tuple[bytes, bytes]]  # pseudo-headers first, as received
-    ended: bool  # END_STREAM: no body follows
-
-
-class Body(NamedTuple):
-    stream_id: int
-    data: bytes
-    flow_length: int  # what the data cost the window (padding included): ack this much
-    ended: bool
-
-
-class End(NamedTuple):
-    """The client finished its side of the stream (END_STREAM after DATA or trailers)."""
-
-    stream_id: int
-
-
-class Reset(NamedTuple):
-    """The client reset the stream (RST_STREAM)."""
-
-    stream_id: int
-    error_code: int
-
-
-class Window(NamedTuple):
-    """A send window grew (stream 0: the connection's, or every stream after SETTINGS)."""
-
-    stream_id: int
-
-
-class Malformed(NamedTuple):
-    """RFC 9113 8.1.1: a malformed request or body on one stream (a stream error)."""
-
-    stream_id: int
-    reason: str
-
-
-class SettingsAcked(NamedTuple):
-    """The client acknowledged the server's SETTINGS."""
-
-
-class PingAcked(NamedTuple):
-    """The client answered a PING the server sent."""
-
-    data: bytes
-
-
-class Closed(NamedTuple):
-    """The client sent GOAWAY: it opens no more streams."""
-
-    error_code: int
-    last_stream_id: int
-
-
-Event = Request | Body | End | Reset | Window | Malformed | SettingsAcked | PingAcked | Closed
-
-
-class H2ConnectionError(Exception):
-    """A connection error (RFC 9113 5.4.1): a GOAWAY is queued; send it, then close."""
-
-    def __init__(self, message: str, error_code: int) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-
-
-class EngineSettings(NamedTuple):
-    """The server's SETTINGS and windows (see dualcorn.protocols.http2.limits)."""
-
-    max_concurrent_streams: int
-    max_header_list_size: int
-    header_table_size: int
-    initial_window_size: int
-    connection_window: int
-    header_block_cap: int  # what the HPACK decoder decodes at most (a connection error past)
-    # RFC 8441 3: SETTINGS_ENABLE_CONNECT_PROTOCOL, when the server serves WebSockets.
-    enable_connect_protocol: bool = False
 
 
 # --- The h2 connection, kept from ending the connection on stream errors ----------------
@@ -186,6 +116,17 @@ class _ServerConnection(h2.connection.H2Connection):
             # The block was decoded and the stream opened: only its fields were refused.
             return [], [_MalformedHeaders(frame.stream_id, str(exc))]
 
+    def _receive_frame(self, frame: Any) -> Any:
+        if type(frame) is not DataFrame:
+            return super()._receive_frame(frame)
+        # h2 formats repr(frame) for its trace log before anything else, logger or not, and a
+        # DATA frame's repr hexlifies its whole payload: 28 us per 16 KiB frame, more than
+        # the rest of its handling.  A DATA frame's stream errors (a closed stream) are
+        # answered inside _receive_data_frame, so h2's other handling never applies to it.
+        frames, events = self._receive_data_frame(frame)
+        self._prepare_for_sending(frames)
+        return events
+
     def _receive_data_frame(self, frame: DataFrame) -> Any:
         try:
             return super()._receive_data_frame(frame)
@@ -209,7 +150,25 @@ class _ServerConnection(h2.connection.H2Connection):
 
     @staticmethod
     def _hpack_failed(exc: Exception) -> bool:
-        return isinstance(exc, h2.exceptions.DenialOfServiceError) or "HPACK" in str(exc)
+        return isinstance(exc, (h2.exceptions.DenialOfServiceError, _CompressionFailed))
+
+
+class _CompressionFailed(h2.exceptions.ProtocolError):
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+class _Decoder(hpack.Decoder):
+    """RFC 9113 4.3: a field block that does not decompress is a connection error of type
+    COMPRESSION_ERROR (h2 says PROTOCOL_ERROR).  A block past the size cap stays h2's
+    ENHANCE_YOUR_CALM (an HPACK bomb, RFC 9113 10.5.1)."""
+
+    def decode(self, data: bytes, raw: bool = False) -> Any:
+        try:
+            return super().decode(data, raw)
+        except hpack.OversizedHeaderListError:
+            raise
+        except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise _CompressionFailed(f"HPACK: the field block does not decode: {exc}") from exc
 
 
 class _MalformedHeaders(h2.events.Event):
@@ -241,6 +200,7 @@ class H2Engine:
         )
         self._settings = settings
         conn = self._conn = _ServerConnection(config=config)
+        conn.decoder = _Decoder()
         conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -346,26 +306,62 @@ class H2Engine:
 
     def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> bool:
         """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
+        # h2's send_headers, less what dualcorn does not need of it: a frame object per
+        # HEADERS/CONTINUATION, the validation flags of checks that are off, the re-encoding of
+        # fields that are bytes already, the log calls.  The state machines take the same
+        # inputs in the same order (RFC 9113 5.1), before the irreversible HPACK encoding.
+        conn = self._conn
+        stream = conn.streams.get(stream_id)
+        if stream is None:
+            return False  # a server opens no stream with HEADERS; a purged one is closed
+        machine = stream.state_machine
+        informational = fields[0][0] == b":status" and fields[0][1][:1] == b"1"
+        if informational and end:
+            return False
         try:
-            self._conn.send_headers(stream_id, fields, end_stream=end)
+            conn.state_machine.process_input(_SEND_HEADERS_CONN)
+            machine.process_input(_SEND_INFORMATIONAL if informational else _SEND_HEADERS)
+            if end:
+                machine.process_input(_SEND_END_STREAM)
+            elif machine.trailers_sent:
+                return False  # RFC 9113 8.1: trailers end the stream
         except h2.exceptions.ProtocolError:
             return False
+        block = conn.encoder.encode(fields)
+        conn._data_to_send += _header_frames(stream_id, block, end, conn.max_outbound_frame_size)
         return True
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
+        # h2's send_data without its DataFrame object and log calls: the same state inputs
+        # and the same debits of both send windows (RFC 9113 6.9.1).
+        conn = self._conn
+        stream = conn.streams.get(stream_id)
+        size = len(data)
+        if (
+            stream is None
+            or size > conn.max_outbound_frame_size
+            or size > conn.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window
+        ):
+            return False
+        machine = stream.state_machine
         try:
-            self._conn.send_data(stream_id, data, end_stream=end)
+            conn.state_machine.process_input(_SEND_DATA_CONN)
+            machine.process_input(_SEND_DATA)
+            if end:
+                machine.process_input(_SEND_END_STREAM)
         except h2.exceptions.ProtocolError:
             return False
+        stream.outbound_flow_control_window -= size
+        conn.outbound_flow_control_window -= size
+        out = conn._data_to_send
+        out += _frame_header(size, _DATA_FRAME, _END_STREAM if end else 0, stream_id)
+        out += data
         return True
 
     def end_stream(self, stream_id: int) -> bool:
-        try:
-            self._conn.end_stream(stream_id)
-        except h2.exceptions.ProtocolError:
-            return False
-        return True
+        return self.send_data(stream_id, b"", True)
 
     def reset(self, stream_id: int, error_code: int) -> None:
         """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""
@@ -408,6 +404,36 @@ class H2Engine:
 
     def bytes_to_send(self) -> bytes:
         return self._conn.data_to_send()
+
+
+_SEND_HEADERS_CONN = h2.connection.ConnectionInputs.SEND_HEADERS
+_SEND_DATA_CONN = h2.connection.ConnectionInputs.SEND_DATA
+_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_SEND_INFORMATIONAL = h2.stream.StreamInputs.SEND_INFORMATIONAL_HEADERS
+_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
+_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
+# RFC 9113 4.1, 6.1, 6.2, 6.10: frame types and flags of what the server sends.
+_DATA_FRAME, _HEADERS_FRAME, _CONTINUATION_FRAME = 0x0, 0x1, 0x9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+
+
+def _frame_header(length: int, kind: int, flags: int, stream_id: int) -> bytes:
+    return (length << 48 | kind << 40 | flags << 32 | stream_id).to_bytes(9, "big")
+
+
+def _header_frames(stream_id: int, block: bytes, end: bool, max_frame: int) -> bytes:
+    """A HEADERS frame with the header block, in CONTINUATION frames past ``max_frame``
+    (RFC 9113 4.3: END_STREAM on the HEADERS frame, END_HEADERS on the last)."""
+    flags = _END_STREAM if end else 0
+    if len(block) <= max_frame:
+        return _frame_header(len(block), _HEADERS_FRAME, flags | _END_HEADERS, stream_id) + block
+    parts = [block[at : at + max_frame] for at in range(0, len(block), max_frame)]
+    out = [_frame_header(len(parts[0]), _HEADERS_FRAME, flags, stream_id), parts[0]]
+    for part in parts[1:-1]:
+        out += (_frame_header(len(part), _CONTINUATION_FRAME, 0, stream_id), part)
+    last = parts[-1]
+    out += (_frame_header(len(last), _CONTINUATION_FRAME, _END_HEADERS, stream_id), last)
+    return b"".join(out)
 
 
 _REMOTE_CLOSED = frozenset(

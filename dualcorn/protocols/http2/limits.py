@@ -51,6 +51,14 @@ _DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _PUSH, _PING = 0, 1, 2, 3, 4
 _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = 7, 8, 9
 _END_STREAM, _ACK, _END_HEADERS, _PADDED = 0x1, 0x1, 0x4, 0x8
 _PREFACE = 24  # b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# RFC 9113 10.5: small frames cost a server their processing.  A WINDOW_UPDATE below this
+# counts as a control frame: clients acknowledge in large steps (nghttp2, Chrome and Firefox
+# at half the window, Go at 4 KiB, h2 at min(1024, a quarter of the window) once it is
+# spent), while a flood of +1 increments costs the server a frame read per byte it may send
+# (and a 1-byte DATA frame each, once a response waits on the window).
+SMALL_WINDOW_UPDATE = 1024
+# GOAWAY error codes (RFC 9113 7) the guard's refusals carry.
+PROTOCOL_ERROR, ENHANCE_YOUR_CALM = 0x1, 0xB
 
 
 class H2Limits:
@@ -137,12 +145,15 @@ class FloodGuard:
     """Reads frame headers as bytes arrive; names the flood a client started, if any."""
 
     __slots__ = (
-        "_block", "_block_cap", "_control", "_header", "_observer", "_pad_sid", "_preface",
-        "_resets", "_skip",
+        "_block", "_block_cap", "_control", "_first", "_header", "_observer", "_pad_sid",
+        "_preface", "_resets", "_skip", "error_code",
     )  # fmt: skip
 
     def __init__(self, limits: H2Limits, now: float, observer: FrameObserver | None = None) -> None:
         self._preface = _PREFACE  # preface bytes still to skip
+        self._first = True  # the next frame is the first after the preface
+        # The GOAWAY code for the reason :meth:`scan` returned: ENHANCE_YOUR_CALM for a flood.
+        self.error_code = ENHANCE_YOUR_CALM
         self._skip = 0  # payload bytes of the current frame still to skip
         self._header = b""  # a frame header split across reads
         self._block = 0  # bytes of the header block so far
@@ -195,6 +206,14 @@ class FloodGuard:
             kind = header[3]
             flags = header[4]
             self._skip = length
+            if self._first:
+                self._first = False
+                if kind != _SETTINGS or flags & _ACK:
+                    # RFC 9113 3.4: the preface's SETTINGS frame "MUST be the first frame the
+                    # client sends"; anything else is an invalid preface, PROTOCOL_ERROR.
+                    self.error_code = PROTOCOL_ERROR
+                    return "the client preface's first frame is not SETTINGS (RFC 9113 3.4)"
+                continue  # the preface's own SETTINGS, once per connection: not a flood
             if kind == _DATA:
                 if not length and not flags & _END_STREAM:
                     control += 1
@@ -225,8 +244,13 @@ class FloodGuard:
                     control += 1
             elif kind == _PRIORITY or kind > _CONTINUATION:
                 control += 1
+            elif kind == _WINDOW_UPDATE:
+                # The increment, when the payload is in this read (else counted, to be safe).
+                increment = int.from_bytes(data[pos : pos + 4], "big") & 0x7FFFFFFF
+                if end - pos < 4 or increment < SMALL_WINDOW_UPDATE:
+                    control += 1
         if resets and not self._resets.take(resets, now):
             return "too many streams reset (Rapid Reset, CVE-2023-44487)"
         if control and not self._control.take(control, now):
-            return "too many control or empty frames (CVE-2019-9512/9515/9518)"
+            return "too many control, empty or small frames (CVE-2019-9512/9515/9518)"
         return None

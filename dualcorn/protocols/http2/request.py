@@ -103,7 +103,7 @@ def h2_request_head(
             continue
         if name not in _GOOD_NAMES:
             _check_name(name)
-        if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
+        if name in _CONNECTION_SPECIFIC or (name == b"te" and value.lower() != b"trailers"):
             raise Malformed(f"connection-specific field {name!r} (RFC 9113 8.2.2)")
         if name == b"host":
             if host is not None:

@@ -128,6 +128,11 @@ class H2Stream:
         lower = name.lower()
         if lower in _CONNECTION_SPECIFIC:
             return None
+        if value and (value[0] in b" \t" or value[-1] in b" \t"):
+            # RFC 9113 8.2.1: no whitespace at either end of an HTTP/2 value (nghttp2 resets
+            # such a stream), where HTTP/1.1 reads it as OWS (RFC 9110 5.5): h2's outbound
+            # normalisation stripped it, which the engine leaves to this cached step.
+            value = value.strip(b" \t")
         return (lower, value)
 
     def interim(self, status: int, fields: list[Any]) -> None:
