@@ -124,6 +124,13 @@ class MemoryTransport(asyncio.Transport):
         assert not self.closed, "write after close"
         self.written += data
 
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        # An HTTP/1.1 connection that read the HTTP/2 preface hands itself over (h2c).
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.protocol  # type: ignore[no-any-return]
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
