@@ -31,6 +31,20 @@ H2_ENGINES = ["h2", "zttp"] if importlib.util.find_spec("zttp") else ["h2"]
 WIRES = [*PARSERS, "h2"] if importlib.util.find_spec("h2") else list(PARSERS)
 
 
+# ``@over_both`` on a test that takes ``serve`` and ``protocol``: it runs over HTTP/1.1 on each
+# parser and over HTTP/2 (h2c, the default engine) once, since the parser only reads the
+# preface before it hands the connection over.  (A parametrize mark, because a mark is what
+# overrides the parametrized ``http_name`` fixture.)
+_OVER = [(name, "1.1") for name in HTTPS]
+if importlib.util.find_spec("h2"):
+    _OVER.append((HTTPS[-1], "2"))
+over_both = pytest.mark.parametrize(
+    ("http_name", "protocol"),
+    _OVER,
+    ids=[name if version == "1.1" else "h2" for name, version in _OVER],
+)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.module.__name__.startswith("tests.test_http2"):
         if "h2_engine" not in metafunc.fixturenames:

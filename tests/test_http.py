@@ -1,11 +1,41 @@
-"""HTTP/1.1: every behaviour issue #2 asks of the core, on both parsers and both loops.
+"""HTTP: every behaviour issue #2 asks of the core, over HTTP/1.1 and HTTP/2, on both loops.
 
-Most tests drive a real protocol, ``ServerState`` and app through an in-memory connection (the
-``connect`` fixture and :class:`tests.memconn.Wire`: bytes in, bytes out, no socket; issue 11):
-framing, keep-alive, pipelining, 100-continue, HEAD, default headers, app errors, limits.  The
-tests whose point is the transport itself (several connections at once, timeouts in real
-time, back-pressure from a real peer, sendfile) start a real server with the ``serve``
-fixture.  Both ways run on asyncio and uvloop and fail if the loop reports an error.
+Most tests drive a real protocol, ``ServerState`` and app through an in-memory connection (no
+socket; issue 11).  The ``wire`` fixture (tests/conftest.py) runs each of them over every
+HTTP/1.1 tokenizer (:class:`tests.memconn.Wire`) and over HTTP/2 (:class:`tests.h2memconn.H2Wire`:
+h2c with prior knowledge, the default engine, the h2 library as the client): framing,
+keep-alive, 100-continue, HEAD, default headers, app errors, limits.  The tests whose point is
+the transport itself (several requests at once, timeouts in real time, back-pressure from a real
+peer, sendfile) start a real server with the ``serve`` fixture; ``@over_both`` runs them over
+HTTP/1.1 on each parser and over h2c (tests/h2client.py, httpx ``http2=True``).  Where the
+protocols differ the test says so by ``client.version`` / ``protocol``: an HTTP/1.1 failure
+closes the connection, an HTTP/2 one resets its stream (RFC 9113 8.1) and the connection goes on.
+
+The tests that stay HTTP/1.1 only, and why (RFC 9113):
+
+=====================================================  ===========================================
+test                                                   why not over HTTP/2
+=====================================================  ===========================================
+test_pipelined_requests_are_answered_in_order          no pipelining: each request is a stream of
+test_reading_stays_paused_while_pipelined_requests_wait  its own, multiplexed (5); nothing queues
+                                                       behind a response
+test_http10_closes_unless_keep_alive_is_asked_for      no HTTP/1.0: the version is "2" from the
+test_http10_keep_alive_pipelined                       preface on (3.4), and keep-alive and close
+test_http10_streamed_response_is_close_delimited       delimiting are HTTP/1.x framing
+test_http11_close_ends_the_connection_after_the_...    ``Connection`` is connection-specific and
+                                                       malformed in HTTP/2 (8.2.2); a connection
+                                                       ends with GOAWAY (6.8)
+test_request_head_timeout_after_a_keep_alive_request  between streams an HTTP/2 connection is
+                                                       bounded by --timeout-keep-alive (its test
+                                                       here runs over both)
+test_reading_pauses_while_the_app_does_not_read        an upload is held back by the stream's
+                                                       window (6.9), not by pausing the socket:
+                                                       test_large_upload_to_a_slow_reader[h2] and
+                                                       tests/test_http2_attacks.py
+=====================================================  ===========================================
+
+Chunked framing has its HTTP/2 counterpart in DATA frames (8.1): ``body=[parts]`` sends a body
+of unknown length either way, ``trailers=`` its trailer fields (a last HEADERS frame).
 """
 
 from __future__ import annotations
@@ -20,10 +50,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hyperframe.frame import HeadersFrame
 
 from dualcorn import Config
 from dualcorn.protocols.http1.h11_tokenizer import H11Protocol
 from dualcorn.protocols.state import ServerState
+from tests.conftest import over_both
+from tests.h2client import H2Client
 from tests.memconn import MemoryConnection, Wire, WireFactory
 from tests.rawhttp import RawClient, get
 from tests.support import MemoryTransport
@@ -568,7 +601,10 @@ async def test_limit_keepalive_requests(wire: OpenWire) -> None:
 # real peer, sendfile.
 
 
-def test_limit_concurrency_answers_503(serve: Serve, errors: pytest.LogCaptureFixture) -> None:
+@over_both
+def test_limit_concurrency_answers_503(
+    serve: Serve, protocol: str, errors: pytest.LogCaptureFixture
+) -> None:
     entered = threading.Event()
     release = asyncio.Event()
     loop: list[asyncio.AbstractEventLoop] = []
@@ -580,30 +616,55 @@ def test_limit_concurrency_answers_503(serve: Serve, errors: pytest.LogCaptureFi
             await release.wait()
         await respond(send, 200, b"ok")
 
-    with serve(app, limit_concurrency=1) as server, RawClient(server.port) as slow:
-        slow.send(get("/slow"))
-        assert entered.wait(5)
-        response = httpx.get(server.url + "/fast")
-        assert response.status_code == 503
-        loop[0].call_soon_threadsafe(release.set)
-        assert slow.read_response().status == 200
-        assert httpx.get(server.url + "/fast").status_code == 200
+    with serve(app, limit_concurrency=1) as server:
+        if protocol == "1.1":
+            with RawClient(server.port) as slow:
+                slow.send(get("/slow"))
+                assert entered.wait(5)
+                assert httpx.get(server.url + "/fast").status_code == 503
+                loop[0].call_soon_threadsafe(release.set)
+                assert slow.read_response().status == 200
+                assert httpx.get(server.url + "/fast").status_code == 200
+        else:  # --limit-concurrency counts streams: the second stream of one connection
+            with H2Client(server.port) as client:
+                slow = client.request("/slow")
+                assert entered.wait(5)
+                assert client.get("/fast").status == 503
+                loop[0].call_soon_threadsafe(release.set)
+                assert client.wait(slow)[0].status == 200
+                assert client.get("/fast").status == 200
     assert "--limit-concurrency" in errors.text
 
 
 # --- Timeouts -------------------------------------------------------------------------------
 
 
-def test_request_head_timeout_answers_408(serve: Serve) -> None:
+@over_both
+def test_request_head_timeout_answers_408(serve: Serve, protocol: str) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         raise AssertionError("the app must not be called for a head that never arrived")
 
-    with serve(app, timeout_request_head=0.5) as server, RawClient(server.port) as client:
-        client.send(b"GET / HTTP/1.1\r\nHost: t\r\n")  # and never the blank line
-        response = client.read_response()
-        assert response.status == 408
-        assert response.header(b"connection") == b"close"
-        assert client.is_closed_by_server()
+    with serve(app, timeout_request_head=0.5) as server:
+        if protocol == "1.1":
+            with RawClient(server.port) as raw:
+                raw.send(b"GET / HTTP/1.1\r\nHost: t\r\n")  # and never the blank line
+                response = raw.read_response()
+                assert response.status == 408
+                assert response.header(b"connection") == b"close"
+                assert raw.is_closed_by_server()
+        else:
+            # A HEADERS frame whose block never ends (no END_HEADERS, no CONTINUATION): no
+            # stream exists to answer 408 on, so the connection ends (RFC 9113 6.8, 6.10).
+            with H2Client(server.port) as client:
+                while not client.remote_settings:  # SETTINGS exchanged first
+                    assert client.receive_once()
+                head = HeadersFrame(1)
+                head.data = client.conn.encoder.encode([(b":method", b"GET")])
+                client.send_raw(head.serialize())
+                client.wait_closed()
+                # The head timeout's graceful GOAWAY, then the close; no stream answered.
+                assert client.goaways[0] == (2**31 - 1, NO_ERROR)
+                assert not any(result.headers for result in client.streams.values())
 
 
 def test_request_head_timeout_after_a_keep_alive_request(serve: Serve) -> None:
@@ -619,18 +680,28 @@ def test_request_head_timeout_after_a_keep_alive_request(serve: Serve) -> None:
         assert client.read_response().status == 408
 
 
-def test_keep_alive_timeout_closes_an_idle_connection(serve: Serve) -> None:
+@over_both
+def test_keep_alive_timeout_closes_an_idle_connection(serve: Serve, protocol: str) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         await respond(send, 200, b"ok")
 
-    with serve(app, timeout_keep_alive=0.3) as server, RawClient(server.port) as client:
-        client.send(get())
-        assert client.read_response().status == 200
-        assert client.is_closed_by_server(timeout=5)
-        assert client.buf == b""  # closed quietly: no 408 for a connection that sent nothing
+    with serve(app, timeout_keep_alive=0.3) as server:
+        if protocol == "1.1":
+            with RawClient(server.port) as raw:
+                raw.send(get())
+                assert raw.read_response().status == 200
+                assert raw.is_closed_by_server(timeout=5)
+                assert raw.buf == b""  # closed quietly: no 408 for a connection that sent nothing
+        else:
+            with H2Client(server.port) as client:
+                assert client.get().status == 200
+                # A graceful GOAWAY (RFC 9113 6.8) naming the one stream served, then the close.
+                client.wait_closed()
+                assert client.goaway == (1, NO_ERROR)
 
 
-def test_body_stall_timeout_disconnects_the_app(serve: Serve) -> None:
+@over_both
+def test_body_stall_timeout_disconnects_the_app(serve: Serve, protocol: str) -> None:
     messages: list[dict[str, Any]] = []
     done = threading.Event()
 
@@ -642,10 +713,21 @@ def test_body_stall_timeout_disconnects_the_app(serve: Serve) -> None:
                 break
         done.set()
 
-    with serve(app, timeout_body_read=0.5) as server, RawClient(server.port) as client:
-        client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
-        assert done.wait(5)
-        assert client.is_closed_by_server()
+    with serve(app, timeout_body_read=0.5) as server:
+        if protocol == "1.1":
+            with RawClient(server.port) as raw:
+                raw.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+                assert done.wait(5)
+                assert raw.is_closed_by_server()
+        else:
+            with H2Client(server.port) as client:
+                length = [("content-length", "10")]
+                sid = client.request("/", "POST", b"hello", headers=length, end=False)
+                assert done.wait(5)
+                # The stream is cancelled (RFC 9113 8.1); the connection serves on.
+                [result] = client.wait(sid)
+                assert result.reset == CANCEL
+                assert not client.closed
     assert messages[0] == {"type": "http.request", "body": b"hello", "more_body": True}
     assert messages[-1] == {"type": "http.disconnect"}
 
@@ -720,8 +802,10 @@ async def test_reading_pauses_while_the_app_does_not_read() -> None:
     assert transport.reading
 
 
-def test_large_upload_to_a_slow_reader(serve: Serve) -> None:
-    """The same over a real socket: every byte arrives, in order, with a small read buffer."""
+@over_both
+def test_large_upload_to_a_slow_reader(serve: Serve, protocol: str) -> None:
+    """The same over a real socket: every byte arrives, in order, with a small read buffer
+    (over HTTP/2 the stream window holds the client back, granted as the app reads)."""
     total = 20 * MIB
     counted: list[int] = []
 
@@ -741,13 +825,17 @@ def test_large_upload_to_a_slow_reader(serve: Serve) -> None:
         for _ in range(total // len(block)):
             yield block
 
-    with serve(app, read_high_water=16 * 1024) as server:
-        response = httpx.post(server.url, content=parts(), timeout=30)
+    h2 = protocol == "2"
+    client = httpx.Client(http1=not h2, http2=h2, timeout=30)
+    with serve(app, read_high_water=16 * 1024) as server, client:
+        response = client.post(server.url, content=parts())
+    assert response.http_version == ("HTTP/2" if h2 else "HTTP/1.1")
     assert response.text == str(total)
     assert counted == [total]
 
 
-def test_send_waits_for_a_slow_reading_client(serve: Serve) -> None:
+@over_both
+def test_send_waits_for_a_slow_reading_client(serve: Serve, protocol: str) -> None:
     total_chunks, piece = 800, 64 * 1024  # 50 MiB
     progress: list[int] = [0]
     finished = threading.Event()
@@ -763,6 +851,18 @@ def test_send_waits_for_a_slow_reading_client(serve: Serve) -> None:
         finished.set()
 
     with serve(app) as server:
+        if protocol == "2":
+            # The client reads nothing and opens no window: the app's first 64 KiB block is
+            # already past the connection's initial 65,535 bytes (RFC 9113 6.9.2), so it waits.
+            with H2Client(server.port, window=2**31 - 1, timeout=30) as client:
+                sid = client.request()
+                assert not finished.wait(1.0), "send() never waited for the client"
+                assert progress[0] <= 1, progress[0]
+                [result] = client.wait(sid)
+                assert result.status == 200
+                assert len(result.data) == total_chunks * piece
+            assert finished.wait(5)
+            return
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         sock.connect(("127.0.0.1", server.port))
@@ -817,17 +917,26 @@ async def test_reading_stays_paused_while_pipelined_requests_wait() -> None:
     assert bytes(transport.written).count(b"HTTP/1.1 200 ") == 3
 
 
-def test_silent_connection_is_closed_after_the_head_timeout(serve: Serve) -> None:
+@over_both
+def test_silent_connection_is_closed_after_the_head_timeout(serve: Serve, protocol: str) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         raise AssertionError("never called")
 
-    with serve(app, timeout_request_head=0.3) as server, RawClient(server.port) as client:
-        assert client.is_closed_by_server(timeout=5)
-        assert client.buf == b""  # nothing was asked, so nothing (not even a 408) is answered
+    with serve(app, timeout_request_head=0.3) as server:
+        if protocol == "1.1":
+            with RawClient(server.port) as raw:
+                assert raw.is_closed_by_server(timeout=5)
+                assert raw.buf == b""  # nothing was asked, so nothing (not even a 408) is answered
+        else:
+            # The preface and SETTINGS, then nothing: a GOAWAY that names no stream, the close.
+            with H2Client(server.port) as client:
+                client.wait_closed()
+                assert client.goaway == (0, NO_ERROR)
 
 
+@over_both
 @pytest.mark.parametrize("extension", ["pathsend", "zerocopysend"])
-def test_file_extensions(serve: Serve, tmp_path: Any, extension: str) -> None:
+def test_file_extensions(serve: Serve, protocol: str, tmp_path: Any, extension: str) -> None:
     data = bytes(range(256)) * 1200  # 300 KiB: more than one write-buffer's worth
     path = tmp_path / "file.bin"
     path.write_bytes(data)
@@ -844,10 +953,18 @@ def test_file_extensions(serve: Serve, tmp_path: Any, extension: str) -> None:
                 await send({"type": "http.response.zerocopysend", "file": file, "offset": 0})
 
     expected = data if extension == "pathsend" else data[100:1100] + data
-    with serve(app) as server, RawClient(server.port) as client:
-        for method in (b"GET", b"HEAD", b"GET"):
-            client.send(get("/", method=method))
-            response = client.read_response(head_request=method == b"HEAD")
-            assert response.status == 200
-            if method == b"GET":
-                assert response.body == expected
+    with serve(app) as server:
+        if protocol == "2":  # DATA frames, as the windows allow
+            with H2Client(server.port) as client:
+                for method in ("GET", "HEAD", "GET"):
+                    result = client.get(method=method)
+                    assert result.status == 200
+                    assert bytes(result.data) == (expected if method == "GET" else b"")
+            return
+        with RawClient(server.port) as raw:
+            for method in (b"GET", b"HEAD", b"GET"):
+                raw.send(get("/", method=method))
+                response = raw.read_response(head_request=method == b"HEAD")
+                assert response.status == 200
+                if method == b"GET":
+                    assert response.body == expected
