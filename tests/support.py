@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import httpx
+
 from dualcorn import Config, Server
 
 
@@ -69,6 +71,14 @@ class ServerThread:
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
+
+
+def http_client(protocol: str = "1.1", **options: Any) -> httpx.Client:
+    """httpx over HTTP/1.1, or for ``protocol`` "2" over HTTP/2 with prior knowledge (h2c),
+    as the ``@over_both`` tests ask (tests/conftest.py)."""
+    h2 = protocol == "2"
+    options.setdefault("timeout", 10)
+    return httpx.Client(http1=not h2, http2=h2, **options)
 
 
 def raw_exchange(

@@ -26,16 +26,11 @@ from tests.conftest import over_both
 from tests.h2client import H2Client
 from tests.helpers import child_env
 from tests.rawhttp import RawClient, get
+from tests.support import http_client
 
 Scope = dict[str, Any]
 Serve = Callable[..., Any]
 CANCEL = 0x8  # RFC 9113 7
-
-
-def http_client(server: Any, protocol: str) -> httpx.Client:
-    """httpx over HTTP/1.1, or over HTTP/2 with prior knowledge (h2c)."""
-    h2 = protocol == "2"
-    return httpx.Client(base_url=server.url, http1=not h2, http2=h2, timeout=10)
 
 
 async def respond(send: Any, status: int = 200, body: bytes = b"") -> None:
@@ -201,7 +196,7 @@ def test_message_order_errors_are_named(
         for message in messages:
             await send(message)
 
-    with serve(app) as server, http_client(server, protocol) as client:
+    with serve(app) as server, http_client(protocol, base_url=server.url) as client:
         response = client.get("/")
         # Until body bytes go out the head is only in memory, so a broken order is a 500.
         assert response.status_code == (200 if len(messages) == 3 else 500)
@@ -278,7 +273,7 @@ def test_receive_after_the_response_waits_for_disconnect(serve: Serve, protocol:
         async with asyncio.timeout(5):
             after.append(await receive())
 
-    with serve(app) as server, http_client(server, protocol) as client:
+    with serve(app) as server, http_client(protocol, base_url=server.url) as client:
         assert client.get("/").status_code == 200
         assert client.get("/").status_code == 200
     assert after == [{"type": "http.disconnect"}] * 2

@@ -22,6 +22,7 @@ from dualcorn.errors import ConfigError
 from dualcorn.forwarded import MAX_HOPS, Node, parse_forwarded, parse_host, parse_node
 from dualcorn.proxies import Forwarding, ProxyHeaders, TrustedProxies, resolve
 from tests.conftest import over_both
+from tests.support import http_client
 
 LOOPBACK = TrustedProxies("127.0.0.1,::1")
 
@@ -352,11 +353,10 @@ def environ_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 def fetch(protocol: str, url: str, **options: Any) -> httpx.Response:
     """One GET with httpx over HTTP/1.1, or over HTTP/2 with prior knowledge (h2c)."""
-    h2 = protocol == "2"
-    transport = options.pop("transport", None) or httpx.HTTPTransport(http1=not h2, http2=h2)
-    with httpx.Client(transport=transport, timeout=10) as client:
+    transport = options.pop("transport", None)
+    with http_client(protocol, transport=transport) as client:
         response = client.get(url, **options)
-    assert response.http_version == ("HTTP/2" if h2 else "HTTP/1.1")
+    assert response.http_version == ("HTTP/2" if protocol == "2" else "HTTP/1.1")
     return response
 
 

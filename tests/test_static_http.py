@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import over_both
 from tests.static_tree import HELLO, JS, CountingApp, make_tree
-from tests.support import ServerThread
+from tests.support import ServerThread, http_client
 
 pytestmark = pytest.mark.timeout(60)
 BIG = bytes(range(256)) * 4096
@@ -28,12 +28,6 @@ BIG = bytes(range(256)) * 4096
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     return make_tree(tmp_path)
-
-
-def http_client(server: ServerThread, protocol: str) -> httpx.Client:
-    """httpx over HTTP/1.1, or over HTTP/2 with prior knowledge (h2c)."""
-    h2 = protocol == "2"
-    return httpx.Client(base_url=server.url, http1=not h2, http2=h2, timeout=10)
 
 
 @pytest.fixture
@@ -45,7 +39,7 @@ def files(
     server.__enter__()
     # Closed before the server: an idle HTTP/2 client that reads nothing would hold the
     # server's graceful GOAWAY for its PING's grace (RFC 9113 6.8).
-    with http_client(server, protocol) as client:
+    with http_client(protocol, base_url=server.url) as client:
         version = client.get("/static/hello.txt").http_version
         assert version == ("HTTP/2" if protocol == "2" else "HTTP/1.1")
         yield server, app, client
@@ -237,7 +231,10 @@ def test_index_and_directory_redirect(
     serve: Callable[..., ServerThread], protocol: str, tree: Path
 ) -> None:
     options = {"static": (f"/static={tree}",), "static_index": True}
-    with serve(CountingApp(), **options) as server, http_client(server, protocol) as client:
+    with (
+        serve(CountingApp(), **options) as server,
+        http_client(protocol, base_url=server.url) as client,
+    ):
         assert client.get("/static/sub/").content == b"<p>index</p>\n"
         moved = client.get("/static/sub?x=1")
         assert moved.status_code == 301 and moved.headers["location"] == "sub/?x=1"
@@ -252,7 +249,7 @@ def test_fallthrough_for_a_single_page_app(
 ) -> None:
     app = CountingApp()
     options = {"static": (f"/={tree}",), "static_fallthrough": True}
-    with serve(app, **options) as server, http_client(server, protocol) as client:
+    with serve(app, **options) as server, http_client(protocol, base_url=server.url) as client:
         assert client.get("/hello.txt").content == HELLO
         assert client.get("/users/42").text == "app:GET:/users/42"
         assert client.post("/hello.txt").text == "app:POST:/hello.txt"

@@ -17,22 +17,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import over_both
 from tests.h2client import H2Client
-from tests.support import ServerThread, read_until_closed
+from tests.support import ServerThread, http_client, read_until_closed
 
 Serve = Callable[..., ServerThread]
 Environ = dict[str, Any]
 WAIT = 10.0  # seconds a test waits for something that should happen at once
-
-
-def client_for(protocol: str) -> httpx.Client:
-    """httpx over HTTP/1.1, or over HTTP/2 with prior knowledge (h2c)."""
-    h2 = protocol == "2"
-    return httpx.Client(http1=not h2, http2=h2, timeout=WAIT)
 
 
 def wsgi_server(serve: Serve, app: Any, **options: Any) -> ServerThread:
@@ -84,7 +77,7 @@ def test_flask_chunked_upload(serve: Serve, protocol: str, flask_app: Any) -> No
     def chunked_body() -> Iterator[bytes]:
         yield from pieces
 
-    with wsgi_server(serve, flask_app) as server, client_for(protocol) as client:
+    with wsgi_server(serve, flask_app) as server, http_client(protocol, timeout=WAIT) as client:
         response = client.post(f"{server.url}/upload", content=chunked_body())
     if protocol == "1.1":
         assert response.request.headers.get("transfer-encoding") == "chunked"
@@ -102,7 +95,7 @@ def test_flask_streaming_response_arrives_chunk_by_chunk(
 ) -> None:
     with (
         wsgi_server(serve, flask_app) as server,
-        client_for(protocol) as client,
+        http_client(protocol, timeout=WAIT) as client,
         client.stream("GET", f"{server.url}/stream") as response,
     ):
         assert response.status_code == 200
@@ -117,7 +110,7 @@ def test_flask_streaming_response_arrives_chunk_by_chunk(
 @over_both
 def test_flask_send_file(serve: Serve, protocol: str, flask_app: Any) -> None:
     expected = flask_app.config["DOWNLOAD"].read_bytes()
-    with wsgi_server(serve, flask_app) as server, client_for(protocol) as client:
+    with wsgi_server(serve, flask_app) as server, http_client(protocol, timeout=WAIT) as client:
         for _ in range(3):  # keep-alive: the connection is reused after each file
             response = client.get(f"{server.url}/file")
             assert response.status_code == 200
@@ -132,7 +125,7 @@ def test_flask_send_file(serve: Serve, protocol: str, flask_app: Any) -> None:
 def test_app_error_is_a_500_and_the_connection_lives_on(
     serve: Serve, protocol: str, flask_app: Any
 ) -> None:
-    with wsgi_server(serve, flask_app) as server, client_for(protocol) as client:
+    with wsgi_server(serve, flask_app) as server, http_client(protocol, timeout=WAIT) as client:
         assert client.get(f"{server.url}/fail").status_code == 500
         assert client.post(f"{server.url}/upload", content=b"ok").json()["length"] == 2
 
@@ -143,7 +136,7 @@ def test_lifespan_owns_the_thread_pool(serve: Serve, protocol: str) -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [threading.current_thread().name.encode()]
 
-    with wsgi_server(serve, app) as server, client_for(protocol) as client:
+    with wsgi_server(serve, app) as server, http_client(protocol, timeout=WAIT) as client:
         response = client.get(f"{server.url}/")
         assert response.content.startswith(b"dualcorn-wsgi")
         assert response.headers["content-length"] == str(len(response.content))
