@@ -238,7 +238,10 @@ def test_disconnect_reaches_the_app_and_send_raises(
             # Over HTTP/2 the client leaves one request with RST_STREAM (RFC 9113 8.1).
             with H2Client(server.port) as h2:
                 length = [("content-length", "2" if when == "after-body" else "10")]
-                sid = h2.request("/", "POST", b"hi", headers=length, end=when == "after-body")
+                sid = h2.request("/", "POST", headers=length, end=False)
+                # One DATA frame, with END_STREAM when the body is whole: one body message.
+                h2.conn.send_data(sid, b"hi", end_stream=when == "after-body")
+                h2.flush()
                 assert waiting.wait(5)
                 h2.conn.reset_stream(sid, CANCEL)
                 h2.flush()
