@@ -11,7 +11,13 @@ pytest.importorskip("h2")
 
 import h2.config
 import h2.connection
-from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    SettingsFrame,
+)
 
 from dualcorn import Config
 from dualcorn.errors import ProtocolError
@@ -65,6 +71,48 @@ def test_guard_bounds_a_header_block_across_continuations(one_byte: bool) -> Non
     done.data = b"\x82" * 1000
     assert feed(guard, PREFACE + headers.serialize() + done.serialize(), one_byte) is None
     assert feed(guard, headers.serialize() + more.serialize() * 7, one_byte) is None
+
+
+class Recorder:
+    """A FrameObserver that writes down what the guard tells it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int]] = []
+
+    def headers_frame(self, stream_id: int, flags: int) -> None:
+        self.seen.append(("headers", stream_id, flags))
+
+    def data_frame(self, stream_id: int, length: int, flags: int) -> None:
+        self.seen.append(("data", stream_id, length))
+
+    def padding(self, stream_id: int, size: int) -> None:
+        self.seen.append(("padding", stream_id, size))
+
+
+@pytest.mark.parametrize("one_byte", [False, True], ids=["whole", "bytewise"])
+def test_guard_tells_its_observer_each_frame_once(one_byte: bool) -> None:
+    """The zttp engine keeps its windows from the frame headers the guard reads: the same
+    account whether a frame arrives whole or a byte at a time (the pad length byte of a padded
+    DATA frame may come in a later read than its header)."""
+    headers = HeadersFrame(1, flags=["END_HEADERS"])
+    headers.data = b"\x82"
+    data = DataFrame(1, flags=["PADDED"])
+    data.data = b"hello"
+    data.pad_length = 10
+    trailers = HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+    trailers.data = b"\x82"
+    ping = PingFrame(0)
+    ping.opaque_data = b"12345678"
+    wire = headers.serialize() + ping.serialize() + data.serialize() + trailers.serialize()
+    recorder = Recorder()
+    guard = FloodGuard(limits(), 0.0, recorder)
+    assert feed(guard, PREFACE + wire, one_byte) is None
+    assert recorder.seen == [
+        ("headers", 1, 0x4),
+        ("data", 1, 16),  # RFC 9113 6.1: the pad length byte and the padding count
+        ("padding", 1, 11),
+        ("headers", 1, 0x5),
+    ]
 
 
 def test_guard_refills_with_time() -> None:

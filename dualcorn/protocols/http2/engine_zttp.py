@@ -5,14 +5,12 @@ engine.H2Engine`'s methods and events, so the connection, the streams and the re
 do not know which library parses the frames (as the HTTP/1.1 loop does not know h11 from
 httptools).  ``zttp.H2Connection`` (0.0.35) costs about a twentieth of ``h2``'s CPU per
 request, but it decides four things a server must decide itself; this module takes them back
-by reading the frame headers that go in and out (whole frames, 9 bytes each: cheap):
+by reading the frame headers that go in and out (9 bytes each: cheap):
 
 * **Inbound flow control.**  zttp grants WINDOW_UPDATE as soon as it parses DATA, before an
-  app reads it, and does not enforce the window it advertised.  Here its WINDOW_UPDATE frames
-  are dropped from what it sends, every DATA frame is counted against the windows dualcorn
-  granted (a client past them gets GOAWAY FLOW_CONTROL_ERROR, RFC 9113 6.9.1), and credit goes
-  back only as the app reads (:meth:`ZttpEngine.ack`), as with ``h2``: the unread body of a
-  stream stays within its window, per stream.
+  app reads it.  Here its WINDOW_UPDATE frames are dropped from what it sends, and the windows
+  dualcorn grants are kept by :mod:`~dualcorn.protocols.http2.zttp_windows`, from the frame
+  headers the flood guard reads (:meth:`ZttpEngine.ack` gives credit back as apps read).
 * **SETTINGS.**  zttp's are fixed (128 streams, 64 KiB header list, extended CONNECT on); the
   server's own SETTINGS frame replaces zttp's at the preface: the stream limit, the header
   list, the stream window, RFC 8441 CONNECT only where the server serves WebSockets.  zttp still
@@ -45,6 +43,13 @@ import zttp
 
 from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.engine import EngineSettings, H2ConnectionError
+from dualcorn.protocols.http2.zttp_windows import (
+    DEFAULT_WINDOW,
+    FLOW_CONTROL_ERROR,
+    InboundWindows,
+    frame,
+    window_update,
+)
 
 __all__ = ["GRACEFUL_STREAMS", "MAX_HEADER_LIST", "MAX_STREAMS", "ZttpEngine"]
 
@@ -57,58 +62,28 @@ STREAMS_PER_CONNECTION = 4096  # the next stream ends the connection (ENHANCE_YO
 GRACEFUL_STREAMS = STREAMS_PER_CONNECTION - 2 * MAX_STREAMS
 _HEADER_TABLE_SIZE = 4096  # zttp's HPACK decoder table, which its SETTINGS advertise
 _MAX_FRAME_SIZE = 16384  # zttp's, likewise
-_DEFAULT_WINDOW = 65535  # RFC 9113 6.9.2: every window before SETTINGS and WINDOW_UPDATE
 
-_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _GOAWAY, _WINDOW_UPDATE = 0, 1, 3, 4, 7, 8
-_PING = 6
-_END_STREAM, _PADDED = 0x1, 0x8
+_DATA, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 3, 4, 6, 7, 8
+_END_STREAM = 0x1
 _FRAME_HEADER = 9
-_PREFACE = 24
-FLOW_CONTROL_ERROR = 3
 _SET_HEADER_TABLE, _SET_PUSH, _SET_STREAMS, _SET_WINDOW = 1, 2, 3, 4
 _SET_FRAME, _SET_LIST, _SET_CONNECT = 5, 6, 8
 
 
-def _frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + sid.to_bytes(4, "big") + payload
+class ZttpEngine(InboundWindows):
+    """One server-side HTTP/2 connection on zttp; see the module notes.
 
+    It is the flood guard's :class:`~dualcorn.protocols.http2.limits.FrameObserver`: the
+    connection hands it to the guard, which counts DATA against its windows."""
 
-def _window_update(sid: int, increment: int) -> bytes:
-    return _frame(_WINDOW_UPDATE, 0, sid, increment.to_bytes(4, "big"))
-
-
-class ZttpEngine:
-    """One server-side HTTP/2 connection on zttp; see the module notes."""
-
-    __slots__ = (
-        "_block", "_conn", "_conn_credit", "_conn_initial", "_conn_window", "_header",
-        "_highest", "_known", "_lengths", "_max_frame", "_open", "_out", "_pad_sid", "_preface",
-        "_preface_frames", "_skip", "_stream_initial", "_websockets",
-    )  # fmt: skip
+    __slots__ = ("_known", "_max_frame", "_preface_frames", "_websockets")
 
     def __init__(self, settings: EngineSettings) -> None:
-        self._conn: Any = zttp.Connection(zttp.SERVER, zttp.HTTP2)
-        self._stream_initial = settings.initial_window_size
-        self._conn_initial = max(settings.connection_window, _DEFAULT_WINDOW)
-        self._conn_window = _DEFAULT_WINDOW  # what the client may still send on the connection
-        self._conn_credit = 0  # read by apps, not yet granted back
-        # Streams the client opened with a body to come, until zttp ends or resets them:
-        # [window left, credit not yet granted back, bytes counted but not delivered,
-        # client done (END_STREAM seen)].
-        self._open: dict[int, list[int]] = {}
+        conn = zttp.Connection(zttp.SERVER, zttp.HTTP2)
+        super().__init__(conn, settings.initial_window_size, settings.connection_window)
         self._known: set[int] = set()  # streams reported as Request and not yet ended here
-        # Content-Length left of the bodies under way: zttp does not stop a longer body.
-        self._lengths: dict[int, int] = {}
-        self._out: list[bytes] = []  # frames written here, in order with zttp's
         self._max_frame = _MAX_FRAME_SIZE
         self._websockets = settings.enable_connect_protocol
-        self._highest = 0
-        # The inbound frame reader's state (see _scan).
-        self._preface = _PREFACE
-        self._skip = 0
-        self._header = b""
-        self._pad_sid = 0
-        self._block = 0
         self._settings_frame(settings)
 
     def _settings_frame(self, settings: EngineSettings) -> None:
@@ -121,23 +96,23 @@ class ZttpEngine:
             (_SET_CONNECT, int(settings.enable_connect_protocol)),  # RFC 8441 WebSockets
         )
         payload = b"".join(k.to_bytes(2, "big") + v.to_bytes(4, "big") for k, v in values)
-        self._preface_frames = _frame(_SETTINGS, 0, 0, payload)
+        self._preface_frames = frame(_SETTINGS, 0, 0, payload)
 
     def start(self) -> None:
         """Queue the server's preface: dualcorn's SETTINGS in place of zttp's, the window."""
         self._conn.initiate_connection()
         self._conn.data_to_send()  # zttp's SETTINGS frame: replaced by the server's own
         self._out.append(self._preface_frames)
-        grow = self._conn_initial - _DEFAULT_WINDOW
+        grow = self._conn_initial - DEFAULT_WINDOW
         if grow > 0:
-            self._out.append(_window_update(0, grow))
+            self._out.append(window_update(0, grow))
         self._conn_window = self._conn_initial
 
     # --- Reading ----------------------------------------------------------------------------
 
     def receive(self, data: bytes) -> list[ev.Event]:
         """Events for the bytes read; raises :class:`H2ConnectionError` (a GOAWAY is queued)."""
-        overflow = self._scan(data)
+        overflow = self._window_error  # counted as the flood guard read the frame headers
         conn = self._conn
         if overflow:
             self._flush_zttp()
@@ -311,120 +286,6 @@ class ZttpEngine:
             self._out.append(b"".join(keep))
         return sent
 
-    def _scan(self, data: bytes) -> str | None:
-        """Count DATA against the windows granted; note which streams the client ends."""
-        pos = 0
-        end = len(data)
-        if self._preface:
-            take = min(self._preface, end)
-            self._preface -= take
-            pos = take
-        opened = self._open
-        while pos < end:
-            if self._skip:
-                if self._pad_sid:  # a padded DATA frame's pad length, split from its header
-                    self._padding(self._pad_sid, data[pos] + 1)
-                    self._pad_sid = 0
-                take = min(self._skip, end - pos)
-                self._skip -= take
-                pos += take
-                continue
-            if self._header:
-                need = _FRAME_HEADER - len(self._header)
-                header = self._header + data[pos : pos + need]
-                pos += min(need, end - pos)
-                if len(header) < _FRAME_HEADER:
-                    self._header = header
-                    break
-                self._header = b""
-            elif end - pos < _FRAME_HEADER:
-                self._header = bytes(data[pos:end])
-                break
-            else:
-                header = data[pos : pos + _FRAME_HEADER]
-                pos += _FRAME_HEADER
-            length = int.from_bytes(header[:3], "big")
-            kind = header[3]
-            flags = header[4]
-            self._skip = length
-            if kind == _HEADERS:
-                sid = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
-                if sid > self._highest:
-                    self._highest = sid
-                    if not flags & _END_STREAM:
-                        opened[sid] = [self._stream_initial, 0, 0, 0]
-                elif flags & _END_STREAM:  # trailers
-                    entry = opened.get(sid)
-                    if entry is not None:
-                        entry[3] = 1
-            elif kind == _DATA:
-                sid = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
-                self._conn_window -= length
-                if self._conn_window < 0:
-                    return "DATA past the connection window (RFC 9113 6.9.1)"
-                window = opened.get(sid)
-                if window is None:
-                    # A closed or unknown stream: zttp drops the frame (RFC 9113 6.9: the
-                    # connection window is given back all the same).
-                    self._credit_connection(length)
-                    continue
-                window[0] -= length
-                window[2] += length
-                if window[0] < 0:
-                    return "DATA past the stream window (RFC 9113 6.9.1)"
-                if flags & _END_STREAM:
-                    window[3] = 1
-                if flags & _PADDED and length:
-                    if pos < end:
-                        self._padding(sid, data[pos] + 1)
-                    else:
-                        self._pad_sid = sid
-        return None
-
-    def _padding(self, sid: int, size: int) -> None:
-        # Padding costs window but reaches no app (RFC 9113 6.1): granted back at once.
-        self._out.append(_window_update(0, size))
-        self._conn_window += size
-        window = self._open.get(sid)
-        if window is not None:
-            window[0] += size
-            window[2] -= size
-            self._out.append(_window_update(sid, size))
-
-    def _close(self, sid: int) -> None:
-        """The stream takes no more DATA: what zttp counted but never delivered (it drops a
-        body past Content-Length, or what follows a reset) goes back to the connection."""
-        self._lengths.pop(sid, None)
-        entry = self._open.pop(sid, None)
-        if entry is not None and entry[2] > 0:
-            self._credit_connection(entry[2])
-
-    def _credit_connection(self, size: int) -> None:
-        self._conn_credit += size
-        if self._conn_window < self._conn_initial // 2:
-            credit = self._conn_credit
-            self._conn_credit = 0
-            self._conn_window += credit
-            self._flush_zttp()
-            self._out.append(_window_update(0, credit))
-
-    def ack(self, stream_id: int, size: int) -> None:
-        """The app read ``size`` flow-controlled bytes: the client may send that much more.
-
-        Credit goes back once a window is half used (as ``h2`` and nghttp2 batch it)."""
-        if size <= 0:
-            return
-        window = self._open.get(stream_id)
-        if window is not None and not window[3]:
-            window[1] += size
-            if window[0] < self._stream_initial // 2:
-                credit = window[1]
-                window[0] += credit
-                window[1] = 0
-                self._flush_zttp()
-                self._out.append(_window_update(stream_id, credit))
-        self._credit_connection(size)
-
     # --- Writing ----------------------------------------------------------------------------
 
     # The sending methods return False when the stream can take nothing more (as H2Engine's):
@@ -518,11 +379,6 @@ class ZttpEngine:
         with contextlib.suppress(zttp.LocalProtocolError):
             self._conn.stream(stream_id).reset(error_code)
 
-    def client_done(self, stream_id: int) -> bool:
-        """Whether the client has ended its side of the stream (or the stream is closed)."""
-        entry = self._open.get(stream_id)
-        return entry is None or entry[3] == 1
-
     def window(self, stream_id: int) -> int:
         """How many body bytes the stream may send now (its window and the connection's)."""
         stream_window: int | None = self._conn.stream(stream_id).send_window
@@ -542,18 +398,12 @@ class ZttpEngine:
     def ping(self, data: bytes) -> None:
         """Queue a PING with 8 bytes of ``data``; its ACK arrives as :class:`PingAcked`."""
         self._flush_zttp()
-        self._out.append(_frame(_PING, 0, 0, data[:8].ljust(8, b"\0")))
+        self._out.append(frame(_PING, 0, 0, data[:8].ljust(8, b"\0")))
 
     def goaway_frame(self, last_stream_id: int, error_code: int) -> bytes:
         """A GOAWAY frame (RFC 9113 6.8), written apart from zttp's state."""
         payload = last_stream_id.to_bytes(4, "big") + error_code.to_bytes(4, "big")
-        return _frame(_GOAWAY, 0, 0, payload)
-
-    def _flush_zttp(self) -> None:
-        # Frames written here go after what zttp queued (HPACK order, HEADERS before RST).
-        queued = self._conn.data_to_send()
-        if queued:
-            self._out.append(queued)
+        return frame(_GOAWAY, 0, 0, payload)
 
     def bytes_to_send(self) -> bytes:
         out = self._out

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from dualcorn.config import Config
 from dualcorn.protocols.http2.engine import EngineSettings, H2Engine
+from dualcorn.protocols.http2.limits import FrameObserver
 
 if TYPE_CHECKING:
     from dualcorn.protocols.http2.engine_zttp import ZttpEngine
 
     Engine: TypeAlias = H2Engine | ZttpEngine
 
-__all__ = ["engine_name", "new_engine", "stream_cap", "zttp_installed"]
+__all__ = ["engine_name", "frame_observer", "new_engine", "stream_cap", "zttp_installed"]
 
 
 @cache
@@ -57,3 +58,9 @@ def stream_cap(config: Config, engine: Engine) -> int | None:
 
         cap = GRACEFUL_STREAMS if cap is None else min(cap, GRACEFUL_STREAMS)
     return cap
+
+
+def frame_observer(engine: Engine) -> FrameObserver | None:
+    """What the flood guard tells of each frame header: the zttp engine keeps its own inbound
+    windows from them (``h2`` parses every frame itself)."""
+    return None if isinstance(engine, H2Engine) else engine

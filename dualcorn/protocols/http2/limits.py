@@ -7,7 +7,9 @@ CVE-2024-27316 and siblings), PINGs and SETTINGS whose acknowledgements pile up
 (CVE-2019-9512, CVE-2019-9515), empty frames (CVE-2019-9518), streams the server resets at the
 client's bidding (CVE-2025-8671, "MadeYouReset").  :class:`FloodGuard` reads the 9-byte header
 of every frame as the bytes arrive, before the frame layer parses them, and answers a client
-that passes a bound with GOAWAY ENHANCE_YOUR_CALM (RFC 9113 7).
+that passes a bound with GOAWAY ENHANCE_YOUR_CALM (RFC 9113 7).  An engine that keeps its own
+inbound windows (the zttp engine) reads the same pass through a :class:`FrameObserver`, so every
+frame header is read once.
 
 Memory is bounded by the windows: the server grants a stream :data:`stream window <H2Limits>`
 bytes of request body that its app has not read, and the connection a fixed total, so a
@@ -18,12 +20,12 @@ for the client's windows and for the socket to drain.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 from dualcorn.protocols.http2.engine import EngineSettings
 from dualcorn.protocols.state import ServerState
 
-__all__ = ["FloodGuard", "H2Limits", "limits_for"]
+__all__ = ["FloodGuard", "FrameObserver", "H2Limits", "limits_for"]
 
 # SETTINGS_MAX_CONCURRENT_STREAMS is --http2-max-concurrent-streams (100, as nginx, h2 and
 # hypercorn).  A stream past it is refused with RST_STREAM REFUSED_STREAM, not the connection
@@ -47,7 +49,7 @@ CONNECTION_WINDOW_STREAMS = 4  # times the stream window
 _FRAME_HEADER = 9
 _DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _PUSH, _PING = 0, 1, 2, 3, 4, 5, 6
 _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = 7, 8, 9
-_END_STREAM, _ACK, _END_HEADERS = 0x1, 0x1, 0x4
+_END_STREAM, _ACK, _END_HEADERS, _PADDED = 0x1, 0x1, 0x4, 0x8
 _PREFACE = 24  # b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
@@ -120,12 +122,26 @@ class _Bucket:
         return self._tokens >= 0
 
 
+class FrameObserver(Protocol):
+    """What an engine keeping its own inbound windows is told of each frame's header."""
+
+    def headers_frame(self, stream_id: int, flags: int) -> None: ...
+
+    def data_frame(self, stream_id: int, length: int, flags: int) -> None: ...
+
+    def padding(self, stream_id: int, size: int) -> None:
+        """A padded DATA frame's padding: its pad length byte plus one (RFC 9113 6.1)."""
+
+
 class FloodGuard:
     """Reads frame headers as bytes arrive; names the flood a client started, if any."""
 
-    __slots__ = ("_block", "_block_cap", "_control", "_header", "_preface", "_resets", "_skip")
+    __slots__ = (
+        "_block", "_block_cap", "_control", "_header", "_observer", "_pad_sid", "_preface",
+        "_resets", "_skip",
+    )  # fmt: skip
 
-    def __init__(self, limits: H2Limits, now: float) -> None:
+    def __init__(self, limits: H2Limits, now: float, observer: FrameObserver | None = None) -> None:
         self._preface = _PREFACE  # preface bytes still to skip
         self._skip = 0  # payload bytes of the current frame still to skip
         self._header = b""  # a frame header split across reads
@@ -133,6 +149,8 @@ class FloodGuard:
         self._block_cap = limits.header_block
         self._resets = _Bucket(RESET_BURST, RESET_RATE, now)
         self._control = _Bucket(CONTROL_BURST, CONTROL_RATE, now)
+        self._observer = observer
+        self._pad_sid = 0  # a padded DATA frame whose pad length byte is in the next read
 
     def server_reset(self, now: float) -> str | None:
         """The server reset a stream because of the client (CVE-2025-8671 counts these)."""
@@ -149,8 +167,12 @@ class FloodGuard:
             self._preface -= take
             pos = take
         resets = control = 0
+        observer = self._observer
         while pos < end:
             if self._skip:
+                if self._pad_sid and observer is not None:
+                    observer.padding(self._pad_sid, data[pos] + 1)
+                    self._pad_sid = 0
                 take = min(self._skip, end - pos)
                 self._skip -= take
                 pos += take
@@ -176,9 +198,21 @@ class FloodGuard:
             if kind == _DATA:
                 if not length and not flags & _END_STREAM:
                     control += 1
+                if observer is not None:
+                    sid = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+                    observer.data_frame(sid, length, flags)
+                    if flags & _PADDED and length:
+                        if pos < end:
+                            observer.padding(sid, data[pos] + 1)
+                        else:
+                            self._pad_sid = sid
             elif kind in (_HEADERS, _CONTINUATION):
                 if kind == _HEADERS:
                     self._block = 0
+                    if observer is not None:
+                        observer.headers_frame(
+                            int.from_bytes(header[5:9], "big") & 0x7FFFFFFF, flags
+                        )
                 elif not length and not flags & _END_HEADERS:
                     control += 1
                 self._block += length
