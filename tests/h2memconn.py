@@ -65,11 +65,16 @@ class H2Wire:
         loop = asyncio.get_running_loop()
         self._handler = loop.get_exception_handler()
         loop.set_exception_handler(lambda loop, context: self.loop_errors.append(context))
-        self.conn.open()
-        self.peer = _MemoryPeer()
-        await self.pump()
-        protocol = type(self.conn.transport.protocol).__name__
-        assert protocol == "H2Connection", f"the preface did not switch to HTTP/2: {protocol}"
+        try:
+            self.conn.open()
+            self.peer = _MemoryPeer()
+            await self.pump()
+            protocol = type(self.conn.transport.protocol).__name__
+            assert protocol == "H2Connection", f"the preface did not switch to HTTP/2: {protocol}"
+        except BaseException:
+            await self.conn.aclose()
+            loop.set_exception_handler(self._handler)
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
