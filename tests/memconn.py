@@ -3,7 +3,10 @@
 Layer 2 of the test plan (uvicorn's ``get_connected_protocol`` is the model): a real protocol
 object (h11 or httptools), a real :class:`ServerState` and a real app (ASGI, or WSGI through
 the real adapter and its thread pool) on a :class:`~tests.support.MemoryTransport`.  Nothing
-is mocked but the socket, so these tests exercise exactly the code a socket would.
+is mocked but the socket, so these tests exercise exactly the code a socket would.  Bytes go to
+the transport's protocol, so a connection that began with the HTTP/2 preface goes on as the
+HTTP/2 connection it was handed to (:class:`tests.h2memconn.H2Wire` drives that side), and
+:class:`Wire` and ``H2Wire`` share a request API for the ``wire`` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
