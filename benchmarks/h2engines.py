@@ -113,8 +113,8 @@ def _batches(count: int, post: bool) -> list[bytes]:
 async def _serve(engine: str, batches: list[bytes], count: int) -> float:
     config = Config(app=hello, lifespan="off", access_log=False, http2_engine=engine,  # type: ignore[arg-type]
                     limit_keepalive_requests=None)  # fmt: skip
-    app, interface = prepare_app(config)
-    state = ServerState(config, app, interface)
+    app, _interface = prepare_app(config)
+    state = ServerState(config, app)  # the adapter's capabilities are read from the app
     conn = H2Connection(state)
     transport = _Transport()
     started = time.process_time()

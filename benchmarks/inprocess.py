@@ -1,7 +1,8 @@
 """CPU per request inside one process: a real connection object on an in-memory transport.
 
-``python -m benchmarks.inprocess [SCENARIOS] [PARSERS] [N] [ROUNDS]``, e.g.
-``python -m benchmarks.inprocess asgi_hello,asgi_post httptools,h11 5000 5``.
+``python -m benchmarks.inprocess [SCENARIOS] [PARSERS] [N] [ROUNDS] [LOOP]``, e.g.
+``python -m benchmarks.inprocess asgi_hello,asgi_post httptools,h11 5000 5 uvloop``
+(LOOP: ``asyncio``, the default, or ``uvloop``, the loop the server runs by default).
 
 No socket and no load generator: a real protocol object (h11 or httptools), a real
 ServerState and a real app (WSGI through the real adapter) answer N keep-alive requests, and
@@ -102,7 +103,11 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 SCENARIOS: dict[str, tuple[Any, str, bytes]] = {
     "asgi_hello": ("benchmarks.apps.asgi_hello:app", "asgi3", GET),
     "wsgi_hello": ("benchmarks.apps.wsgi_hello:app", "wsgi", GET),
+    "flask_json": ("benchmarks.apps.flask_json:app", "wsgi", GET),
+    "django_view": ("benchmarks.apps.django_view:app", "wsgi", GET),
     "fastapi_json": ("benchmarks.apps.fastapi_json:app", "asgi3", GET),
+    "starlette_json": ("benchmarks.apps.starlette_json:app", "asgi3", GET),
+    "litestar_json": ("benchmarks.apps.litestar_json:app", "asgi3", GET),
     "asgi_stream": (stream_app, "asgi3", GET),
     "asgi_post": (echo_app, "asgi3", POST),
 }
@@ -120,6 +125,12 @@ async def run(name: str, parser: str, n: int) -> float:
     from dualcorn.protocols.state import ServerState
 
     asgi, kind = prepare_app(config)
+    try:  # what the server does once the app is loaded (issue 15; absent from older checkouts)
+        from dualcorn.gc_tuning import tune_gc
+    except ImportError:
+        pass
+    else:
+        tune_gc(freeze=config.gc_freeze, threshold=config.gc_threshold)
     try:
         state = ServerState(config, asgi)
     except AttributeError:  # before the capabilities (issue 13): an interface name
@@ -159,9 +170,14 @@ def main() -> None:
     parsers = sys.argv[2].split(",") if len(sys.argv) > 2 else ["httptools", "h11"]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 5000
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 5
+    runner: Any = asyncio.run
+    if len(sys.argv) > 5 and sys.argv[5] == "uvloop":
+        import uvloop
+
+        runner = uvloop.run
     for name in names:
         for parser in parsers:
-            results = [asyncio.run(run(name, parser, n)) for _ in range(rounds)]
+            results = [runner(run(name, parser, n)) for _ in range(rounds)]
             print(
                 f"{name:14} {parser:10} median {statistics.median(results):7.2f} us/req  "
                 f"min {min(results):7.2f}  all {' '.join(f'{r:.1f}' for r in results)}",

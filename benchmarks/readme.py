@@ -53,12 +53,26 @@ def _cell(row: dict[str, Any] | None) -> str:
     return f"{row['cpu_us']:.1f} us ({row['rps']:,.0f}/s)"
 
 
+def _best(rows: list[dict[str, Any] | None]) -> set[int]:
+    """Indexes of a row's best cells: the least CPU per request (the headline), or the most
+    req/s in a run from before CPU was recorded; every cell of a tie, none if none ran."""
+    ok = [(i, r) for i, r in enumerate(rows) if r and r.get("status") == "ok" and r.get("rps")]
+    if not ok:
+        return set()
+    if all(r.get("cpu_us") for _, r in ok):
+        least = min(r["cpu_us"] for _, r in ok)
+        return {i for i, r in ok if round(r["cpu_us"], 1) == round(least, 1)}
+    most = max(r["rps"] for _, r in ok)
+    return {i for i, r in ok if round(r["rps"]) == round(most)}
+
+
 def table(data: dict[str, Any]) -> str:
     """The Markdown between the markers for one run's JSON."""
     machine, settings = data["machine"], data["settings"]
     scenarios = data["scenarios"]
     lines = [
-        f"Server CPU per request (lower is better) and, in brackets, requests per second; one "
+        f"Server CPU per request (lower is better; the best of each row in bold) and, in "
+        f"brackets, requests per second; one "
         f"process each, server on core 0 and wrk on core 1, {settings['connections']} "
         f"connections, median of {settings['rounds']} round(s) of {settings['duration']:g} s "
         f"with the servers taking turns; {machine['cpu']} ({machine['cores']} cores), "
@@ -82,9 +96,9 @@ def table(data: dict[str, Any]) -> str:
         if name not in scenarios:
             continue
         rows = {r["server"]: r for r in scenarios[name]["rows"]}
-        cells = [_cell(rows.get(server)) for server, _ in present]
-        if cells and cells[0] and cells[0] != "failed":
-            cells[0] = f"**{cells[0]}**"
+        found = [rows.get(server) for server, _ in present]
+        best = _best(found)
+        cells = [f"**{_cell(row)}**" if i in best else _cell(row) for i, row in enumerate(found)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -303,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTTP/2 frame layer: auto, h2 or zttp (default: auto)")  # fmt: skip
     g.add_argument("--http2-max-requests", type=int,
                    help="streams per connection, then GOAWAY (default: no limit)")  # fmt: skip
+    g = p.add_argument_group("garbage collector")
+    g.add_argument("--gc-freeze", action=argparse.BooleanOptionalAction,
+                   help="gc.freeze() once the app is loaded, so collections skip it")  # fmt: skip
+    g.add_argument("--gc-threshold", type=_optional_int, metavar="N",
+                   help="young-generation GC threshold, 100-100000 "
+                   "(default: Python's)")  # fmt: skip
     g = p.add_argument_group("logging")
     g.add_argument("--log-level", choices=_CHOICES["log_level"], type=str.lower,
                    help="the error log's level")  # fmt: skip

@@ -281,6 +281,17 @@ class Config:
     # streams after the GOAWAY as failed).
     http2_max_requests: int | None = None
 
+    # --- Garbage collector (dualcorn.gc_tuning) ------------------------------------------
+    # gc.freeze() once the app is loaded and started: gunicorn's docs suggest it with
+    # preload_app, and the gc module's docs for pre-fork servers; the collector then skips
+    # the app's long-lived objects.  On by default: it changes what the collector visits,
+    # not what the app sees.
+    gc_freeze: bool = True
+    # The young generation's threshold (gc.set_threshold's first value; CPython's: 700, 2000
+    # from 3.13): fewer collections for more cyclic garbage held in between, the trade Go's
+    # GOGC makes.  None leaves the interpreter's; bounded by GC_THRESHOLD_MIN/MAX.
+    gc_threshold: int | None = None
+
     # --- Logging -------------------------------------------------------------------------
     log_level: LogLevel | None = None  # None: leave logging as the host program set it
     log_config: str | dict[str, Any] | None = None
@@ -300,6 +311,7 @@ class Config:
         self._check_metrics()
         self._check_conflicts()
         self._check_tls()
+        self._check_gc()
         # Normalise sequences so a frozen Config is hashable and safe to share.
         for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -313,6 +325,16 @@ class Config:
             not isinstance(m.app, str) for m in self.mounts
         ):
             raise ConfigError("reload and workers need every mounted app as an import string")
+
+    def _check_gc(self) -> None:
+        from dualcorn.gc_tuning import GC_THRESHOLD_MAX, GC_THRESHOLD_MIN
+
+        value = self.gc_threshold
+        if value is not None and not GC_THRESHOLD_MIN <= value <= GC_THRESHOLD_MAX:
+            raise ConfigError(
+                f"gc_threshold must be between {GC_THRESHOLD_MIN} and {GC_THRESHOLD_MAX} "
+                f"(or unset); got {value!r}"
+            )
 
     def _check_zttp(self) -> None:
         import importlib.util

@@ -135,6 +135,8 @@ def configure_logging(config: Config, *, show_pid: bool = False) -> None:
 
         apply_log_config(config.log_config)
     else:
+        from dualcorn.protocols.logline import AccessLinesFirst
+
         targets = {"dualcorn.error": config.error_logfile, "dualcorn.access": config.access_logfile}
         for name, target in targets.items():
             logger = logging.getLogger(name)
@@ -145,6 +147,8 @@ def configure_logging(config: Config, *, show_pid: bool = False) -> None:
             handler = _handler(name, target)
             handler.setFormatter(_formatter(config, handler, name, target, show_pid))
             handler._dualcorn = True  # type: ignore[attr-defined]
+            if name != "dualcorn.access":  # the access lines held for the loop go first
+                handler.addFilter(AccessLinesFirst())
             logger.addHandler(handler)
             logger.propagate = False
         if config.log_format == "json":
@@ -183,6 +187,7 @@ def _json_elsewhere(config: Config) -> None:
     text) go to one JSON handler on the root logger, at the root's own level.
     """
     from dualcorn.json_logs import JSONFormatter
+    from dualcorn.protocols.logline import AccessLinesFirst
 
     root = logging.getLogger()
     if any(getattr(handler, "_dualcorn", False) for handler in root.handlers):
@@ -191,6 +196,7 @@ def _json_elsewhere(config: Config) -> None:
         handler = _handler("dualcorn.error", config.error_logfile)
         handler.setFormatter(JSONFormatter())
         handler._dualcorn = True  # type: ignore[attr-defined]
+        handler.addFilter(AccessLinesFirst())
         root.addHandler(handler)
     logging.captureWarnings(True)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from dualcorn.binding import bind_sockets, close_listeners, describe_socket
 from dualcorn.config import Config
 from dualcorn.config_file import announce_config_file
+from dualcorn.gc_tuning import tune_gc
 from dualcorn.listener import Listening, listen
 from dualcorn.logs import reopen_log_files
 from dualcorn.loops import loop_factory
@@ -101,6 +102,7 @@ class Server:
         self.interface = apps.interface
         state = self.state = ServerState(config, apps.app)
         await apps.startup(config, state.lifespan_state)
+        tune_gc(freeze=config.gc_freeze, threshold=config.gc_threshold)  # the app is loaded
         metrics = None
         try:
             if config.metrics_port is not None:

@@ -250,3 +250,30 @@ async def test_the_lines_of_one_loop_iteration_leave_in_one_write(
     thread.join(10)
     assert stream.writes[1:] == ['INFO:     127.0.0.1:1 - "GET /0 HTTP/1.1" 200 2 0.0ms\n']
     handler.stream = None  # nothing for the fixture's close() to flush
+
+
+def test_an_error_after_a_response_prints_after_its_access_line(tmp_path: Path) -> None:
+    """The access line is held for the end of the loop iteration; an error logged meanwhile
+    (the app fails once it has answered) still prints after it on the shared stderr."""
+    (tmp_path / "late.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'hi'})\n"
+        "    raise RuntimeError('failed after answering ' + scope['path'])\n"
+    )
+    args = ["late:app", "--port", "0", "--log-level", "info", "--no-use-colors"]
+    with run_dualcorn(*args, cwd=tmp_path) as server, httpx.Client() as client:
+        for n in range(3):
+            assert client.get(f"{server.url}/n{n}").text == "hi"
+        assert server.stop(timeout=30) == 0
+        err = server.stderr_text()
+    order = [
+        ("access", m.group(1)) if (m := re.search(r'"GET (/n\d) HTTP/1\.1" 200', line)) else
+        ("error", m.group(1)) if (m := re.search(r"failed after answering (/n\d)", line)) else None
+        for line in err.splitlines()
+    ]  # fmt: skip
+    assert [x for x in order if x] == [
+        (kind, f"/n{n}") for n in range(3) for kind in ("access", "error")
+    ], err

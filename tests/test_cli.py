@@ -81,6 +81,8 @@ OPTIONS: dict[str, tuple[str, Any, list[str], Any]] = {
     "http2_max_concurrent_streams": ("50", 50, ["--http2-max-concurrent-streams", "60"], 60),
     "http2_max_requests": ("50", 50, ["--http2-max-requests", "60"], 60),
     "http2_engine": ("h2", "h2", ["--http2-engine", "auto"], "auto"),
+    "gc_freeze": ("false", False, ["--gc-freeze"], True),
+    "gc_threshold": ("5000", 5000, ["--gc-threshold", "none"], None),
     "timeout_keep_alive": ("1.5", 1.5, ["--timeout-keep-alive", "2.5"], 2.5),
     "timeout_request_head": ("3", 3.0, ["--timeout-request-head", "4"], 4.0),
     "timeout_body_read": ("5", 5.0, ["--timeout-body-read", "6"], 6.0),

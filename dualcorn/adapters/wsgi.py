@@ -382,7 +382,8 @@ class WSGIAdapter:
             wsgi_input = WSGIInput(bridge, receive, body=message.get("body", b""))
         environ["wsgi.input"] = wsgi_input
         pool = self._ensure_pool()
-        if pool.waiting >= self.queue:
+        backlog = pool.backlog()
+        if backlog >= self.queue:
             # --wsgi-queue: every thread is busy and enough requests wait already (8 KiB or
             # more each); refuse at once, as --limit-concurrency does, rather than queue more.
             now = loop.time()
@@ -402,10 +403,11 @@ class WSGIAdapter:
             job = self.pool_tracker.wrap(job)  # --metrics-port: busy threads, waiting requests
         pool.submit(job)
         watch = None
-        if body_read:
-            # It may wait for a thread: if its client hangs up meanwhile, nobody should run it.
-            # (Noting it is cheaper than asking the pool whether it waits.)
-            watch = self._watcher.add(outbox, receive)
+        if body_read and backlog >= 0:
+            # No idle thread: it waits, and if its client hangs up meanwhile, nobody should run
+            # it.  (One an idle thread takes at once needs no watch: --wsgi-queue's 503 and the
+            # app's own posts cover it.)
+            watch = self._watcher.add(outbox, receive, loop)
         try:
             await outbox.deliver(send)
         except asyncio.CancelledError:

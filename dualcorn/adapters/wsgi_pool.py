@@ -65,8 +65,13 @@ class WorkerPool:
     @property
     def waiting(self) -> int:
         """Jobs queued that no idle thread is about to take (approximate, never negative)."""
-        idle = self._size - len(self._running)
-        return max(0, self._jobs.qsize() - idle)
+        return max(0, self.backlog())
+
+    def backlog(self) -> int:
+        """Jobs queued less the idle threads (approximate): a job submitted now waits for a
+        thread when this is 0 or more, and is taken at once by an idle one when it is below 0.
+        (A thread between ``get()`` and noting its job is counted idle a moment too long.)"""
+        return self._jobs.qsize() - self._size + len(self._running)
 
     def running(self) -> list[str]:
         """What the busy threads run now."""

@@ -67,11 +67,12 @@ class WaitWatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, outbox: Outbox, receive: Receive) -> Watch:
-        """Note a request that may wait for a thread (on the loop thread)."""
+    def add(self, outbox: Outbox, receive: Receive, loop: asyncio.AbstractEventLoop) -> Watch:
+        """Note a request that may wait for a thread (on ``loop``, the running loop: the
+        caller has it already, and on CPython 3.11 each ``get_running_loop()`` costs a
+        ``getpid()``)."""
         watch = Watch(outbox, receive)
         self._young.append(watch)
-        loop = asyncio.get_running_loop()
         if self._timer is None or self._loop is not loop:  # (an adapter reused on a new loop)
             self._loop = loop
             self._timer = loop.call_later(self._delay, self._tick)

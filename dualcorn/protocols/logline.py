@@ -10,9 +10,11 @@ default LogRecord factory), the line is formatted here, as that formatter would 
 written to the handler's stream under the handler's lock, together with the other lines of
 the same event-loop iteration: one write and one flush at the end of the iteration (a
 ``call_soon``) however many responses ended in it, so no line waits longer than the
-iteration that produced it.  Anything else (``--log-config``,
-``--log-format json``, a filter or handler an app or test added, caplog) takes the
-:mod:`logging` path, so every configuration sees the same records as before.
+iteration that produced it.  A record that dualcorn's other handlers print meanwhile (an
+error logged after a response ended, in the same iteration) first writes the lines waiting
+(:class:`AccessLinesFirst`), so the log reads in the order things happened.  Anything else
+(``--log-config``, ``--log-format json``, a filter or handler an app or test added, caplog)
+takes the :mod:`logging` path, so every configuration sees the same records as before.
 """
 
 from __future__ import annotations
@@ -34,11 +36,48 @@ from dualcorn.access_format import (
 if TYPE_CHECKING:
     from dualcorn.protocols.cycle import RequestCycle
 
-__all__ = ["AccessLogger", "access_line", "client_address", "printable", "refusal_line"]
+__all__ = [
+    "AccessLinesFirst",
+    "AccessLogger",
+    "access_line",
+    "client_address",
+    "flush_access_lines",
+    "printable",
+    "refusal_line",
+]
 
 _INFO = logging.INFO
 # logging.Formatter's own format for the bare gunicorn-style line (see dualcorn.logs).
 _BARE = "%(message)s"
+# The AccessLoggers holding lines of the current event-loop iteration (at most one per loop).
+_WAITING: list[AccessLogger] = []
+
+
+def flush_access_lines() -> None:
+    """Write now the access lines that this thread's event loop holds for its iteration's end.
+
+    Lines held by another thread's loop stay: that loop writes them, and their order against
+    this thread's records was never fixed.
+    """
+    loop = _running_loop()
+    if loop is None:
+        return
+    for logger in [logger for logger in _WAITING if logger._loop is loop]:
+        logger._flush()
+
+
+class AccessLinesFirst(logging.Filter):
+    """On dualcorn's other handlers: access lines still held are written before a record.
+
+    Without it, an error logged after a response ended (an app that fails once it has
+    answered, a warning from the next request of the same iteration) would print before the
+    response's own access line when both logs share a stream (stderr, by default).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _WAITING:
+            flush_access_lines()
+        return True
 
 
 class AccessLogger:
@@ -56,6 +95,7 @@ class AccessLogger:
         # and one flush for all the responses that ended in it), and the handler they go to.
         self._pending: list[str] = []
         self._pending_handler: Any = None
+        self._loop: Any = None  # the loop whose iteration the pending lines belong to
 
     def info(self, msg: str, *args: Any) -> None:
         if len(args) == 1 and type(args[0]) is AccessEntry and msg == "%s":
@@ -102,6 +142,8 @@ class AccessLogger:
             self._flush()  # the set-up changed within the iteration: keep the order
         if not pending:
             self._pending_handler = handler
+            self._loop = loop
+            _WAITING.append(self)
             loop.call_soon(self._flush)
         pending.append(line)
         return True
@@ -112,6 +154,8 @@ class AccessLogger:
         if pending:
             text = "".join(pending)
             pending.clear()
+            if self in _WAITING:
+                _WAITING.remove(self)
             self._emit(self._pending_handler, text)
 
     def _emit(self, handler: Any, text: str) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "WS_EXTENSIONS",
     "ConnectionFacts",
     "http_scope",
+    "scope_template",
     "split_target",
     "websocket_scope",
 ]
@@ -59,11 +60,58 @@ class ConnectionFacts(Protocol):
     forwarding: ProxyHeaders | None
 
 
-def http_scope(conn: ConnectionFacts, head: RequestHead) -> dict[str, Any]:
-    """ASGI HTTP "Connection Scope" for one checked request head."""
+def scope_template(conn: ConnectionFacts) -> dict[str, Any]:
+    """The part of :func:`http_scope` that every request of one connection shares.
+
+    A protocol whose facts are fixed once its connection is made (HTTP/1.1: the addresses,
+    the scheme and TLS extension are set before ``connection_made``) builds it once and passes
+    it to every :func:`http_scope`: merging a 14-key template costs about half of building the
+    dict key by key.  The per-request keys hold placeholders, in the order of the scope.
+    """
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": "1.1",
+        "server": conn.server,
+        "client": conn.client,
+        "scheme": conn.scheme,
+        "method": "GET",
+        "root_path": conn.state.config.root_path,
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [],
+        "state": None,
+        "extensions": conn.extensions,
+    }
+
+
+def http_scope(
+    conn: ConnectionFacts, head: RequestHead, template: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """ASGI HTTP "Connection Scope" for one checked request head.
+
+    ``template``: this connection's :func:`scope_template`, if the protocol keeps one.
+    """
     state = conn.state
     method = head.method
     path, raw_path, query = split_target(head.target)
+    if template is not None:
+        scope = {
+            **template,
+            "http_version": _VERSIONS[head.version],
+            "method": _METHODS.get(method) or method.decode("ascii"),
+            "path": template["root_path"] + path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": head.headers,
+            "state": state.lifespan_state.copy(),
+        }
+        if state.request_ids is not None:
+            state.request_ids.assign(scope, conn.client)
+        if conn.forwarding is not None:
+            conn.forwarding.rewrite(scope)
+        return scope
     root_path = state.config.root_path
     scope = {
         "type": "http",

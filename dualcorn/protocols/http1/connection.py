@@ -22,7 +22,13 @@ from dualcorn.protocols.http1.wire import error_response
 from dualcorn.protocols.http1.writer import HTTP1Writer
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.request_head import HeadFacts, RequestHead
-from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope, websocket_scope
+from dualcorn.protocols.scope import (
+    HTTP_EXTENSIONS,
+    WS_EXTENSIONS,
+    http_scope,
+    scope_template,
+    websocket_scope,
+)
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.protocols.websocket.handshake import is_websocket_upgrade
 from dualcorn.proxies import ProxyHeaders
@@ -70,6 +76,8 @@ class HTTPConnection(asyncio.Protocol, Connection):
         # The client half-closed (RFC 9112 9.6): answer what it sent before, then close.
         self.eof = False
         self._linger: asyncio.TimerHandle | None = None
+        # What every request's scope shares, once the connection's facts are known.
+        self._template: dict[str, Any] | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -90,6 +98,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         policy = self.state.proxy_headers
         if policy is not None and policy.trusted.trusts(self.client[0] if self.client else None):
             self.forwarding = policy
+        self._template = scope_template(self)
         self.state.connections.add(self)
         if self.state.stopping:  # accepted just before the listener closed
             self.shutdown()
@@ -149,7 +158,7 @@ class HTTPConnection(asyncio.Protocol, Connection):
         if (cap is not None and self.requests_served + 1 >= cap) or state.stopping \
                 or state.draining:  # fmt: skip
             keep_alive = False
-        scope = http_scope(self, head)
+        scope = http_scope(self, head, self._template)
         writer = self.writer
         writer.begin(scope["method"] == "HEAD", http10, keep_alive)
         cycle = RequestCycle(

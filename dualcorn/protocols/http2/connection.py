@@ -25,7 +25,7 @@ from typing import Any, cast
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
 from dualcorn.protocols.http2 import engine as ev
-from dualcorn.protocols.http2.ends import GOAWAY_GRACE, GOAWAY_PING, ConnectionEnds
+from dualcorn.protocols.http2.ends import GOAWAY_GRACE, ConnectionEnds
 from dualcorn.protocols.http2.engine import H2ConnectionError
 from dualcorn.protocols.http2.engines import frame_observer, new_engine, stream_cap
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
@@ -70,6 +70,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         self.streams_opened = 0
         self.lost = False
         self.write_paused = False
+        self._socket_full = False
+        self._holding = False
         self._write_soon = False
         # Body bytes queued in the frame layer, written at once past --write-high-water so
         # that pause_writing stops an app that never yields (see write_soon).
@@ -151,8 +153,7 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
             elif kind is ev.Malformed:
                 self._malformed(cast(ev.Malformed, event))
             elif kind is ev.PingAcked:
-                if cast(ev.PingAcked, event).data == GOAWAY_PING:
-                    self._final_goaway()
+                self.ping_acked(cast(ev.PingAcked, event).data)
             elif kind is ev.Closed:
                 # RFC 9113 6.8: the client opens no more streams; the open ones finish.
                 self._going_away = True
@@ -182,12 +183,13 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
     def pause_writing(self) -> None:
         # The client is not reading what the server writes.  Reading stops too: every PING or
         # SETTINGS frame read would add an acknowledgement to the unsent bytes (CVE-2019-9512).
-        self.write_paused = True
+        self.write_paused = self._socket_full = True
         if not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
+        self._socket_full = False
+        self.write_paused = self._holding
         if not self.transport.is_closing():
             self.transport.resume_reading()
         for stream in list(self.streams.values()):
@@ -250,7 +252,9 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
             self._stop_timer()  # the idle timer; a graceful end keeps its own
         self.streams_opened += 1
         cap = self._stream_cap
-        if (cap is not None and self.streams_opened >= cap) or self.state.draining:
+        if cap is not None and self.streams_opened >= cap:
+            self._go_away(hold=True)  # a client loading the connection: see ends.py
+        elif self.state.draining:
             self._go_away()
 
     def _extended_connect(self, event: ev.Request, head: RequestHead) -> None:
@@ -368,6 +372,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
 
     def _flush(self) -> None:
         self._write_soon = False
+        if self._holding:  # until the PING before the first GOAWAY returns (see ends.py)
+            return
         self.queued = 0
         data = self.engine.bytes_to_send()
         if data and not self.transport.is_closing():

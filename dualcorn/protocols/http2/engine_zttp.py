@@ -43,6 +43,7 @@ import zttp
 
 from dualcorn.protocols.http2 import engine as ev
 from dualcorn.protocols.http2.engine import EngineSettings, H2ConnectionError
+from dualcorn.protocols.http2.zttp_hpack import with_table_size_update
 from dualcorn.protocols.http2.zttp_windows import (
     DEFAULT_WINDOW,
     FLOW_CONTROL_ERROR,
@@ -76,7 +77,7 @@ class ZttpEngine(InboundWindows):
     It is the flood guard's :class:`~dualcorn.protocols.http2.limits.FrameObserver`: the
     connection hands it to the guard, which counts DATA against its windows."""
 
-    __slots__ = ("_known", "_max_frame", "_preface_frames", "_websockets")
+    __slots__ = ("_known", "_max_frame", "_preface_frames", "_table_update", "_websockets")
 
     def __init__(self, settings: EngineSettings) -> None:
         conn = zttp.Connection(zttp.SERVER, zttp.HTTP2)
@@ -84,6 +85,9 @@ class ZttpEngine(InboundWindows):
         self._known: set[int] = set()  # streams reported as Request and not yet ended here
         self._max_frame = _MAX_FRAME_SIZE
         self._websockets = settings.enable_connect_protocol
+        # The client changed SETTINGS_HEADER_TABLE_SIZE: the next header block starts with a
+        # table size update (zttp_hpack.py).
+        self._table_update = False
         self._settings_frame(settings)
 
     def _settings_frame(self, settings: EngineSettings) -> None:
@@ -252,6 +256,8 @@ class ZttpEngine(InboundWindows):
                 append(ev.Window(0))  # every stream's window moved
             elif key == _SET_FRAME:
                 self._max_frame = value
+            elif key == _SET_HEADER_TABLE:
+                self._table_update = True
 
     def _filter(self, out: bytes) -> dict[int, int]:
         """Keep zttp's reactions but its WINDOW_UPDATEs and its malformed-request resets;
@@ -310,7 +316,18 @@ class ZttpEngine(InboundWindows):
         except zttp.LocalProtocolError:
             self._refused_send(stream)
             return False
+        if self._table_update:
+            self._size_update()
         return True
+
+    def _size_update(self) -> None:
+        out = self._conn.data_to_send()
+        updated = with_table_size_update(out, self._max_frame)
+        if updated is not None:
+            self._table_update = False
+            out = updated
+        if out:
+            self._out.append(out)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
@@ -320,32 +337,40 @@ class ZttpEngine(InboundWindows):
             if end:
                 stream.end_message()
                 self._ended(stream_id)
-                self._merge_end(stream_id)
+                self._merge_end(stream_id, len(data))
         except zttp.LocalProtocolError:
             self._refused_send(stream)
             return False
         return True
 
-    def _merge_end(self, stream_id: int) -> None:
+    def _merge_end(self, stream_id: int, size: int) -> None:
         """zttp ends a body with an empty DATA frame of its own: set END_STREAM on the last
         DATA frame instead (one frame less per response for every client to parse)."""
         out = self._conn.data_to_send()
-        tail = b"\0\0\0\0\1" + stream_id.to_bytes(4, "big")
-        if not out.endswith(tail):
+        sid = stream_id.to_bytes(4, "big")
+        if not out.endswith(b"\0\0\0\0\1" + sid):
             if out:
                 self._out.append(out)
             return
         end = len(out) - _FRAME_HEADER
-        pos = last = 0
-        while pos < end:
-            last = pos
-            pos += _FRAME_HEADER + int.from_bytes(out[pos : pos + 3], "big")
-        if pos != end or out[last + 3] != _DATA or out[last + 5 : last + 9] != tail[5:]:
-            self._out.append(out)
-            return
-        merged = bytearray(out[:end])
-        merged[last + 4] |= _END_STREAM
-        self._out.append(bytes(merged))
+        # Most often the body went out whole as the frame before: its header is where it
+        # would be.  Else walk the frames to the last one.
+        last = end - _FRAME_HEADER - size
+        if (
+            last < 0
+            or out[last : last + 4] != size.to_bytes(3, "big") + b"\0"
+            or (out[last + 5 : last + 9] != sid)
+        ):
+            pos = last = 0
+            while pos < end:
+                last = pos
+                pos += _FRAME_HEADER + int.from_bytes(out[pos : pos + 3], "big")
+            if pos != end or out[last + 3] != _DATA or out[last + 5 : last + 9] != sid:
+                self._out.append(out)
+                return
+        self._out.append(
+            out[: last + 4] + bytes((out[last + 4] | _END_STREAM,)) + out[last + 5 : end]
+        )
 
     def _refused_send(self, stream: Any) -> None:
         # Reset, so the client does not wait for a response that cannot come.

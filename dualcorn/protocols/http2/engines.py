@@ -4,10 +4,10 @@
 are its to enforce, and it costs about 80 us of CPU per request.  ``zttp`` (a Zig core, alpha)
 is the fast path, about a twentieth of that, behind the same events
 (:mod:`~dualcorn.protocols.http2.engine_zttp` says how its gaps are closed).  ``auto`` takes
-``h2`` for now: zttp 0.0.35 fails two of the attack probes (tests/test_http2_probes.py: it
-sends no HPACK table size update to a client that allows no dynamic table, RFC 7541 4.2, and
-it ends a connection at 4,096 streams), so the fast path is chosen explicitly, with
-``--http2-engine zttp`` (docs/http2.md has the measurements and the differences).
+``h2`` for now: zttp 0.0.35 ends a connection at 4,096 streams, and at its 256th cancelled
+stream however slowly they come (its missing HPACK table size update is added by dualcorn:
+zttp_hpack.py), so the fast path is chosen explicitly, with ``--http2-engine zttp``
+(docs/http2.md has the measurements, the differences and when ``auto`` should change).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def engine_name(config: Config) -> str:
     choice = config.http2_engine
     if choice != "auto":
         return choice
-    return "h2"  # until zttp passes every attack probe (see the module notes)
+    return "h2"  # until zttp lifts its stream and cancellation counts (see the module notes)
 
 
 def new_engine(config: Config, settings: EngineSettings) -> Engine:

@@ -186,11 +186,30 @@ class H2Stream:
             return False
         if self._head is not None:
             self._send_head(False)
+        if end and not self._pending and self._trailers is None and self._last_frame(data):
+            return self.conn.write_paused
         self._pending.append(memoryview(data))
         if end:
             self._end_pending = True
         self._flush()
         return bool(self._pending) or self.conn.write_paused
+
+    def _last_frame(self, data: bytes) -> bool:
+        """The whole body in one DATA frame that ends the stream, if the windows allow (most
+        responses: one ``http.response.body``); else False, and :meth:`_flush` splits it."""
+        engine = self.conn.engine
+        size = len(data)
+        if self.reset or size > engine.max_frame or size > engine.window(self.id):
+            return False
+        if engine.send_data(self.id, data, True):
+            self._sent += size
+            self._ended = True
+            self.conn.write_soon(size)
+            if self.done:
+                self.conn.stream_finished(self)
+        else:
+            self.lost()
+        return True
 
     def _flush(self) -> None:
         """Send the waiting body as far as the windows allow; then the end or the trailers."""
