@@ -40,6 +40,7 @@ __all__ = [
     "client_address",
     "compile_format",
     "printable",
+    "protocol_text",
     "request_extra",
 ]
 
@@ -153,7 +154,8 @@ class AccessEntry:
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2.0"}
 
 
-def _protocol(scope: dict[str, Any]) -> str:
+def protocol_text(scope: dict[str, Any]) -> str:
+    """``HTTP/1.1``, ``HTTP/1.0`` or ``HTTP/2.0``: the protocol every access line names."""
     version = scope.get("http_version", "1.1")
     return _PROTOCOLS.get(version) or "HTTP/" + printable(version)
 
@@ -179,7 +181,7 @@ class AccessFormat:
         else:
             # The method and version passed the parser's grammar (a refusal escapes its own).
             line = (
-                f'{client} - "{scope.get("method", "GET")} {target} {_protocol(scope)}" '
+                f'{client} - "{scope.get("method", "GET")} {target} {protocol_text(scope)}" '
                 f"{entry.status} {entry.sent} {ms}ms"
             )
         mount = scope.get(MOUNT_KEY)
@@ -287,12 +289,12 @@ _ATOMS: dict[str, Atom] = {
     "u": _user,
     # "at logging time", as gunicorn's: a handler renders the entry as it is logged.
     "t": _Clock(),
-    "r": lambda e: f"{printable(e.method)} {printable(e.target)} {_protocol(e.scope)}",
+    "r": lambda e: f"{printable(e.method)} {printable(e.target)} {protocol_text(e.scope)}",
     "s": lambda e: str(e.status),
     "m": lambda e: printable(e.method),
     "U": _path_info,
     "q": lambda e: printable(e.scope.get("query_string", b"").decode("latin-1")),
-    "H": lambda e: _protocol(e.scope),
+    "H": lambda e: protocol_text(e.scope),
     "b": lambda e: str(e.sent),
     "B": lambda e: e.sent,
     "f": lambda e: _header_text(e.request_header(b"referer")),
@@ -333,7 +335,7 @@ def _environ_value(entry: AccessEntry, variable: str) -> str:
         "script_name": lambda: scope.get("root_path", ""),
         "query_string": lambda: scope.get("query_string", b"").decode("latin-1"),
         "raw_uri": lambda: entry.target,
-        "server_protocol": lambda: _protocol(scope),
+        "server_protocol": lambda: protocol_text(scope),
         "remote_addr": lambda: client[0] if client else None,
         "remote_port": lambda: client[1] if client else None,
         "server_name": lambda: server[0] if server else None,

@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Any
 
-from dualcorn.access_format import MOUNT_KEY, WEBSOCKET, AccessEntry
+from dualcorn.access_format import MOUNT_KEY, WEBSOCKET, AccessEntry, protocol_text
 
 __all__ = ["JSONFormatter", "access_fields"]
 
@@ -47,7 +47,7 @@ def access_fields(entry: AccessEntry) -> dict[str, Any]:
         "status": entry.status,
         "bytes": entry.sent,
         "duration_ms": round(entry.duration * 1000.0, 3),
-        "protocol": "HTTP/" + scope.get("http_version", "1.1"),
+        "protocol": protocol_text(scope),  # HTTP/2.0 as in the text line, not "HTTP/2"
         "user_agent": entry.request_header(b"user-agent"),
         "referer": entry.request_header(b"referer"),
         "request_id": entry.request_id,

@@ -26,6 +26,25 @@ HTTPS = ["h11", "httptools"] if importlib.util.find_spec("httptools") else ["h11
 H2_ENGINES = ["h2", "zttp"] if importlib.util.find_spec("zttp") else ["h2"]
 
 
+# The wires of the ``wire`` fixture: an in-memory connection through each HTTP/1.1 tokenizer,
+# and HTTP/2 (h2c with prior knowledge, the default engine) when h2 is installed.
+WIRES = [*PARSERS, "h2"] if importlib.util.find_spec("h2") else list(PARSERS)
+
+
+# ``@over_both`` on a test that takes ``serve`` and ``protocol``: it runs over HTTP/1.1 on each
+# parser and over HTTP/2 (h2c, the default engine) once, since the parser only reads the
+# preface before it hands the connection over.  (A parametrize mark, because a mark is what
+# overrides the parametrized ``http_name`` fixture.)
+_OVER = [(name, "1.1") for name in HTTPS]
+if importlib.util.find_spec("h2"):
+    _OVER.append((HTTPS[-1], "2"))
+over_both = pytest.mark.parametrize(
+    ("http_name", "protocol"),
+    _OVER,
+    ids=[name if version == "1.1" else "h2" for name, version in _OVER],
+)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.module.__name__.startswith("tests.test_http2"):
         if "h2_engine" not in metafunc.fixturenames:
@@ -117,3 +136,17 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
         return MemoryConnection(str(request.param), app, **options)
 
     yield make
+
+
+@pytest.fixture(params=WIRES)
+def wire(request: pytest.FixtureRequest) -> Any:
+    """``async with wire(app, **options) as client:`` a client on an in-memory connection.
+
+    Parametrized over every HTTP/1.1 tokenizer (:class:`tests.memconn.Wire`) and HTTP/2
+    (:class:`tests.h2memconn.H2Wire`, through the HTTP/1.1 protocol's h2c hand-over): both
+    offer ``request``/``start``/``send_body``/``response`` and ``version`` ("1.1" or "2"), so
+    one test proves a behaviour on every protocol.
+    """
+    from tests.memconn import WireFactory
+
+    return WireFactory(str(request.param))

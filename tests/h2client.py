@@ -62,6 +62,10 @@ class H2Client:
             raw = tls.wrap_socket(raw, server_hostname="localhost")
         self.sock = raw
         self.timeout = timeout
+        self._start(window=window, auto_ack=auto_ack)
+
+    def _start(self, *, window: int | None, auto_ack: bool) -> None:
+        """The client's h2 state, and its preface sent (tests/h2memconn.py reuses it)."""
         self.auto_ack = auto_ack
         # No outbound checks: tests send what a broken or hostile client would.
         config = h2.config.H2Configuration(
@@ -176,6 +180,10 @@ class H2Client:
         if not data:
             self.closed = True
             return False
+        return self.process(data)
+
+    def process(self, data: bytes) -> bool:
+        """Take the server's ``data``; False if it broke the protocol (the client gives up)."""
         try:
             events = self.conn.receive_data(self._take_goaway(data))
         except h2.exceptions.ProtocolError:

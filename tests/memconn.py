@@ -3,7 +3,10 @@
 Layer 2 of the test plan (uvicorn's ``get_connected_protocol`` is the model): a real protocol
 object (h11 or httptools), a real :class:`ServerState` and a real app (ASGI, or WSGI through
 the real adapter and its thread pool) on a :class:`~tests.support.MemoryTransport`.  Nothing
-is mocked but the socket, so these tests exercise exactly the code a socket would.
+is mocked but the socket, so these tests exercise exactly the code a socket would.  Bytes go to
+the transport's protocol, so a connection that began with the HTTP/2 preface goes on as the
+HTTP/2 connection it was handed to (:class:`tests.h2memconn.H2Wire` drives that side), and
+:class:`Wire` and ``H2Wire`` share a request API for the ``wire`` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -15,10 +18,20 @@ from typing import Any
 from dualcorn import Config
 from dualcorn.adapters import prepare_app
 from dualcorn.protocols.state import ServerState
-from tests.rawhttp import Response, ResponseReader
+from tests.rawhttp import Response, ResponseReader, get
 from tests.support import MemoryTransport
 
-__all__ = ["PARSERS", "MemoryConnection", "Wire", "parse_responses", "protocol_class"]
+__all__ = [
+    "PARSERS",
+    "Fields",
+    "MemoryConnection",
+    "Wire",
+    "WireFactory",
+    "parse_responses",
+    "protocol_class",
+]
+
+Fields = list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]
 
 PARSERS = [
     name for name in ("h11", "httptools", "zttp") if name == "h11" or importlib.util.find_spec(name)
@@ -76,13 +89,14 @@ class MemoryConnection:
         for chunk in reads:
             if self.transport.closed:
                 break
-            self.protocol.data_received(chunk)
+            # The transport's protocol: HTTP/2's once the preface was read (h2c).
+            self.transport.protocol.data_received(chunk)
             await asyncio.sleep(0)
         await self.settle(settle)
 
     async def eof(self, *, settle: float = 5.0) -> None:
         """The client half-closes: as asyncio does, close unless eof_received says keep open."""
-        if not self.transport.closed and not self.protocol.eof_received():
+        if not self.transport.closed and not self.transport.protocol.eof_received():
             self.transport.close()
         await self.settle(settle)
 
@@ -104,20 +118,43 @@ class MemoryConnection:
 
     def _stuck(self) -> bool:
         # An app waiting for body bytes that were never sent cannot progress in memory.
-        cycle = getattr(self.protocol, "cycle", None)
-        wake = getattr(cycle, "_wake", None)
-        return wake is not None and not wake.is_set() and cycle._more_body  # type: ignore[union-attr]
+        protocol = self.transport.protocol
+        streams = getattr(protocol, "streams", None)  # HTTP/2: every stream's cycle
+        cycles = [getattr(s, "cycle", None) for s in streams.values()] if streams else []
+        if not streams:
+            cycles = [getattr(protocol, "cycle", None)]
+        return all(_waits_for_body(cycle) for cycle in cycles)
 
     async def aclose(self) -> None:
         if not self.transport.closed:
             self.transport.closed = True
-            self.protocol.connection_lost(None)
+            self.transport.protocol.connection_lost(None)
         await self.settle(2.0)
         if self.interface == "wsgi":
             await self.app.shutdown()
 
     def responses(self) -> list[Response]:
         return parse_responses(self.written)
+
+
+class WireFactory:
+    """``wire(app, **options)``: a new in-memory client; ``wire.version`` says which."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.version = "2" if name == "h2" else "1.1"
+
+    def __call__(self, app: Any, **options: Any) -> Any:
+        if self.name == "h2":
+            from tests.h2memconn import H2Wire
+
+            return H2Wire(MemoryConnection("auto", app, **options))
+        return Wire(MemoryConnection(self.name, app, **options))
+
+
+def _waits_for_body(cycle: Any) -> bool:
+    wake = getattr(cycle, "_wake", None)
+    return wake is not None and not wake.is_set() and bool(cycle._more_body)
 
 
 def parse_responses(data: bytes) -> list[Response]:
@@ -175,6 +212,7 @@ class Wire(ResponseReader):
     def __init__(self, conn: MemoryConnection) -> None:
         self.conn = conn
         self.pos = 0
+        self._chunked = False
         self.loop_errors: list[dict[str, Any]] = []
         self._handler: Any = None
 
@@ -222,3 +260,63 @@ class Wire(ResponseReader):
 
     def is_closed_by_server(self) -> bool:
         return self.conn.closed
+
+    # --- The API both protocols' wires share (tests/h2memconn.py has HTTP/2's) ----------------
+
+    version = "1.1"
+
+    async def request(
+        self,
+        path: str = "/",
+        *,
+        method: bytes = b"GET",
+        headers: Fields = (),
+        body: bytes | list[bytes] | None = None,
+        trailers: Fields = (),
+    ) -> Response:
+        """One request, answered: ``body`` as bytes is sent with a Content-Length, as a list
+        chunked (one read per part), then the response is read (whole)."""
+        length = len(body) if isinstance(body, bytes) else None
+        ref = await self.start(path, method=method, headers=headers, length=length,
+                               end=body is None)  # fmt: skip
+        if isinstance(body, bytes):
+            await self.send_body(ref, body)
+        elif body is not None:
+            for part in body:
+                await self.send_body(ref, part, end=False)
+            await self.send_body(ref, b"", trailers=trailers)
+        return self.response(ref, head_request=method == b"HEAD")
+
+    async def start(
+        self,
+        path: str = "/",
+        *,
+        method: bytes = b"POST",
+        headers: Fields = (),
+        length: int | None = None,
+        end: bool = False,
+    ) -> int:
+        """Send a request head; unless ``end``, a body follows (chunked without ``length``)."""
+        lines = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        if length is not None:
+            lines += b"Content-Length: %d\r\n" % length
+        elif not end:
+            lines += b"Transfer-Encoding: chunked\r\n"
+        self._chunked = length is None and not end
+        await self.send(get(path, method=method, headers=lines))
+        return 0
+
+    async def send_body(
+        self, ref: int, data: bytes, *, end: bool = True, trailers: Fields = ()
+    ) -> None:
+        if not self._chunked:
+            await self.send(data)
+            return
+        out = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+        if end:
+            out += b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"
+        await self.send(out)
+
+    def response(self, ref: int, *, head_request: bool = False) -> Response:
+        """The next response (HTTP/1.1 answers in order, so ``ref`` is not needed)."""
+        return self.read_response(head_request=head_request)

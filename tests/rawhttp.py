@@ -20,6 +20,10 @@ class Response:
     reason: bytes = b""
     version: bytes = b""
     interim: list[int] = field(default_factory=list)  # 1xx statuses that came first
+    # HTTP/2 only (tests/h2memconn.py): the RST_STREAM code that cut the response, if one
+    # did, and the trailers (a last HEADERS frame).
+    reset: int | None = None
+    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         values = self.all(name)

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import httpx
+
 from dualcorn import Config, Server
 
 
@@ -71,6 +73,14 @@ class ServerThread:
         return int(self.url.rsplit(":", 1)[1])
 
 
+def http_client(protocol: str = "1.1", **options: Any) -> httpx.Client:
+    """httpx over HTTP/1.1, or for ``protocol`` "2" over HTTP/2 with prior knowledge (h2c),
+    as the ``@over_both`` tests ask (tests/conftest.py)."""
+    h2 = protocol == "2"
+    options.setdefault("timeout", 10)
+    return httpx.Client(http1=not h2, http2=h2, **options)
+
+
 def raw_exchange(
     port: int, data: bytes, *, one_byte_at_a_time: bool = False, timeout: float = 5.0
 ) -> bytes:
@@ -123,6 +133,13 @@ class MemoryTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closed, "write after close"
         self.written += data
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        # An HTTP/1.1 connection that read the HTTP/2 preface hands itself over (h2c).
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.protocol  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if not self.closed:

@@ -4,7 +4,8 @@ dualcorn writes its access line straight to its own handler's stream when the
 ``dualcorn.access`` logger is as the server configured it (dualcorn.protocols.logline); a filter,
 another handler or another formatter sends every record through :mod:`logging` instead.  Each
 test runs the same requests through the in-memory connection twice, once on each path, and
-compares the files line by line (durations masked).  A real server writes the same lines.
+compares the files line by line (durations masked), over HTTP/1.1 and over HTTP/2 (the
+streams of one h2c connection, tests/h2memconn.py).  A real server writes the same lines.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from dualcorn import Config
 from dualcorn.logs import configure_logging
+from tests.h2memconn import H2Wire
 from tests.helpers import run_dualcorn
 from tests.memconn import MemoryConnection
 
@@ -55,7 +57,23 @@ def access_logger() -> Iterator[logging.Logger]:
     logger.handlers[:], logger.filters[:], logger.level, logger.propagate = saved
 
 
-async def _serve(path: Path, **options: Any) -> list[str]:
+# The same requests as HTTP/2 streams on one h2c connection (tests/h2memconn.py); no refused
+# one, since HTTP/2 logs its refusals (protocols/http2/connection.py).
+H2_REQUESTS: list[tuple[bytes, str, list[tuple[bytes, bytes]], bytes | None]] = [
+    (b"GET", "/", [], None),
+    (b"GET", "/path?x=1&y=%20", [(b"user-agent", b"t/1"), (b"referer", b"r")], None),
+    (b"POST", "/form", [], b"abc"),
+    (b"GET", "/404", [], None),
+]
+
+
+async def _serve(path: Path, *, h2: bool = False, **options: Any) -> list[str]:
+    if h2:
+        conn = MemoryConnection("h11", app, access_log=True, **options)
+        async with H2Wire(conn) as client:
+            for method, target, fields, body in H2_REQUESTS:
+                await client.request(target, method=method, headers=fields, body=body)
+        return _lines(path)
     for raw in REQUESTS:  # one connection each: the refused request closes its own
         async with MemoryConnection("h11", app, access_log=True, **options) as conn:
             await conn.send(raw)
@@ -77,18 +95,20 @@ class Seen(logging.Filter):
         return True
 
 
+@pytest.mark.parametrize("h2", [False, True], ids=["http1", "h2"])
 @pytest.mark.parametrize(
     ("options", "show_pid"),
     [({}, False), ({}, True), ({"access_log_format": GUNICORN}, False)],
     ids=["default", "with-pid", "gunicorn-format"],
 )
 async def test_the_direct_path_prints_what_logging_prints(
-    tmp_path: Path, access_logger: logging.Logger, options: dict[str, Any], show_pid: bool
-) -> None:
+    tmp_path: Path, access_logger: logging.Logger, options: dict[str, Any], show_pid: bool,
+    h2: bool,
+) -> None:  # fmt: skip
     direct, through_logging = tmp_path / "direct.log", tmp_path / "logging.log"
     config = Config(app=app, access_logfile=str(direct), log_level="info", **options)
     configure_logging(config, show_pid=show_pid)
-    lines = await _serve(direct, **options)
+    lines = await _serve(direct, h2=h2, **options)
     assert len(lines) == 4, lines  # the 400 refusal of a request line is not an access line
     configure_logging(
         Config(app=app, access_logfile=str(through_logging), log_level="info", **options),
@@ -96,16 +116,17 @@ async def test_the_direct_path_prints_what_logging_prints(
     )
     seen = Seen()
     access_logger.addFilter(seen)  # any filter: every record goes through logging
-    assert await _serve(through_logging, **options) == lines
+    assert await _serve(through_logging, h2=h2, **options) == lines
     assert len(seen.records) == 4
+    version, form = ("HTTP/2.0", "HTTP/2.0") if h2 else ("HTTP/1.1", "HTTP/1.0")
     if not options:
         prefix = "INFO:    " + (f"[{seen.records[0].process}] " if show_pid else " ")
-        assert lines[1] == prefix + '127.0.0.1:50000 - "GET /path?x=1&y=%20 HTTP/1.1" 200 5 D'
-        assert lines[2].endswith('"POST /form HTTP/1.0" 200 5 D')
-        assert lines[3].endswith('"GET /404 HTTP/1.1" 404 5 D')
+        assert lines[1] == prefix + f'127.0.0.1:50000 - "GET /path?x=1&y=%20 {version}" 200 5 D'
+        assert lines[2].endswith(f'"POST /form {form}" 200 5 D')
+        assert lines[3].endswith(f'"GET /404 {version}" 404 5 D')
     else:
         assert lines[1] == (
-            '127.0.0.1 - - "GET /path?x=1&y=%20 HTTP/1.1" 200 5 "r" "t/1" GET /path x=1&y=%20 D'
+            f'127.0.0.1 - - "GET /path?x=1&y=%20 {version}" 200 5 "r" "t/1" GET /path x=1&y=%20 D'
         )
 
 

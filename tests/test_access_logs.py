@@ -2,6 +2,9 @@
 
 The gunicorn test runs the real gunicorn (when installed) and the real dualcorn on the same WSGI
 app, sends both the same requests, and compares the lines they print, with the time masked.
+Over HTTP/2 (httpx ``http2=True``, h2c) the same requests give the same lines but for the
+protocol, which is ``HTTP/2.0`` in the request line and the ``%(H)s`` atom; the JSON line's
+``protocol`` says the same.
 """
 
 from __future__ import annotations
@@ -164,6 +167,35 @@ def test_a_gunicorn_format_gives_the_line_gunicorn_gives(tmp_path: Path, fmt: st
     assert all(CLF_TIME.search(line) for line in got)
 
 
+def test_http2_lines_differ_only_by_the_protocol(tmp_path: Path) -> None:
+    """The same requests over HTTP/1.1 and HTTP/2 to one dualcorn: every atom agrees but the
+    protocol, HTTP/2.0 in "%(r)s" and "%(H)s" (gunicorn's format, dualcorn's request line)."""
+    (tmp_path / "wsgiapp.py").write_text(WSGI_APP)
+    marker = re.compile(r'"(GET|HEAD|POST) /')
+    dualcorn = [sys.executable, "-m", "dualcorn", "--port", "0", "--access-logfile", "-",
+                "--access-logformat", EVERY_STABLE_ATOM, "wsgiapp:app"]  # fmt: skip
+    requests = [(method, target, headers) for method, target, headers, version in REQUESTS
+                if version == "1.1"]  # fmt: skip
+    with running(dualcorn, tmp_path, re.compile(r"running on http://127\.0\.0\.1:(\d+)")) as (
+        port,
+        reader,
+    ):
+        for h2 in (False, True):
+            with httpx.Client(http1=not h2, http2=h2, timeout=10) as client:
+                for method, target, headers in requests:
+                    body = b"abc" if method == "POST" else None
+                    fields = {k: v for k, v in headers.items() if k != "Content-Length"}
+                    url = f"http://127.0.0.1:{port}{target}"
+                    response = client.request(method, url, content=body, headers=fields)
+                    assert response.http_version == ("HTTP/2" if h2 else "HTTP/1.1")
+        lines = reader.wait_for(marker, 2 * len(requests))
+    over_h1, over_h2 = lines[: len(requests)], lines[len(requests) :]
+    masked = [CLF_TIME.sub("[TIME]", line) for line in over_h1]
+    expected = [line.replace("HTTP/1.1", "HTTP/2.0") for line in masked]
+    assert [CLF_TIME.sub("[TIME]", line) for line in over_h2] == expected
+    assert all(line.count("HTTP/2.0") == 2 for line in over_h2)  # %(r)s and %(H)s
+
+
 # --- Atoms, one by one ------------------------------------------------------------------
 
 
@@ -265,6 +297,9 @@ def test_json_lines_from_a_real_server(tmp_path: Path) -> None:
         assert ok.status_code == 200
         assert httpx.get(f"{server.url}/boom", timeout=10).status_code == 500
         assert httpx.get(f"{server.url}/warn", timeout=10).status_code == 200
+        with httpx.Client(http1=False, http2=True, timeout=10) as h2c:
+            over_h2 = h2c.get(f"{server.url}/ok?h2")
+        assert over_h2.http_version == "HTTP/2" and over_h2.status_code == 200
         assert server.stop() == 0
     records = parse_every_line(server.stderr_text() + server.stdout_text())
     for record in records:
@@ -273,7 +308,7 @@ def test_json_lines_from_a_real_server(tmp_path: Path) -> None:
         assert record["pid"] == server.proc.pid
     access = [r for r in records if r["logger"] == "dualcorn.access"]
     assert [(r["path"], r["status"]) for r in access] == [("/ok", 200), ("/boom", 500),
-                                                         ("/warn", 200)]  # fmt: skip
+                                                         ("/warn", 200), ("/ok", 200)]  # fmt: skip
     first = access[0]
     assert first["method"] == "GET" and first["query"] == "x=1" and first["bytes"] == 2
     assert first["client"] == "127.0.0.1" and first["protocol"] == "HTTP/1.1"
@@ -281,6 +316,9 @@ def test_json_lines_from_a_real_server(tmp_path: Path) -> None:
     assert isinstance(first["duration_ms"], float) and first["duration_ms"] >= 0
     assert first["request_id"] == ok.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", first["request_id"])
+    last = access[-1]
+    assert last["protocol"] == "HTTP/2.0" and last["query"] == "h2" and last["bytes"] == 2
+    assert last["request_id"] == over_h2.headers["x-request-id"]
     (error,) = [r for r in records if r["level"] == "ERROR"]
     assert error["message"] == "Exception in ASGI application"
     assert error["request_id"] == access[1]["request_id"]  # the 500's line and its error

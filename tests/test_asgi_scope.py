@@ -1,4 +1,10 @@
-"""The ASGI 3 contract end to end: the http scope, message order, disconnects, lifespan."""
+"""The ASGI 3 contract end to end: the http scope, message order, disconnects, lifespan.
+
+``@over_both`` runs a case over HTTP/1.1 on each parser and over HTTP/2 (h2c; tests/h2client.py
+or httpx ``http2=True``): the scope differs only where RFC 9113 says (``http_version`` "2",
+``Host`` from ``:authority``, 8.3.1), and a client leaving one request resets its stream (8.1).
+HTTP/1.0 and the absolute-form target are HTTP/1.x only (3.4; 8.3.1 carries the authority).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +22,15 @@ import httpx
 import pytest
 
 from dualcorn.errors import StartupError
+from tests.conftest import over_both
+from tests.h2client import H2Client
 from tests.helpers import child_env
 from tests.rawhttp import RawClient, get
+from tests.support import http_client
 
 Scope = dict[str, Any]
 Serve = Callable[..., Any]
+CANCEL = 0x8  # RFC 9113 7
 
 
 async def respond(send: Any, status: int = 200, body: bytes = b"") -> None:
@@ -57,22 +67,36 @@ class LifespanApp:
 # --- The http scope -------------------------------------------------------------------------
 
 
-def test_full_http_scope(serve: Serve) -> None:
+@over_both
+def test_full_http_scope(serve: Serve, protocol: str) -> None:
     app = LifespanApp()
-    with serve(app, lifespan="on", root_path="/api") as server, RawClient(server.port) as client:
-        client.send(
-            b"GET /a%2Fb/caf%C3%A9/%E2%82%AC?x=1&y=%20 HTTP/1.1\r\n"
-            b"Host: example.com\r\nX-Mixed-Case: Value\r\nX-Mixed-Case: Second\r\n\r\n"
-        )
-        response = client.read_response()
-        client_address = client.sock.getsockname()
-        assert response.status == 200
-        assert response.body == b"hello"
+    with serve(app, lifespan="on", root_path="/api") as server:
+        target = b"/a%2Fb/caf%C3%A9/%E2%82%AC?x=1&y=%20"
+        if protocol == "2":
+            with H2Client(server.port) as h2:
+                # HTTP/2 field names are lowercase (RFC 9113 8.2.1); values keep their case.
+                sid = h2.raw_headers([
+                    (b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"example.com"),
+                    (b":path", target), (b"x-mixed-case", b"Value"), (b"x-mixed-case", b"Second"),
+                ])  # fmt: skip
+                [result] = h2.wait(sid)
+                assert (result.status, bytes(result.data)) == (200, b"hello")
+                client_address = h2.sock.getsockname()
+        else:
+            with RawClient(server.port) as client:
+                client.send(
+                    b"GET " + target + b" HTTP/1.1\r\n"
+                    b"Host: example.com\r\nX-Mixed-Case: Value\r\nX-Mixed-Case: Second\r\n\r\n"
+                )
+                response = client.read_response()
+                client_address = client.sock.getsockname()
+                assert response.status == 200
+                assert response.body == b"hello"
     [scope] = app.scopes
     assert scope["type"] == "http"
     assert scope["asgi"]["version"] == "3.0"
     assert scope["asgi"]["spec_version"] in ("2.3", "2.4", "2.5")
-    assert scope["http_version"] == "1.1"
+    assert scope["http_version"] == protocol
     assert scope["method"] == "GET"
     assert scope["scheme"] == "http"
     # ASGI: path is decoded (%2F included) and, as uvicorn does, carries the root_path prefix.
@@ -91,7 +115,8 @@ def test_full_http_scope(serve: Serve) -> None:
     assert scope["state"]["greeting"] == "hello"
 
 
-def test_path_is_utf8_decoded_and_odd_bytes_survive(serve: Serve) -> None:
+@over_both
+def test_path_is_utf8_decoded_and_odd_bytes_survive(serve: Serve, protocol: str) -> None:
     paths: list[str] = []
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -99,12 +124,14 @@ def test_path_is_utf8_decoded_and_odd_bytes_survive(serve: Serve) -> None:
         await respond(send)
 
     with serve(app) as server:
-        with RawClient(server.port) as client:
-            client.send(get("/%E6%97%A5%E6%9C%AC/x%20y"))
-            assert client.read_response().status == 200
-        with RawClient(server.port) as client:
-            client.send(get("/bad%FF"))  # not UTF-8: replaced, never an exception
-            assert client.read_response().status == 200
+        for path in ("/%E6%97%A5%E6%9C%AC/x%20y", "/bad%FF"):  # not UTF-8: replaced, no error
+            if protocol == "2":
+                with H2Client(server.port) as h2:
+                    assert h2.get(path).status == 200
+            else:
+                with RawClient(server.port) as client:
+                    client.send(get(path))
+                    assert client.read_response().status == 200
     assert paths == ["/日本/x y", "/bad\ufffd"]
 
 
@@ -158,20 +185,21 @@ ORDER_CASES = [
 ]
 
 
+@over_both
 @pytest.mark.parametrize(("messages", "named"), [c[1:] for c in ORDER_CASES],
                          ids=[c[0] for c in ORDER_CASES])  # fmt: skip
 def test_message_order_errors_are_named(
-    serve: Serve, errors: pytest.LogCaptureFixture, messages: list[dict[str, Any]], named: str
-) -> None:
+    serve: Serve, protocol: str, errors: pytest.LogCaptureFixture,
+    messages: list[dict[str, Any]], named: str,
+) -> None:  # fmt: skip
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         for message in messages:
             await send(message)
 
-    with serve(app) as server, RawClient(server.port) as client:
-        client.send(get())
-        response = client.read_response()
+    with serve(app) as server, http_client(protocol, base_url=server.url) as client:
+        response = client.get("/")
         # Until body bytes go out the head is only in memory, so a broken order is a 500.
-        assert response.status == (200 if len(messages) == 3 else 500)
+        assert response.status_code == (200 if len(messages) == 3 else 500)
     app_errors = [r for r in errors.records if r.levelno >= logging.ERROR]
     assert app_errors, "the contract error was not logged"
     assert named in errors.text
@@ -180,9 +208,10 @@ def test_message_order_errors_are_named(
 # --- Disconnects ----------------------------------------------------------------------------
 
 
+@over_both
 @pytest.mark.parametrize("when", ["after-body", "mid-body"])
 def test_disconnect_reaches_the_app_and_send_raises(
-    serve: Serve, errors: pytest.LogCaptureFixture, when: str
+    serve: Serve, protocol: str, errors: pytest.LogCaptureFixture, when: str
 ) -> None:
     messages: list[dict[str, Any]] = []
     raised: list[BaseException] = []
@@ -205,14 +234,26 @@ def test_disconnect_reaches_the_app_and_send_raises(
             done.set()
 
     with serve(app) as server:
-        client = RawClient(server.port)
-        if when == "after-body":
-            client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        if protocol == "2":
+            # Over HTTP/2 the client leaves one request with RST_STREAM (RFC 9113 8.1).
+            with H2Client(server.port) as h2:
+                length = [("content-length", "2" if when == "after-body" else "10")]
+                sid = h2.request("/", "POST", headers=length, end=False)
+                # One DATA frame, with END_STREAM when the body is whole: one body message.
+                h2.conn.send_data(sid, b"hi", end_stream=when == "after-body")
+                h2.flush()
+                assert waiting.wait(5)
+                h2.conn.reset_stream(sid, CANCEL)
+                h2.flush()
+                assert done.wait(5), "the app never learnt that the client went away"
         else:
-            client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhi")
-        assert waiting.wait(5)
-        client.close()
-        assert done.wait(5), "the app never learnt that the client went away"
+            client = RawClient(server.port)
+            length = b"2" if when == "after-body" else b"10"
+            client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: " + length
+                        + b"\r\n\r\nhi")  # fmt: skip
+            assert waiting.wait(5)
+            client.close()
+            assert done.wait(5), "the app never learnt that the client went away"
     assert messages[0] == {
         "type": "http.request",
         "body": b"hi",
@@ -224,7 +265,8 @@ def test_disconnect_reaches_the_app_and_send_raises(
     assert not [r for r in errors.records if r.levelno >= logging.ERROR], errors.text
 
 
-def test_receive_after_the_response_waits_for_disconnect(serve: Serve) -> None:
+@over_both
+def test_receive_after_the_response_waits_for_disconnect(serve: Serve, protocol: str) -> None:
     """ASGI: once the response is sent, receive() returns http.disconnect (no hang)."""
     after: list[dict[str, Any]] = []
 
@@ -234,9 +276,9 @@ def test_receive_after_the_response_waits_for_disconnect(serve: Serve) -> None:
         async with asyncio.timeout(5):
             after.append(await receive())
 
-    with serve(app) as server:
-        assert httpx.get(server.url).status_code == 200
-        assert httpx.get(server.url).status_code == 200
+    with serve(app) as server, http_client(protocol, base_url=server.url) as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/").status_code == 200
     assert after == [{"type": "http.disconnect"}] * 2
 
 

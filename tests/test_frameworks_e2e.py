@@ -1,8 +1,11 @@
 """Every supported framework, served by the ``dualcorn`` command exactly as a user runs it.
 
 Each case starts ``python -m dualcorn tests.apps.fw_X:app --interface auto --port 0``, waits
-for the "running on" line, GETs ``/`` over a real socket, checks the start-up log named the
-interface detection chose, then presses Ctrl+C (SIGINT) and expects a clean exit.
+for the "running on" line, GETs ``/`` over a real socket, with HTTP/1.1 and then with HTTP/2
+(httpx ``http2=True``, h2c with prior knowledge: the command serves both on one port by
+default), checks the start-up log named the interface detection chose, then presses Ctrl+C
+(SIGINT) and expects a clean exit.  Both protocols share one server process: a second start per
+framework would double the file's time for nothing the second GET does not already prove.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def test_served_by_the_dualcorn_command(target: str, interface: InterfaceName, b
     args = (target, "--interface", "auto", "--port", "0", "--log-level", "info")
     with run_dualcorn(*args) as server:
         response = httpx.get(f"{server.url}/", timeout=10)
+        assert response.status_code == 200, server.stderr_text()
+        assert response.content == body
+        with httpx.Client(http1=False, http2=True, timeout=10) as h2c:
+            response = h2c.get(f"{server.url}/")
+        assert response.http_version == "HTTP/2"
         assert response.status_code == 200, server.stderr_text()
         assert response.content == body
         assert describe(interface) in server.stderr_text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.memconn import MemoryConnection
 
 Scope = dict[str, Any]
@@ -53,3 +55,32 @@ async def test_refusal_closes(connect: Any) -> None:
             await conn.send(b"GET / HTTP/1.1\r\n\r\n")
             assert [r.status for r in conn.responses()] == [400]
             assert conn.closed
+
+
+async def test_the_wire_fixture_speaks_each_protocol(wire: Any) -> None:
+    """One request per interface and body shape; the app sees the protocol the wire names."""
+    versions: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        versions.append(scope["http_version"])
+        await asgi_echo(scope, receive, send)
+
+    for interface, target in (("asgi3", app), ("wsgi", wsgi_echo)):
+        async with wire(target, interface=interface) as client:
+            assert (await client.request("/a")).body == b"GET /a "
+            sized = await client.request("/b", method=b"POST", body=b"abc")
+            assert sized.body == b"POST /b abc"
+            parts = await client.request("/c", method=b"POST", body=[b"h", b"i"])
+            assert parts.body == b"POST /c hi"
+            assert not client.is_closed_by_server()
+    assert versions == [wire.version] * 3
+
+
+async def test_the_http2_wire_needs_the_servers_http2() -> None:
+    """The HTTP/2 wire really is h2c: with --no-http2 the preface gets HTTP/1.1's answer."""
+    pytest.importorskip("h2")
+    from tests.h2memconn import H2Wire
+
+    with pytest.raises(AssertionError, match="did not switch to HTTP/2"):
+        async with H2Wire(MemoryConnection("h11", asgi_echo, http2=False)):
+            pass

@@ -1,4 +1,8 @@
-"""--mount in one process: longest-prefix routing, root_path/SCRIPT_NAME, WebSockets, the log."""
+"""--mount in one process: longest-prefix routing, root_path/SCRIPT_NAME, WebSockets, the log.
+
+The HTTP cases run over HTTP/1.1 on each parser and over HTTP/2 (``@over_both``, h2c): the
+router reads the same raw path from ``:path`` (RFC 9113 8.3.1) as from the request line.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from websockets.sync.client import connect
 from dualcorn import Config
 from dualcorn.errors import ConfigError
 from dualcorn.mountspec import Mount
-from tests.support import ServerThread, raw_exchange, status_of
+from tests.conftest import over_both
+from tests.support import ServerThread, http_client, raw_exchange, status_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -78,12 +83,13 @@ ROUTES = {
 
 
 @pytest.fixture
-def mounted(serve: Callable[..., ServerThread]) -> Iterator[httpx.Client]:
+def mounted(serve: Callable[..., ServerThread], protocol: str) -> Iterator[httpx.Client]:
     server = serve(scope_app("main"), mounts=MOUNTS).__enter__()  # the fixture closes it
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with http_client(protocol, base_url=server.url) as client:
         yield client
 
 
+@over_both
 @pytest.mark.parametrize(("target", "expected"), ROUTES.items())
 def test_longest_prefix_on_segments(
     mounted: httpx.Client, target: str, expected: tuple[str, str, str]
@@ -94,9 +100,12 @@ def test_longest_prefix_on_segments(
         assert seen["raw_path"] == target  # the bytes the client sent, at every level
 
 
-def test_root_path_option_comes_first(serve: Callable[..., ServerThread]) -> None:
-    with serve(scope_app("main"), mounts=MOUNTS, root_path="/proxy") as server:
-        client = httpx.Client(base_url=server.url, timeout=10)
+@over_both
+def test_root_path_option_comes_first(serve: Callable[..., ServerThread], protocol: str) -> None:
+    with (
+        serve(scope_app("main"), mounts=MOUNTS, root_path="/proxy") as server,
+        http_client(protocol, base_url=server.url) as client,
+    ):
         assert client.get("/api/x").json() == {
             "app": "api", "root_path": "/proxy/api", "path": "/proxy/api/x", "raw_path": "/api/x",
         }  # fmt: skip
@@ -130,6 +139,8 @@ def test_access_log_names_the_mount(
                 assert status_of(raw_exchange(server.port, raw.encode())) == 200
             with connect(server.url.replace("http://", "ws://") + "/api/ws", open_timeout=10) as ws:
                 ws.recv(timeout=10)
+            with http_client("2", base_url=server.url) as h2c:
+                assert h2c.get("/api/h2").status_code == 200
     finally:
         logger.propagate = propagate
     lines = [r.getMessage() for r in caplog.records if r.name == "dualcorn.access"]
@@ -138,9 +149,12 @@ def test_access_log_names_the_mount(
     assert any("/legacy/y" in line and line.endswith("mount=/legacy") for line in lines)
     assert any("/z HTTP" in line and line.endswith("mount=/") for line in lines)
     assert any("WebSocket /api/ws" in line and line.endswith("mount=/api") for line in lines)
+    assert any('"GET /api/h2 HTTP/2.0" 200' in line and line.endswith("mount=/api")
+               for line in lines)  # fmt: skip
 
 
-def test_lifespan_state_is_per_mount(serve: Callable[..., ServerThread]) -> None:
+@over_both
+def test_lifespan_state_is_per_mount(serve: Callable[..., ServerThread], protocol: str) -> None:
     def lifespan_app(name: str) -> Any:
         async def app(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] == "lifespan":
@@ -157,9 +171,12 @@ def test_lifespan_state_is_per_mount(serve: Callable[..., ServerThread]) -> None
         return app
 
     mounts = (Mount("/a", lifespan_app("a"), "asgi3"),)
-    with serve(lifespan_app("main"), mounts=mounts, lifespan="on") as server:
-        assert httpx.get(server.url + "/a/x").text == "a"
-        assert httpx.get(server.url + "/b").text == "main"
+    with (
+        serve(lifespan_app("main"), mounts=mounts, lifespan="on") as server,
+        http_client(protocol, base_url=server.url) as client,
+    ):
+        assert client.get("/a/x").text == "a"
+        assert client.get("/b").text == "main"
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,10 @@
 """The must-show, as a user runs it: one ``dualcorn`` command, FastAPI at /, Flask at /legacy,
 Django (WSGI) at /admin-old, static files at /static; links from each framework's url_for;
 a WebSocket on the FastAPI mount; the same under ``--workers 2``.  And lifespans per mount.
+
+The HTTP requests go over HTTP/1.1 and then over HTTP/2 (httpx ``http2=True``, h2c) to the same
+server process: the mounts see one scope whichever protocol carried it (``Host`` from
+``:authority``, RFC 9113 8.3.1, so every url_for link is the same).
 """
 
 from __future__ import annotations
@@ -39,31 +43,38 @@ def test_fastapi_flask_django_and_static_on_one_port(static_dir: Path, workers: 
     )  # fmt: skip
     with run_dualcorn(*args) as server:
         base = server.url
-        with httpx.Client(base_url=base, timeout=10) as client:
-            root = client.get("/").json()
-            assert root == {
-                "self": f"{base}/", "item": f"{base}/items/7", "root_path": "", "state": "fastapi",
-            }  # fmt: skip
-            item = client.get("/items/7").json()
-            assert item == {"item": 7, "path": "/items/7", "root_path": ""}
+        for h2 in (False, True):
+            client = httpx.Client(base_url=base, http1=not h2, http2=h2, timeout=10)
+            with client:
+                assert client.get("/").http_version == ("HTTP/2" if h2 else "HTTP/1.1")
+                root = client.get("/").json()
+                assert root == {
+                    "self": f"{base}/", "item": f"{base}/items/7", "root_path": "",
+                    "state": "fastapi",
+                }  # fmt: skip
+                item = client.get("/items/7").json()
+                assert item == {"item": 7, "path": "/items/7", "root_path": ""}
 
-            legacy = client.get("/legacy/").json()
-            assert legacy["self"] == f"{base}/legacy/"
-            assert legacy["page"] == "/legacy/page/x"
-            assert (legacy["script_name"], legacy["path_info"]) == ("/legacy", "/")
-            page = client.get(legacy["page"]).json()
-            assert page == {"page": "x", "self": f"{base}/legacy/page/x"}
+                legacy = client.get("/legacy/").json()
+                assert legacy["self"] == f"{base}/legacy/"
+                assert legacy["page"] == "/legacy/page/x"
+                assert (legacy["script_name"], legacy["path_info"]) == ("/legacy", "/")
+                page = client.get(legacy["page"]).json()
+                assert page == {"page": "x", "self": f"{base}/legacy/page/x"}
 
-            django = client.get("/admin-old/").json()
-            assert django["self"] == f"{base}/admin-old/"
-            assert django["page"] == "/admin-old/page/x"
-            assert (django["script_name"], django["path_info"]) == ("/admin-old", "/")
-            assert client.get(django["page"]).json() == {"page": "x", "path": "/admin-old/page/x"}
+                django = client.get("/admin-old/").json()
+                assert django["self"] == f"{base}/admin-old/"
+                assert django["page"] == "/admin-old/page/x"
+                assert (django["script_name"], django["path_info"]) == ("/admin-old", "/")
+                assert client.get(django["page"]).json() == {
+                    "page": "x",
+                    "path": "/admin-old/page/x",
+                }
 
-            css = client.get("/static/site.css")
-            assert css.content == CSS and css.headers["content-type"].startswith("text/css")
-            assert client.get("/static/missing.css").status_code == 404
-            assert client.get("/legacyx").status_code == 404  # FastAPI's 404, not Flask's
+                css = client.get("/static/site.css")
+                assert css.content == CSS and css.headers["content-type"].startswith("text/css")
+                assert client.get("/static/missing.css").status_code == 404
+                assert client.get("/legacyx").status_code == 404  # FastAPI's 404, not Flask's
 
         with connect(base.replace("http://", "ws://") + "/ws", open_timeout=10) as ws:
             ws.send("hi")

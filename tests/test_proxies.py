@@ -1,4 +1,9 @@
-"""Trusted proxy headers: the pure parsers and resolver, then what a real app reads."""
+"""Trusted proxy headers: the pure parsers and resolver, then what a real app reads.
+
+The real-server cases that go through httpx run over HTTP/1.1 on each parser and over HTTP/2
+(``@over_both``, h2c): a proxy that speaks h2c to dualcorn (HAProxy's ``proto h2``,
+tests/test_proxy_e2e.py) sends the same fields, and the same trust rules apply to them.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from dualcorn import Config
 from dualcorn.errors import ConfigError
 from dualcorn.forwarded import MAX_HOPS, Node, parse_forwarded, parse_host, parse_node
 from dualcorn.proxies import Forwarding, ProxyHeaders, TrustedProxies, resolve
+from tests.conftest import over_both
+from tests.support import http_client
 
 LOOPBACK = TrustedProxies("127.0.0.1,::1")
 
@@ -344,6 +351,15 @@ def environ_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [json.dumps({key: environ.get(key) for key in keys}).encode()]
 
 
+def fetch(protocol: str, url: str, **options: Any) -> httpx.Response:
+    """One GET with httpx over HTTP/1.1, or over HTTP/2 with prior knowledge (h2c)."""
+    transport = options.pop("transport", None)
+    with http_client(protocol, transport=transport) as client:
+        response = client.get(url, **options)
+    assert response.http_version == ("HTTP/2" if protocol == "2" else "HTTP/1.1")
+    return response
+
+
 FORWARDED = {
     "X-Forwarded-For": "6.6.6.6, 203.0.113.9",
     "X-Forwarded-Proto": "https",
@@ -352,9 +368,10 @@ FORWARDED = {
 }
 
 
-def test_asgi_scope_from_a_trusted_proxy(serve: Any) -> None:
+@over_both
+def test_asgi_scope_from_a_trusted_proxy(serve: Any, protocol: str) -> None:
     with serve(scope_app, forwarded_prefix=True) as server:
-        facts = httpx.get(server.url + "/users", headers=FORWARDED).json()
+        facts = fetch(protocol, server.url + "/users", headers=FORWARDED).json()
     assert facts == {
         "client": ["203.0.113.9", 0],
         "scheme": "https",
@@ -365,9 +382,10 @@ def test_asgi_scope_from_a_trusted_proxy(serve: Any) -> None:
     }
 
 
-def test_untrusted_peer_changes_nothing(serve: Any) -> None:
+@over_both
+def test_untrusted_peer_changes_nothing(serve: Any, protocol: str) -> None:
     with serve(scope_app, forwarded_allow_ips="192.0.2.1", forwarded_prefix=True) as server:
-        facts = httpx.get(server.url + "/users", headers=FORWARDED).json()
+        facts = fetch(protocol, server.url + "/users", headers=FORWARDED).json()
     assert facts["client"][0] == "127.0.0.1" and facts["client"][1] > 0
     assert facts["scheme"] == "http"
     assert facts["server"] == ["127.0.0.1", server.port]
@@ -375,18 +393,20 @@ def test_untrusted_peer_changes_nothing(serve: Any) -> None:
     assert facts["host"] == f"127.0.0.1:{server.port}"
 
 
-def test_no_proxy_headers_changes_nothing(serve: Any) -> None:
+@over_both
+def test_no_proxy_headers_changes_nothing(serve: Any, protocol: str) -> None:
     with serve(scope_app, proxy_headers=False) as server:
-        facts = httpx.get(server.url, headers=FORWARDED).json()
+        facts = fetch(protocol, server.url, headers=FORWARDED).json()
     assert facts["client"][0] == "127.0.0.1" and facts["scheme"] == "http"
 
 
+@over_both
 @pytest.mark.parametrize("trusted", [True, False])
-def test_wsgi_environ(serve: Any, trusted: bool) -> None:
+def test_wsgi_environ(serve: Any, protocol: str, trusted: bool) -> None:
     allow = "127.0.0.1" if trusted else "192.0.2.1"
     headers = {**FORWARDED, "X-Forwarded-Port": "8443"}
     with serve(environ_app, interface="wsgi", forwarded_allow_ips=allow) as server:
-        environ = httpx.get(server.url + "/x", headers=headers).json()
+        environ = fetch(protocol, server.url + "/x", headers=headers).json()
     if trusted:
         assert environ == {
             "REMOTE_ADDR": "203.0.113.9",
@@ -416,13 +436,16 @@ def test_websocket_scope(serve: Any) -> None:
     assert facts == {"scheme": "wss", "client": ["203.0.113.9", 0]}
 
 
-def test_access_log_shows_the_real_client(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+@over_both
+def test_access_log_shows_the_real_client(
+    serve: Any, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
     logger = logging.getLogger("dualcorn.access")
     propagate, logger.propagate = logger.propagate, True
     caplog.set_level(logging.INFO, logger="dualcorn.access")
     try:
         with serve(scope_app) as server:
-            httpx.get(server.url, headers={"X-Forwarded-For": "2001:db8::7"})
+            fetch(protocol, server.url, headers={"X-Forwarded-For": "2001:db8::7"})
     finally:
         logger.propagate = propagate
     assert "[2001:db8::7]:0 - " in caplog.text
@@ -444,28 +467,31 @@ def test_malformed_headers_are_served_normally(serve: Any) -> None:
     assert facts["client"][0] == "127.0.0.1" and facts["host"] == "a"
 
 
+@over_both
 @pytest.mark.parametrize("allow", ["127.0.0.1", "unix"])
 def test_unix_socket_peers_are_trusted_only_with_unix(
-    serve: Any, tmp_path: Any, allow: str
+    serve: Any, protocol: str, tmp_path: Any, allow: str
 ) -> None:
     path = str(tmp_path / "s.sock")
     with serve(scope_app, uds=path, forwarded_allow_ips=allow):
-        transport = httpx.HTTPTransport(uds=path)
-        with httpx.Client(transport=transport, timeout=10) as http:
-            facts = http.get("http://localhost/", headers=FORWARDED).json()
+        h2 = protocol == "2"
+        transport = httpx.HTTPTransport(uds=path, http1=not h2, http2=h2)
+        facts = fetch(protocol, "http://localhost/", headers=FORWARDED, transport=transport).json()
     if allow == "unix":
         assert facts["client"] == ["203.0.113.9", 0] and facts["scheme"] == "https"
     else:
         assert facts["client"] is None and facts["scheme"] == "http"
 
 
-def test_wsgi_script_name_from_forwarded_prefix(serve: Any) -> None:
+@over_both
+def test_wsgi_script_name_from_forwarded_prefix(serve: Any, protocol: str) -> None:
     with serve(environ_app, interface="wsgi", forwarded_prefix=True) as server:
-        environ = httpx.get(server.url + "/x/y", headers=FORWARDED).json()
+        environ = fetch(protocol, server.url + "/x/y", headers=FORWARDED).json()
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/api", "/x/y")
 
 
-def test_hostile_values_through_a_trusted_proxy(serve: Any) -> None:
+@over_both
+def test_hostile_values_through_a_trusted_proxy(serve: Any, protocol: str) -> None:
     # What a client can smuggle through a proxy that appends to X-Forwarded-For and passes
     # -Host and -Prefix on: a long hop list, a slashy host, a backslash prefix.
     hostile = {
@@ -474,7 +500,7 @@ def test_hostile_values_through_a_trusted_proxy(serve: Any) -> None:
         "X-Forwarded-Prefix": "/\\evil.com",
     }
     with serve(environ_app, interface="wsgi", forwarded_prefix=True) as server:
-        environ = httpx.get(server.url + "/x", headers=hostile).json()
+        environ = fetch(protocol, server.url + "/x", headers=hostile).json()
     assert environ["REMOTE_ADDR"] == "203.0.113.9"
     assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("", "/x")
@@ -495,9 +521,10 @@ def test_gunicorn_scheme_flags_when_x_forwarded_proto_is_absent() -> None:
         assert resolve(policy(), headers(("X-Forwarded-Ssl", junk)), "http") == Forwarding()
 
 
-def test_scheme_flags_from_a_real_proxy_and_not_from_strangers(serve: Any) -> None:
+@over_both
+def test_scheme_flags_from_a_real_proxy_and_not_from_strangers(serve: Any, protocol: str) -> None:
     flag = {"X-Forwarded-Ssl": "on"}
     with serve(environ_app, interface="wsgi") as trusted:
-        assert httpx.get(trusted.url, headers=flag).json()["wsgi.url_scheme"] == "https"
+        assert fetch(protocol, trusted.url, headers=flag).json()["wsgi.url_scheme"] == "https"
     with serve(environ_app, interface="wsgi", forwarded_allow_ips="10.0.0.1") as untrusted:
-        assert httpx.get(untrusted.url, headers=flag).json()["wsgi.url_scheme"] == "http"
+        assert fetch(protocol, untrusted.url, headers=flag).json()["wsgi.url_scheme"] == "http"

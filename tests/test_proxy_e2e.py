@@ -4,8 +4,12 @@
   ``proxy_set_header`` lines: FastAPI sees the real client and ``https``, Flask's
   ``url_for(..., _external=True)`` builds ``https://`` links, a WebSocket echoes (wss to
   nginx, ws to dualcorn), and a client prepending its own ``X-Forwarded-For`` gains nothing.
-* HAProxy (Debian's package) sends PROXY protocol v2 (and v1): the app sees the real client.
-* A spoofed ``X-Forwarded-For`` from a peer outside ``--forwarded-allow-ips`` changes nothing.
+* HAProxy (Debian's package) sends PROXY protocol v2 (and v1): the app sees the real client,
+  over HTTP/1.1 and over h2c (the preface follows the preamble).
+* HAProxy in HTTP mode talks h2c to dualcorn (``proto h2``) with ``option forwardfor`` and an
+  ``X-Forwarded-Proto``: proxy headers over HTTP/2, for an ASGI and a WSGI app.
+* A spoofed ``X-Forwarded-For`` from a peer outside ``--forwarded-allow-ips`` changes nothing,
+  over HTTP/1.1 or HTTP/2.
 
 The test client connects from 127.0.0.2 (any 127/8 address is loopback on Linux), so "the
 real client" differs from the proxy's 127.0.0.1.  Each test skips with its reason when the
@@ -156,9 +160,21 @@ def nginx(
         yield port
 
 
-def client(context: ssl.SSLContext | bool = True) -> httpx.Client:
-    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, verify=context)
+def client(context: ssl.SSLContext | bool = True, *, h2c: bool = False) -> httpx.Client:
+    """httpx from CLIENT_ADDRESS; ``h2c``: HTTP/2 with prior knowledge on plain TCP."""
+    transport = httpx.HTTPTransport(
+        local_address=CLIENT_ADDRESS, verify=context, http1=not h2c, http2=h2c
+    )
     return httpx.Client(transport=transport, timeout=20)
+
+
+def haproxy_binary() -> str:
+    binary = shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None
+    )
+    if binary is None:
+        pytest.skip("haproxy is not installed (Debian package haproxy)")
+    return binary
 
 
 def test_nginx_tls_fastapi_sees_client_and_https(workdir: Path, tls: Any) -> None:
@@ -239,11 +255,7 @@ backend back
 
 @pytest.mark.parametrize("send", ["send-proxy-v2", "send-proxy"])
 def test_haproxy_proxy_protocol(workdir: Path, send: str) -> None:
-    binary = shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None
-    )
-    if binary is None:
-        pytest.skip("haproxy is not installed (Debian package haproxy)")
+    binary = haproxy_binary()
     with run_dualcorn(
         "tests.apps.proxied:fastapi_app", "--port", "0", "--proxy-protocol"
     ) as server:
@@ -255,6 +267,11 @@ def test_haproxy_proxy_protocol(workdir: Path, send: str) -> None:
             # it with a preamble and dualcorn closes it after the preamble (nothing follows).
             with client(False) as http:
                 answer = http.get(f"http://127.0.0.1:{port}/whoami").json()
+            # HTTP/2 with prior knowledge through the same TCP relay: preamble, then preface.
+            with client(False, h2c=True) as http:
+                over_h2 = http.get(f"http://127.0.0.1:{port}/whoami")
+            assert over_h2.http_version == "HTTP/2"
+            assert over_h2.json()["client"] == CLIENT_ADDRESS
             # Without a preamble, the same server refuses a direct request.
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -266,16 +283,63 @@ def test_haproxy_proxy_protocol(workdir: Path, send: str) -> None:
     assert answer["scheme"] == "http"
 
 
-def test_spoofed_header_from_an_untrusted_peer_changes_nothing() -> None:
+HAPROXY_H2C_CONF = """
+global
+    maxconn 100
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend front
+    bind 127.0.0.1:{port}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    default_backend back
+backend back
+    server dualcorn 127.0.0.1:{upstream} proto h2
+"""
+
+
+@pytest.mark.parametrize(
+    ("app", "path"),
+    [("tests.apps.proxied:fastapi_app", "/whoami"), ("tests.apps.proxied:flask_app", "/link")],
+    ids=["asgi", "wsgi"],
+)
+def test_haproxy_h2c_upstream_proxy_headers(workdir: Path, app: str, path: str) -> None:
+    """HAProxy speaks HTTP/2 to dualcorn (h2c): X-Forwarded-For and -Proto from a trusted
+    proxy reach the app as over HTTP/1.1, and the access line says HTTP/2.0."""
+    binary = haproxy_binary()
+    with run_dualcorn(app, "--port", "0") as server:
+        port = free_port()
+        conf = workdir / "haproxy.cfg"
+        conf.write_text(HAPROXY_H2C_CONF.format(port=port, upstream=server.port))
+        relay = running([binary, "-db", "-f", str(conf)], port, workdir / "haproxy.log")
+        with relay, client(False) as http:
+            answer = http.get(f"http://127.0.0.1:{port}{path}").json()
+        assert server.stop() == 0
+    if path == "/whoami":
+        assert answer["client"] == CLIENT_ADDRESS
+    else:
+        assert answer["remote_addr"] == CLIENT_ADDRESS
+    assert answer["scheme"] == "https"
+    assert answer["link"] == f"https://127.0.0.1:{port}{path}"
+    assert f'{CLIENT_ADDRESS}:0 - "GET {path} HTTP/2.0" 200' in server.stderr_text()
+
+
+@pytest.mark.parametrize("h2c", [False, True], ids=["http1", "h2c"])
+def test_spoofed_header_from_an_untrusted_peer_changes_nothing(h2c: bool) -> None:
     with (
         run_dualcorn(
             "tests.apps.proxied:fastapi_app", "--port", "0", "--forwarded-allow-ips", "192.0.2.1"
         ) as server,
-        client() as http,
+        client(h2c=h2c) as http,
     ):
         spoof = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
         spoof["Forwarded"] = "for=6.6.6.6;proto=https"
-        answer = http.get(f"http://127.0.0.1:{server.port}/whoami", headers=spoof).json()
+        response = http.get(f"http://127.0.0.1:{server.port}/whoami", headers=spoof)
+        answer = response.json()
+    assert response.http_version == ("HTTP/2" if h2c else "HTTP/1.1")
     assert answer["client"] == CLIENT_ADDRESS
     assert answer["scheme"] == "http"
     assert answer["link"] == f"http://127.0.0.1:{server.port}/whoami"

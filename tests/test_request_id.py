@@ -1,8 +1,9 @@
 """Request ids: kept from a trusted proxy, made otherwise, seen by ASGI and WSGI apps, echoed.
 
-Real servers on 127.0.0.1:0 (both loops, both parsers) and real clients; the test client is
-127.0.0.1, which the default ``--forwarded-allow-ips`` trusts, so "an untrusted client" is made
-by trusting some other address instead.
+Real servers on 127.0.0.1:0 (both loops, both parsers, and HTTP/2 by ``@over_both``) and real
+clients; the test client is 127.0.0.1, which the default ``--forwarded-allow-ips`` trusts, so
+"an untrusted client" is made by trusting some other address instead.  Over HTTP/2 the echoed
+field's name is lowercase, as every HTTP/2 field name (RFC 9113 8.2.1).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import httpx
 import pytest
 
 from dualcorn.request_id import RequestIds, request_ids
-from tests.support import ServerThread
+from tests.conftest import over_both
+from tests.support import ServerThread, http_client
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -33,6 +35,13 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def fetch(protocol: str, url: str, **options: Any) -> httpx.Response:
+    with http_client(protocol) as client:
+        response = client.get(url, **options)
+    assert response.http_version == ("HTTP/2" if protocol == "2" else "HTTP/1.1")
+    return response
+
+
 def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     body = json.dumps(
         {"key": environ.get("dualcorn.request_id"), "header": environ.get("HTTP_X_REQUEST_ID")}
@@ -41,10 +50,11 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [body]
 
 
-def test_made_when_none_is_given_and_echoed(serve: Any) -> None:
+@over_both
+def test_made_when_none_is_given_and_echoed(serve: Any, protocol: str) -> None:
     with serve(asgi_app, request_id_header="X-Request-ID") as server:
-        first = httpx.get(f"{server.url}/", timeout=10)
-        second = httpx.get(f"{server.url}/", timeout=10)
+        first = fetch(protocol, f"{server.url}/")
+        second = fetch(protocol, f"{server.url}/")
     seen = first.json()
     request_id = seen["extension"]["id"]
     assert HEX_ID.fullmatch(request_id)
@@ -53,49 +63,57 @@ def test_made_when_none_is_given_and_echoed(serve: Any) -> None:
     assert second.json()["extension"]["id"] != request_id
 
 
-def test_kept_from_a_trusted_proxy(serve: Any) -> None:
+@over_both
+def test_kept_from_a_trusted_proxy(serve: Any, protocol: str) -> None:
     with serve(asgi_app, request_id_header="X-Request-ID") as server:
-        response = httpx.get(f"{server.url}/", headers={"x-request-id": "lb-1234"}, timeout=10)
+        response = fetch(protocol, f"{server.url}/", headers={"x-request-id": "lb-1234"})
     assert response.json() == {"extension": {"id": "lb-1234"}, "header": ["lb-1234"]}
     assert response.headers["x-request-id"] == "lb-1234"
 
 
-def test_replaced_from_an_untrusted_client(serve: Any) -> None:
+@over_both
+def test_replaced_from_an_untrusted_client(serve: Any, protocol: str) -> None:
     options = {"request_id_header": "X-Request-ID", "forwarded_allow_ips": "10.9.9.9"}
     with serve(asgi_app, **options) as server:
-        response = httpx.get(f"{server.url}/", headers={"x-request-id": "forged"}, timeout=10)
+        response = fetch(protocol, f"{server.url}/", headers={"x-request-id": "forged"})
     seen = response.json()
     assert seen["extension"]["id"] != "forged" and HEX_ID.fullmatch(seen["extension"]["id"])
     assert seen["header"] == [seen["extension"]["id"]]  # the forged header is gone
     assert response.headers["x-request-id"] == seen["extension"]["id"]
 
 
+@over_both
 @pytest.mark.parametrize("bad", ["a b", "x" * 201, "é"])
-def test_an_unusable_id_is_replaced_even_from_a_trusted_proxy(serve: Any, bad: str) -> None:
+def test_an_unusable_id_is_replaced_even_from_a_trusted_proxy(
+    serve: Any, protocol: str, bad: str
+) -> None:
     with serve(asgi_app, request_id_header="X-Request-ID") as server:
-        response = httpx.get(f"{server.url}/", headers={"x-request-id": bad.encode()}, timeout=10)
+        response = fetch(protocol, f"{server.url}/", headers={"x-request-id": bad.encode()})
     assert HEX_ID.fullmatch(response.json()["extension"]["id"])
 
 
-def test_echoed_on_a_500_too(serve: Any) -> None:
+@over_both
+def test_echoed_on_a_500_too(serve: Any, protocol: str) -> None:
     with serve(asgi_app, request_id_header="X-Trace-Id") as server:
-        response = httpx.get(f"{server.url}/boom", headers={"x-trace-id": "t-1"}, timeout=10)
+        response = fetch(protocol, f"{server.url}/boom", headers={"x-trace-id": "t-1"})
     assert response.status_code == 500
     assert response.headers["x-trace-id"] == "t-1"
 
 
-def test_in_the_wsgi_environ(serve: Any) -> None:
+@over_both
+def test_in_the_wsgi_environ(serve: Any, protocol: str) -> None:
     options = {"interface": "wsgi", "request_id_header": "X-Request-ID"}
     with serve(wsgi_app, **options) as server:
-        made = httpx.get(f"{server.url}/", timeout=10)
-        kept = httpx.get(f"{server.url}/", headers={"x-request-id": "abc"}, timeout=10)
+        made = fetch(protocol, f"{server.url}/")
+        kept = fetch(protocol, f"{server.url}/", headers={"x-request-id": "abc"})
     assert made.json()["key"] == made.json()["header"] == made.headers["x-request-id"]
     assert kept.json() == {"key": "abc", "header": "abc"}
 
 
-def test_nothing_is_done_unless_something_reads_the_id(serve: Any) -> None:
+@over_both
+def test_nothing_is_done_unless_something_reads_the_id(serve: Any, protocol: str) -> None:
     with serve(asgi_app) as server:
-        response = httpx.get(f"{server.url}/", headers={"x-request-id": "abc"}, timeout=10)
+        response = fetch(protocol, f"{server.url}/", headers={"x-request-id": "abc"})
     assert response.json() == {"extension": None, "header": ["abc"]}
     assert "x-request-id" not in response.headers
 

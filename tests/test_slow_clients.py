@@ -5,6 +5,12 @@ arrived), none takes longer than ``timeout_request_head_max`` over a head, a slo
 the rate is served, and another connection is answered all the while.  Every test runs on both
 loops and both parsers (the ``serve`` fixture), with short timeouts; the assertions are about
 what happened, never how long it took.
+
+The body cases also run over HTTP/2 (``@over_both``, h2c with tests/h2client.py trickling DATA
+frames): the minimum rate is the request cycle's, so an HTTP/2 stream below it is reset with
+CANCEL (RFC 9113 8.1) while the connection serves on.  The head cases stay HTTP/1.1: an HTTP/2
+head is a HEADERS frame, bounded by the connection's timers and the CONTINUATION limits
+(tests/test_http.py, tests/test_http2_attacks.py), with no per-byte head rate to apply.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import over_both
+from tests.h2client import H2Client, StreamResult
 from tests.rawhttp import RawClient
 from tests.support import read_until_closed, status_of
 
 Scope = dict[str, Any]
 Serve = Callable[..., Any]
+CANCEL = 0x8  # RFC 9113 7
 
 
 async def echo_length(scope: Scope, receive: Any, send: Any) -> None:
@@ -55,6 +64,26 @@ def trickle(port: int, head: bytes, pieces: list[bytes], interval: float) -> tup
                 break
             sent += 1
         return sent, read_until_closed(sock, timeout=10)
+
+
+def h2_trickle(
+    port: int, length: int, pieces: list[bytes], interval: float
+) -> tuple[int, StreamResult]:
+    """:func:`trickle` over HTTP/2: a stream with ``content-length: length``, then each piece
+    as a DATA frame ``interval`` seconds apart, until the server answers or resets it."""
+    with H2Client(port, timeout=10) as client:
+        sid = client.request("/", "POST", headers=[("content-length", str(length))], end=False)
+        result = client.streams[sid]
+        sent = 0
+        for index, piece in enumerate(pieces):
+            readable, _, _ = select.select([client.sock], [], [], interval)
+            if readable and (not client.receive_once() or result.done):
+                break  # an answer, a reset, or the close
+            client.send_body(sid, piece, end=index == len(pieces) - 1)
+            sent += 1
+        if not result.done:
+            client.wait(sid)
+        return sent, result
 
 
 def other_connection_answered(port: int) -> bool:
@@ -137,29 +166,44 @@ def body_head(length: int) -> bytes:
     return b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % length
 
 
-def test_a_body_trickling_below_the_rate_is_cut_off(serve: Serve) -> None:
+@over_both
+def test_a_body_trickling_below_the_rate_is_cut_off(serve: Serve, protocol: str) -> None:
     # Each byte arrives well within the body timeout (the nginx rule alone would wait forever),
     # but 10 B/s is far below the 1000 B/s minimum.
     options = {"timeout_body_read": 0.5, "timeout_min_rate": 1000}
     pieces = [b"b"] * 600
     with serve(echo_length, **options) as server:
-        result: list[tuple[int, bytes]] = []
-        thread = threading.Thread(
-            target=lambda: result.append(trickle(server.port, body_head(600), pieces, 0.1))
-        )
+        result: list[tuple[int, Any]] = []
+
+        def run() -> None:
+            if protocol == "2":
+                result.append(h2_trickle(server.port, 600, pieces, 0.1))
+            else:
+                result.append(trickle(server.port, body_head(600), pieces, 0.1))
+
+        thread = threading.Thread(target=run)
         thread.start()
         assert other_connection_answered(server.port)
         thread.join(30)
         sent, answer = result[0]
     assert sent < len(pieces)
-    assert status_of(answer) != 200
+    if protocol == "2":
+        assert answer.reset == CANCEL and not answer.headers  # no response: the stream is cut
+    else:
+        assert status_of(answer) != 200
 
 
-def test_a_slow_body_above_the_rate_is_read_whole(serve: Serve) -> None:
+@over_both
+def test_a_slow_body_above_the_rate_is_read_whole(serve: Serve, protocol: str) -> None:
     # 400 B/s for about three times --timeout-body-read, against a 100 B/s minimum.
     options = {"timeout_body_read": 1.0, "timeout_min_rate": 100}
     pieces = [b"d" * 40] * 30
     with serve(echo_length, **options) as server:
+        if protocol == "2":
+            sent, result = h2_trickle(server.port, 1200, pieces, 0.1)
+            assert sent == len(pieces)
+            assert (result.status, bytes(result.data)) == (200, b"1200")
+            return
         sent, answer = trickle(server.port, body_head(1200), pieces, 0.1)
     assert sent == len(pieces)
     assert status_of(answer) == 200

@@ -1,4 +1,9 @@
-"""--static answers like a file server: validators, 304, 206/416, HEAD, types, precompressed."""
+"""--static answers like a file server: validators, 304, 206/416, HEAD, types, precompressed.
+
+``@over_both`` runs each served case over HTTP/1.1 on each parser and over HTTP/2 (h2c, httpx
+``http2=True``, curl ``--http2-prior-knowledge``): the file server answers through the same
+ResponseWriter interface either way, its zero-copy bodies as DATA frames over HTTP/2.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,15 @@ import gzip
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import over_both
 from tests.static_tree import HELLO, JS, CountingApp, make_tree
-from tests.support import ServerThread
+from tests.support import ServerThread, http_client
 
 pytestmark = pytest.mark.timeout(60)
 BIG = bytes(range(256)) * 4096
@@ -26,17 +32,23 @@ def tree(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def files(
-    serve: Callable[..., ServerThread], tree: Path
-) -> tuple[ServerThread, CountingApp, httpx.Client]:
+    serve: Callable[..., ServerThread], tree: Path, protocol: str
+) -> Iterator[tuple[ServerThread, CountingApp, httpx.Client]]:
     app = CountingApp()
     server = serve(app, static=(f"/static={tree}",), static_max_age=3600)
     server.__enter__()
-    return server, app, httpx.Client(base_url=server.url, timeout=10)
+    # Closed before the server: an idle HTTP/2 client that reads nothing would hold the
+    # server's graceful GOAWAY for its PING's grace (RFC 9113 6.8).
+    with http_client(protocol, base_url=server.url) as client:
+        version = client.get("/static/hello.txt").http_version
+        assert version == ("HTTP/2" if protocol == "2" else "HTTP/1.1")
+        yield server, app, client
 
 
 Files = tuple[ServerThread, CountingApp, httpx.Client]
 
 
+@over_both
 def test_validators_and_304(files: Files, tree: Path) -> None:
     _, app, client = files
     first = client.get("/static/hello.txt")
@@ -73,6 +85,7 @@ def test_validators_and_304(files: Files, tree: Path) -> None:
     assert app.calls == []
 
 
+@over_both
 def test_preconditions_412(files: Files) -> None:
     _, _, client = files
     first = client.get("/static/hello.txt")
@@ -94,6 +107,7 @@ def test_preconditions_412(files: Files) -> None:
             assert response.headers["etag"] == etag
 
 
+@over_both
 def test_ranges(files: Files) -> None:
     _, _, client = files
     cases = {
@@ -124,6 +138,7 @@ def test_ranges(files: Files) -> None:
     assert head.status_code == 200 and head.headers["content-length"] == "12"
 
 
+@over_both
 def test_if_range(files: Files) -> None:
     _, _, client = files
     first = client.get("/static/hello.txt")
@@ -135,6 +150,7 @@ def test_if_range(files: Files) -> None:
         assert response.status_code == status, validator
 
 
+@over_both
 def test_big_file_and_a_range_inside_it(files: Files) -> None:
     _, _, client = files
     whole = client.get("/static/big.bin")
@@ -144,6 +160,7 @@ def test_big_file_and_a_range_inside_it(files: Files) -> None:
     assert part.status_code == 206 and part.content == BIG[500000:600001]
 
 
+@over_both
 def test_head(files: Files) -> None:
     _, _, client = files
     response = client.head("/static/big.bin")
@@ -153,6 +170,7 @@ def test_head(files: Files) -> None:
     assert client.get("/static/hello.txt").status_code == 200  # the connection is still good
 
 
+@over_both
 def test_content_types(files: Files) -> None:
     _, _, client = files
     expected = {
@@ -170,6 +188,7 @@ def test_content_types(files: Files) -> None:
     assert client.get("/static/app.js").headers["content-type"].endswith("charset=utf-8")
 
 
+@over_both
 def test_precompressed_siblings(files: Files) -> None:
     _, _, client = files
     url = "/static/app.js"
@@ -196,6 +215,7 @@ def test_precompressed_siblings(files: Files) -> None:
     assert "vary" not in client.get("/static/hello.txt").headers
 
 
+@over_both
 def test_methods_other_than_get_and_head(files: Files) -> None:
     _, app, client = files
     for method in ("POST", "PUT", "DELETE", "OPTIONS"):
@@ -206,9 +226,15 @@ def test_methods_other_than_get_and_head(files: Files) -> None:
     assert app.calls == []
 
 
-def test_index_and_directory_redirect(serve: Callable[..., ServerThread], tree: Path) -> None:
-    with serve(CountingApp(), static=(f"/static={tree}",), static_index=True) as server:
-        client = httpx.Client(base_url=server.url, timeout=10)
+@over_both
+def test_index_and_directory_redirect(
+    serve: Callable[..., ServerThread], protocol: str, tree: Path
+) -> None:
+    options = {"static": (f"/static={tree}",), "static_index": True}
+    with (
+        serve(CountingApp(), **options) as server,
+        http_client(protocol, base_url=server.url) as client,
+    ):
         assert client.get("/static/sub/").content == b"<p>index</p>\n"
         moved = client.get("/static/sub?x=1")
         assert moved.status_code == 301 and moved.headers["location"] == "sub/?x=1"
@@ -217,10 +243,13 @@ def test_index_and_directory_redirect(serve: Callable[..., ServerThread], tree: 
         assert root.status_code == 404 and str(root.url).endswith("/static/")  # no index.html
 
 
-def test_fallthrough_for_a_single_page_app(serve: Callable[..., ServerThread], tree: Path) -> None:
+@over_both
+def test_fallthrough_for_a_single_page_app(
+    serve: Callable[..., ServerThread], protocol: str, tree: Path
+) -> None:
     app = CountingApp()
-    with serve(app, static=(f"/={tree}",), static_fallthrough=True) as server:
-        client = httpx.Client(base_url=server.url, timeout=10)
+    options = {"static": (f"/={tree}",), "static_fallthrough": True}
+    with serve(app, **options) as server, http_client(protocol, base_url=server.url) as client:
         assert client.get("/hello.txt").content == HELLO
         assert client.get("/users/42").text == "app:GET:/users/42"
         assert client.post("/hello.txt").text == "app:POST:/hello.txt"
@@ -228,27 +257,31 @@ def test_fallthrough_for_a_single_page_app(serve: Callable[..., ServerThread], t
         assert app.calls == ["/users/42", "/hello.txt", "/.env"]
 
 
-def test_curl(files: Files) -> None:
+@over_both
+def test_curl(files: Files, protocol: str) -> None:
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed")
     server, _, client = files
     url = f"{server.url}/static/big.bin"
+    version = ["--http2-prior-knowledge"] if protocol == "2" else []
+    status = "HTTP/2 " if protocol == "2" else "HTTP/1.1 "
 
     def run(*args: str) -> bytes:
         return subprocess.run(
-            [curl, "-s", "--max-time", "20", *args], check=True, capture_output=True
+            [curl, "-s", "--max-time", "20", *version, *args], check=True, capture_output=True
         ).stdout
 
     assert run(url) == BIG
     assert run("-r", "1000-1999", url) == BIG[1000:2000]
     head = run("-I", url).decode()
-    assert "HTTP/1.1 200" in head and f"content-length: {len(BIG)}" in head
+    assert f"{status}200" in head and f"content-length: {len(BIG)}" in head
     etag = client.get("/static/big.bin").headers["etag"]
     not_modified = run("-i", "-H", f"If-None-Match: {etag}", url).decode()
-    assert not_modified.startswith("HTTP/1.1 304")
+    assert not_modified.startswith(f"{status}304")
     unsatisfiable = run("-i", "-r", "9999999-", url).decode()
-    assert unsatisfiable.startswith("HTTP/1.1 416") and "content-range: bytes */" in unsatisfiable
+    assert unsatisfiable.startswith(f"{status}416")
+    assert "content-range: bytes */" in unsatisfiable
     compressed = run("-i", "-H", "Accept-Encoding: gzip", f"{server.url}/static/only-gz.txt")
     head_text, _, body = compressed.partition(b"\r\n\r\n")
     assert b"content-encoding: gzip" in head_text and gzip.decompress(body) == HELLO
@@ -279,6 +312,7 @@ async def test_without_the_zerocopy_extension_blocks_are_sent(tree: Path) -> Non
     assert len(sent) > 2 and sent[-1]["more_body"] is False
 
 
+@over_both
 def test_blocks_not_in_the_page_cache_are_read_in_a_thread(
     files: Files, monkeypatch: pytest.MonkeyPatch
 ) -> None:

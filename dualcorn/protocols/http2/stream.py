@@ -301,7 +301,10 @@ class H2Stream:
         return True
 
     def gone(self) -> bool:
-        return self.reset or self.conn.lost
+        # A failed write closes the transport a loop turn before connection_lost: a send in
+        # that gap must raise, as over HTTP/1.1 (see RequestCycle._gone).
+        conn = self.conn
+        return self.reset or conn.lost or conn.transport.is_closing()
 
     def abort(self) -> None:
         self._reset(CANCEL)
