@@ -110,6 +110,9 @@ def _batches(count: int, post: bool) -> list[bytes]:
     return batches
 
 
+WAIT_SECONDS = 10.0  # per batch of CONCURRENT requests; each takes milliseconds
+
+
 async def _serve(engine: str, batches: list[bytes], count: int) -> float:
     config = Config(app=hello, lifespan="off", access_log=False, http2_engine=engine,  # type: ignore[arg-type]
                     limit_keepalive_requests=None)  # fmt: skip
@@ -121,10 +124,19 @@ async def _serve(engine: str, batches: list[bytes], count: int) -> float:
     conn.connection_made(transport)
     conn.data_received(batches[0])  # the preface and SETTINGS
     done = 0
+    loop = asyncio.get_running_loop()
     for batch in batches[1:]:
         conn.data_received(batch)
         done = min(done + CONCURRENT, count)
-        while state.total_requests < done:  # noqa: ASYNC110 (the apps finish within turns)
+        # A batch the server cannot finish (bodies past the connection window, which this
+        # client never reopens) would otherwise spin here for ever.
+        deadline = loop.time() + WAIT_SECONDS
+        while state.total_requests < done:  # the apps finish within a few loop turns
+            if loop.time() > deadline:
+                raise RuntimeError(
+                    f"{engine}: {state.total_requests} of {done} requests answered after "
+                    f"{WAIT_SECONDS} s; a POST body past the connection window?"
+                )
             await asyncio.sleep(0)
     spent = time.process_time() - started
     transport.close()
