@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 LOADED = {"routes": ["/"]}  # a long-lived object of the app's own
+# What the interpreter froze before the server could: CPython 3.12.1 starts with 375 objects
+# in the permanent generation, 3.11 and 3.13 with none.
+FROZEN_AT_IMPORT = gc.get_freeze_count()
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -19,6 +22,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     body = json.dumps(
         {
             "frozen": gc.get_freeze_count(),
+            "frozen_at_import": FROZEN_AT_IMPORT,
             "threshold": list(gc.get_threshold()),
             "loaded_tracked": tracked,
         }
