@@ -12,7 +12,8 @@ import h2.config
 import h2.connection
 import h2.events
 
-from dualcorn.protocols.http2.engine import EngineSettings, H2Engine
+from dualcorn.protocols.http2.engine import H2Engine
+from dualcorn.protocols.http2.events import EngineSettings
 
 SETTINGS = EngineSettings(100, 65536, 4096, 65535, 4 * 65535, 131072)
 REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/")]

@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("h2")
 
-from dualcorn.protocols.http2.engine import INTERNAL_ERROR
+from dualcorn.protocols.http2.events import INTERNAL_ERROR
 from tests.h2client import PREFACE, H2Client
 from tests.support import ServerThread, read_until_closed
 

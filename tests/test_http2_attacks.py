@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("h2")
 
-from dualcorn.protocols.http2.engine import CANCEL, ENHANCE_YOUR_CALM, REFUSED_STREAM
+from dualcorn.protocols.http2.events import CANCEL, ENHANCE_YOUR_CALM, REFUSED_STREAM
 from tests.h2client import H2Client
 from tests.support import ServerThread
 

@@ -19,8 +19,8 @@ pytest.importorskip("h2")
 
 from hyperframe.frame import DataFrame
 
-from dualcorn.protocols.http2.engine import NO_ERROR, PROTOCOL_ERROR
 from dualcorn.protocols.http2.engine_zttp import GRACEFUL_STREAMS
+from dualcorn.protocols.http2.events import NO_ERROR, PROTOCOL_ERROR
 from tests.h2client import H2Client
 from tests.support import ServerThread
 

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("h2")
 
-from dualcorn.protocols.http2.engine import ENHANCE_YOUR_CALM, NO_ERROR, PROTOCOL_ERROR
+from dualcorn.protocols.http2.events import ENHANCE_YOUR_CALM, NO_ERROR, PROTOCOL_ERROR
 from tests.h2client import H2Client
 from tests.support import ServerThread
 from tests.test_malformed import MALFORMED, RecordingApp

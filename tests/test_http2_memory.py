@@ -16,7 +16,7 @@ import h2.events
 
 from dualcorn import Config
 from dualcorn.protocols.http2.connection import H2Connection
-from dualcorn.protocols.http2.engine import REFUSED_STREAM
+from dualcorn.protocols.http2.events import REFUSED_STREAM
 from dualcorn.protocols.state import ServerState
 from tests.support import MemoryTransport
 

@@ -21,7 +21,8 @@ from hyperframe.frame import (
 
 from dualcorn import Config
 from dualcorn.errors import ProtocolError
-from dualcorn.protocols.http2 import engine as ev
+from dualcorn.protocols.http2 import events as ev
+from dualcorn.protocols.http2.engine import H2Engine
 from dualcorn.protocols.http2.limits import CONTROL_BURST, FloodGuard, H2Limits
 from dualcorn.protocols.http2.request import Malformed, h2_request_head
 from dualcorn.protocols.state import ServerState
@@ -141,7 +142,7 @@ GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":author
 
 
 def test_engine_keeps_stream_errors_to_their_stream() -> None:
-    engine = ev.H2Engine(limits(http2_max_concurrent_streams=1).settings)
+    engine = H2Engine(limits(http2_max_concurrent_streams=1).settings)
     engine.start()
     bad_length = [*GET, (b"content-length", b"x")]
     events = engine.receive(client_bytes(GET, bad_length, GET, GET))
@@ -155,7 +156,7 @@ def test_engine_keeps_stream_errors_to_their_stream() -> None:
 
 
 def test_engine_connection_errors_raise() -> None:
-    engine = ev.H2Engine(limits().settings)
+    engine = H2Engine(limits().settings)
     engine.start()
     with pytest.raises(ev.H2ConnectionError):
         engine.receive(b"GET / HTTP/1.1\r\n\r\n" + b"\x00" * 24)

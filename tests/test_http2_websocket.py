@@ -19,7 +19,7 @@ pytest.importorskip("wsproto")
 
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from dualcorn.protocols.http2.engine import CANCEL, PROTOCOL_ERROR
+from dualcorn.protocols.http2.events import CANCEL, PROTOCOL_ERROR
 from tests.h2client import H2Client
 from tests.h2ws_client import SETTINGS_ENABLE_CONNECT_PROTOCOL, WebSocketOverH2
 from tests.support import ServerThread

@@ -24,10 +24,10 @@ from typing import Any, cast
 
 from dualcorn.errors import ProtocolError
 from dualcorn.protocols.cycle import RequestCycle, run_cycle
-from dualcorn.protocols.http2 import engine as ev
+from dualcorn.protocols.http2 import events as ev
 from dualcorn.protocols.http2.ends import GOAWAY_GRACE, ConnectionEnds
-from dualcorn.protocols.http2.engine import H2ConnectionError
 from dualcorn.protocols.http2.engines import frame_observer, new_engine, stream_cap
+from dualcorn.protocols.http2.events import H2ConnectionError
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
 from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
 from dualcorn.protocols.http2.stream import H2Stream, StreamHandler

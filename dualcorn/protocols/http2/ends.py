@@ -29,7 +29,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from dualcorn.config import Config
-from dualcorn.protocols.http2 import engine as ev
+from dualcorn.protocols.http2 import events as ev
 from dualcorn.protocols.state import ServerState
 
 if TYPE_CHECKING:

@@ -39,12 +39,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
 from dualcorn.protocols.http2.events import (
-    CANCEL,
-    ENHANCE_YOUR_CALM,
-    INTERNAL_ERROR,
-    NO_ERROR,
     PROTOCOL_ERROR,
-    REFUSED_STREAM,
     Body,
     Closed,
     End,
@@ -60,27 +55,7 @@ from dualcorn.protocols.http2.events import (
 )
 from dualcorn.protocols.http2.request import malformed_trailers
 
-__all__ = [
-    "CANCEL",
-    "ENHANCE_YOUR_CALM",
-    "INTERNAL_ERROR",
-    "NO_ERROR",
-    "PROTOCOL_ERROR",
-    "REFUSED_STREAM",
-    "Body",
-    "Closed",
-    "End",
-    "EngineSettings",
-    "Event",
-    "H2ConnectionError",
-    "H2Engine",
-    "Malformed",
-    "PingAcked",
-    "Request",
-    "Reset",
-    "SettingsAcked",
-    "Window",
-]
+__all__ = ["H2Engine"]  # the events and codes it produces live in events.py
 
 
 # --- The h2 connection, kept from ending the connection on stream errors ----------------

@@ -41,8 +41,8 @@ from typing import Any
 
 import zttp
 
-from dualcorn.protocols.http2 import engine as ev
-from dualcorn.protocols.http2.engine import EngineSettings, H2ConnectionError
+from dualcorn.protocols.http2 import events as ev
+from dualcorn.protocols.http2.events import EngineSettings, H2ConnectionError
 from dualcorn.protocols.http2.zttp_hpack import with_table_size_update
 from dualcorn.protocols.http2.zttp_windows import (
     DEFAULT_WINDOW,

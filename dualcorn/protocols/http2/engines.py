@@ -17,7 +17,8 @@ from functools import cache
 from typing import TYPE_CHECKING, TypeAlias
 
 from dualcorn.config import Config
-from dualcorn.protocols.http2.engine import EngineSettings, H2Engine
+from dualcorn.protocols.http2.engine import H2Engine
+from dualcorn.protocols.http2.events import EngineSettings
 from dualcorn.protocols.http2.limits import FrameObserver
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Protocol
 
-from dualcorn.protocols.http2.engine import EngineSettings
+from dualcorn.protocols.http2.events import EngineSettings
 from dualcorn.protocols.state import ServerState
 
 __all__ = ["FloodGuard", "FrameObserver", "H2Limits", "limits_for"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dualcorn.protocols.http2.engine import CANCEL, INTERNAL_ERROR
+from dualcorn.protocols.http2.events import CANCEL, INTERNAL_ERROR
 from dualcorn.protocols.writer import ClientDisconnected, file_blocks
 
 if TYPE_CHECKING:

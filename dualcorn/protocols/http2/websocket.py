@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from dualcorn.errors import AppContractError
 from dualcorn.protocols.flow import WriteFlow
-from dualcorn.protocols.http2.engine import NO_ERROR, PROTOCOL_ERROR
+from dualcorn.protocols.http2.events import NO_ERROR, PROTOCOL_ERROR
 from dualcorn.protocols.http2.ws_stream import WebSocketStream
 from dualcorn.protocols.scope import websocket_scope
 from dualcorn.protocols.websocket.handshake import (
@@ -49,7 +49,7 @@ from dualcorn.protocols.websocket.session import WebSocketSession
 from dualcorn.protocols.writer import validate_header
 
 if TYPE_CHECKING:
-    from dualcorn.protocols.http2 import engine as ev
+    from dualcorn.protocols.http2 import events as ev
     from dualcorn.protocols.http2.connection import H2Connection
     from dualcorn.protocols.request_head import RequestHead
     from dualcorn.protocols.state import ServerState

@@ -33,7 +33,7 @@ import asyncio
 import collections
 from typing import TYPE_CHECKING, Any, cast
 
-from dualcorn.protocols.http2.engine import CANCEL
+from dualcorn.protocols.http2.events import CANCEL
 
 if TYPE_CHECKING:
     from dualcorn.protocols.http2.connection import H2Connection
