@@ -155,6 +155,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
                 self._malformed(cast(ev.Malformed, event))
             elif kind is ev.PingAcked:
                 self.ping_acked(cast(ev.PingAcked, event).data)
+            elif kind is ev.Recycle:  # the zttp engine nears a lifetime count of zttp's
+                self._go_away(hold=True)  # as at the stream cap: see ends.py
             elif kind is ev.Closed:
                 # RFC 9113 6.8: the client opens no more streams; the open ones finish.
                 # The frame layer read the whole batch: a stream opened after the GOAWAY in

@@ -22,6 +22,7 @@ __all__ = [
     "H2ConnectionError",
     "Malformed",
     "PingAcked",
+    "Recycle",
     "Request",
     "Reset",
     "SettingsAcked",
@@ -98,7 +99,15 @@ class Closed(NamedTuple):
     last_stream_id: int
 
 
-Event = Request | Body | End | Reset | Window | Malformed | SettingsAcked | PingAcked | Closed
+class Recycle(NamedTuple):
+    """The frame layer nears a lifetime count of its own past which it would end the
+    connection with an error (zttp: 4,096 streams, 256 resets): end it gracefully now (RFC
+    9113 6.8), so the client moves to a new connection without losing a request."""
+
+
+Event = (
+    Request | Body | End | Reset | Window | Malformed | SettingsAcked | PingAcked | Closed | Recycle
+)
 
 
 class H2ConnectionError(Exception):
