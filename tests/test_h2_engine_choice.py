@@ -45,6 +45,16 @@ def test_auto_takes_h2_past_zttps_ceilings(
     assert all(reason in line for line in said)
 
 
+def test_auto_takes_only_the_zttp_release_the_engine_was_verified_against(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engines, "zttp_installed", lambda: True)
+    config = Config(app="a:b")
+    for version, fits in [("0.0.35", True), ("0.0.35.1", True), ("0.0.36", False), (None, False)]:
+        monkeypatch.setattr(engines, "zttp_version", lambda version=version: version)
+        assert (engines.zttp_misfit(config) is None) is fits, version
+
+
 def test_auto_is_h2_without_zttp(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engines, "zttp_installed", lambda: False)
     config = Config(app="a:b", http2_max_concurrent_streams=101)

@@ -5,17 +5,19 @@ enforce, about three times zttp's CPU per request through the whole connection. 
 core, the one uvicorn 0.54's ``--http2`` runs on) is the fast path, behind the same events
 (:mod:`~dualcorn.protocols.http2.engine_zttp` says how its gaps are closed).
 
-``auto`` takes zttp when it is installed (``pip install 'dualcorn[zttp]'``) and the
-configuration fits zttp's fixed ceilings (at most :data:`ZTTP_MAX_STREAMS` concurrent streams,
-a head limit of at most :data:`ZTTP_MAX_HEADER_LIST`), else h2, as ``--http auto`` takes
+``auto`` takes zttp when it is installed (``pip install 'dualcorn[zttp]'``, the release
+:data:`ZTTP_VERIFIED` the engine was verified against) and the configuration fits its fixed
+ceilings (at most :data:`ZTTP_MAX_STREAMS` concurrent streams, a head limit of at most
+:data:`ZTTP_MAX_HEADER_LIST`), else h2 (said once at debug level), as ``--http auto`` takes
 httptools when it is installed.  zttp's two lifetime counts per connection (4,096 streams, 256
-cancelled streams), which would end a connection with an error however slowly a client reached
-them, are met by a graceful GOAWAY before either (the client reconnects, RFC 9113 6.8), so
-they no longer keep ``auto`` on h2 (docs/http2.md, "Two engines").
+resets), which would end a connection with an error however slowly a client reached them, are
+met by a graceful GOAWAY before either (the client reconnects, RFC 9113 6.8; zttp_counts.py),
+so they no longer keep ``auto`` on h2 (docs/http2.md, "Two engines").
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 from functools import cache
@@ -34,15 +36,22 @@ if TYPE_CHECKING:
 __all__ = [
     "ZTTP_MAX_HEADER_LIST",
     "ZTTP_MAX_STREAMS",
+    "ZTTP_VERIFIED",
     "engine_name",
     "frame_observer",
     "new_engine",
     "stream_cap",
     "zttp_installed",
     "zttp_misfit",
+    "zttp_version",
 ]
 
 _log = logging.getLogger("dualcorn.error")
+
+
+# The zttp releases engine_zttp.py was verified against (the zttp extra's pin): auto takes no
+# other, since the engine reads zttp's queued frames and mirrors its counts (zttp_counts.py).
+ZTTP_VERIFIED = "0.0.35"
 
 
 @cache
@@ -50,10 +59,21 @@ def zttp_installed() -> bool:
     return importlib.util.find_spec("zttp") is not None
 
 
+@cache
+def zttp_version() -> str | None:
+    try:
+        return importlib.metadata.version("zttp")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def zttp_misfit(config: Config) -> str | None:
-    """Why zttp cannot serve this configuration, or None if it can."""
+    """Why ``auto`` does not take zttp for this configuration, or None if it does."""
     if not zttp_installed():
         return "zttp is not installed (pip install 'dualcorn[zttp]')"
+    version = zttp_version()
+    if version is None or not (version == ZTTP_VERIFIED or version.startswith(ZTTP_VERIFIED + ".")):
+        return f"zttp {version} is not the {ZTTP_VERIFIED} dualcorn was verified against"
     if config.http2_max_concurrent_streams > ZTTP_MAX_STREAMS:
         return f"--http2-max-concurrent-streams is over zttp's {ZTTP_MAX_STREAMS}"
     if config.limit_request_head > ZTTP_MAX_HEADER_LIST:
