@@ -23,9 +23,10 @@ by reading the frame headers that go in and out (9 bytes each: cheap):
   ``h2``.  Requests zttp lets through that ``h2`` calls malformed (no ``:authority`` or Host,
   ``:protocol`` while extended CONNECT is off, CONNECT with ``:path`` and no ``:protocol``) are
   reported the same way.
-* **Its lifetime counts.**  zttp ends a connection with ENHANCE_YOUR_CALM at its 4,097th
-  stream or 257th reset, however slowly they came; the engine counts the same and reports
-  ``Recycle`` before either, and the connection ends gracefully (``zttp_counts.py``).
+* **Its hard limits.**  zttp ends a connection after :data:`STREAMS_PER_CONNECTION` streams
+  or 256 resets (GOAWAY ENHANCE_YOUR_CALM), however slowly they came; the engine counts the
+  same and reports ``Recycle`` before either, and the connection ends gracefully
+  (:mod:`~dualcorn.protocols.http2.zttp_counts` says what zttp counts).
 
 Frames zttp queues in reaction to what it read (SETTINGS and PING acknowledgements, window
 updates, resets, GOAWAY) are taken out of it at the end of :meth:`ZttpEngine.receive`, so the
@@ -87,7 +88,7 @@ class ZttpEngine(InboundWindows):
         # The client changed SETTINGS_HEADER_TABLE_SIZE: the next header block starts with a
         # table size update (zttp_hpack.py).
         self._table_update = False
-        # The resets zttp counted (RESETS_PER_CONNECTION), and where the graceful end comes.
+        # The resets zttp counted, and where the graceful end comes (zttp_counts.py).
         self._resets = 0
         self._reset_limit = graceful_resets(settings.max_concurrent_streams)
         self._recycled = False  # ev.Recycle was reported
