@@ -10,7 +10,7 @@ The body cases also run over HTTP/2 (``@over_both``, h2c with tests/h2client.py 
 frames): the minimum rate is the request cycle's, so an HTTP/2 stream below it is reset with
 CANCEL (RFC 9113 8.1) while the connection serves on.  The head cases stay HTTP/1.1: an HTTP/2
 head is a HEADERS frame, bounded by the connection's timers and the CONTINUATION limits
-(tests/test_http.py, tests/test_http2_attacks.py), with no per-byte head rate to apply.
+(tests/test_http_transport.py, tests/test_http2_attacks.py), with no per-byte head rate to apply.
 """
 
 from __future__ import annotations
