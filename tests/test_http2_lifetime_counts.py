@@ -64,10 +64,11 @@ def test_every_stream_open_at_the_goaway_can_still_be_cancelled(h2_engine: str) 
     100 still open.  zttp counts 124 + 100 resets then, under its 256."""
     with ServerThread(app) as server, H2Client(server.port, timeout=30) as client:
 
-        def running() -> int:
+        def running() -> int | None:
             """A stream whose app runs; one refused (the slot of a stream just cancelled is
-            free once its app has returned) is retried, as RFC 9113 8.7 allows."""
-            for _ in range(100):
+            free once its app has returned) is retried, as RFC 9113 8.7 allows, until the
+            server's GOAWAY (then the client opens no more streams here: None)."""
+            for _ in range(500):
                 sid = client.request("/hold")
                 result = client.streams[sid]
                 while not result.done and not result.data:
@@ -75,23 +76,27 @@ def test_every_stream_open_at_the_goaway_can_still_be_cancelled(h2_engine: str) 
                 if result.reset != REFUSED_STREAM:
                     assert result.data, result.reset
                     return sid
+                if client.goaway is not None:
+                    return None
                 time.sleep(0.01)
             raise AssertionError("no stream slot came free")
 
         streams = [running() for _ in range(100)]
         cancelled = 0
         while client.goaway is None and cancelled < 300:
-            client.conn.reset_stream(streams.pop(0), CANCEL)
+            sid = streams.pop(0)
+            assert sid is not None
+            client.conn.reset_stream(sid, CANCEL)
             client.flush()
             cancelled += 1
             streams.append(running())
         for sid in streams:
-            if not client.streams[sid].done:
+            if sid is not None and not client.streams[sid].done:
                 client.conn.reset_stream(sid, CANCEL)
         client.flush()
         if h2_engine == "zttp":
             client.wait_closed()
-            assert cancelled == graceful_resets(100)
+            assert graceful_resets(100) <= cancelled <= graceful_resets(100) + 2
         else:
             assert cancelled == 300
             result = client.get("/")
@@ -115,7 +120,7 @@ def test_malformed_requests_zttp_resets_do_not_cut_the_client(h2_engine: str) ->
             with H2Client(server.port, timeout=30) as client:
                 while refused < 300 and client.goaway is None:
                     result, good = client.wait([client.raw_headers(bad), client.request("/")])
-                    assert [g.error_code for g in client.goaways] in ([], [NO_ERROR])
+                    assert all(g.error_code == NO_ERROR for g in client.goaways), client.goaways
                     assert (result.status, good.status) == (400, 200)
                     refused += 1
                 if client.goaway is not None:
