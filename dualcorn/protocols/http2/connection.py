@@ -29,10 +29,15 @@ from dualcorn.protocols.http2.ends import GOAWAY_GRACE, ConnectionEnds
 from dualcorn.protocols.http2.engines import frame_observer, new_engine, stream_cap
 from dualcorn.protocols.http2.events import H2ConnectionError
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
-from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
+from dualcorn.protocols.http2.request import (
+    VERSION,
+    Malformed,
+    checked_request_head,
+    h2_request_head,
+)
 from dualcorn.protocols.http2.stream import H2Stream, StreamHandler
 from dualcorn.protocols.logline import refusal_line
-from dualcorn.protocols.request_head import RequestHead
+from dualcorn.protocols.request_head import HeadFacts, RequestHead
 from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.proxies import ProxyHeaders
@@ -139,6 +144,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
                     stream.feed_body(body.data, body.flow_length)
                 else:  # a stream already answered: give the window back
                     self.engine.ack(body.stream_id, body.flow_length)
+            elif kind is ev.CheckedRequest:
+                self._checked_request(cast(ev.CheckedRequest, event))
             elif kind is ev.Request:
                 self._request(cast(ev.Request, event))
             elif kind is ev.End:
@@ -201,12 +208,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
     # --- Requests --------------------------------------------------------------------------
 
     def _request(self, event: ev.Request) -> None:
-        sid = self._highest_request = event.stream_id
-        state = self.state
-        last = self._last_stream
-        if (last is not None and sid > last) or len(self.streams) >= self.limits.max_streams:
-            # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
-            self._refuse(sid, ev.REFUSED_STREAM)
+        sid = event.stream_id
+        if not self._admit(sid):
             return
         try:
             head, facts = h2_request_head(
@@ -224,13 +227,53 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         if head.method == b"CONNECT":  # RFC 8441: request.py lets only an extended CONNECT by
             self._extended_connect(event, head)
             return
+        self._serve(sid, head, facts, event.ended)
+
+    def _checked_request(self, event: ev.CheckedRequest) -> None:
+        """A head whose pseudo-headers and field syntax the frame layer checked (zttp)."""
+        sid = event.stream_id
+        if not self._admit(sid):
+            return
+        try:
+            head, facts = checked_request_head(
+                event.method,
+                event.target,
+                event.headers,
+                line_limit=self._line_limit,
+                list_limit=self.limits.header_list,
+                max_fields=self._max_fields,
+                underscores=self._underscores,
+                ended=event.ended,
+            )
+        except ProtocolError as exc:
+            code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR
+            fields = [(b":method", event.method), (b":path", event.target)]
+            self._refused(sid, fields, exc.status, str(exc), code)
+            return
+        self._serve(sid, head, facts, event.ended)
+
+    def _admit(self, sid: int) -> bool:
+        """Whether a new stream may be served; else it is refused (REFUSED_STREAM)."""
+        self._highest_request = sid
+        last = self._last_stream
+        if (last is not None and sid > last) or len(self.streams) >= self.limits.max_streams:
+            # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
+            self._refuse(sid, ev.REFUSED_STREAM)
+            return False
+        return True
+
+    def _serve(self, sid: int, head: RequestHead, facts: HeadFacts, ended: bool) -> None:
+        """Run the request cycle of a checked head on a new stream."""
+        state = self.state
         limit = self.config.limit_request_body
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
-            self._refused(sid, event.headers, 413, "body over --limit-request-body", ev.NO_ERROR)
+            fields = [(b":method", head.method), (b":path", head.target)]
+            self._refused(sid, fields, 413, "body over --limit-request-body", ev.NO_ERROR)
             return
         if state.at_concurrency_limit():
             state.error_logger.warning("--limit-concurrency reached: answering 503")
-            self._refused(sid, event.headers, 503, "too many requests in flight", ev.NO_ERROR)
+            fields = [(b":method", head.method), (b":path", head.target)]
+            self._refused(sid, fields, 503, "too many requests in flight", ev.NO_ERROR)
             return
         self.opened()
         stream = H2Stream(self, sid, head.method == b"HEAD")
@@ -241,7 +284,7 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
             stream,
             state,
             expect_100=facts.expect_continue,
-            more_body=not event.ended,
+            more_body=not ended,
         )
         stream.cycle = cycle
         # run_cycle removes its own task from state.tasks when it ends.

@@ -20,9 +20,11 @@ by reading the frame headers that go in and out (9 bytes each: cheap):
   8.1.1 lets a server answer first, and the ``h2`` engine gives the HTTP/1.1 table's status.
   Here zttp's reset is held back and :class:`Malformed` reported instead, so the connection
   answers 400 on that stream and resets it only if the client is still sending, as with
-  ``h2``.  Requests zttp lets through that ``h2`` calls malformed (no ``:authority`` or Host,
-  ``:protocol`` while extended CONNECT is off, CONNECT with ``:path`` and no ``:protocol``) are
-  reported the same way.
+  ``h2``.  Requests zttp lets through that ``h2`` calls malformed (``:protocol`` while
+  extended CONNECT is off, CONNECT with ``:path`` and no ``:protocol``) are reported the same
+  way.  A request zttp passed goes over as a ``CheckedRequest``: zttp made RFC 9113's field
+  and pseudo-header checks, so ``request.checked_request_head`` makes only the rest (a Host
+  at all among them).
 * **Its hard limits.**  zttp ends a connection after :data:`STREAMS_PER_CONNECTION` streams
   (GOAWAY ENHANCE_YOUR_CALM, a "flood"); :data:`GRACEFUL_STREAMS` is where the connection
   ends it gracefully first.  Its Rapid Reset count is for the connection's lifetime (256
@@ -186,10 +188,6 @@ class ZttpEngine(InboundWindows):
         headers = event.headers
         if type(headers) is not list:
             headers = headers.to_list()
-        # zttp checked the pseudo-headers and made :authority the Host field; request.py
-        # reads :method and :path (and needs a :scheme, whose value is the connection's).
-        fields = [(b":method", event.method), (b":scheme", b"http"), (b":path", event.target)]
-        fields += headers
         method = event.method
         protocol = event.protocol
         if protocol is not None:
@@ -209,16 +207,15 @@ class ZttpEngine(InboundWindows):
             return ev.Request(sid, fields, event.end_stream)
         if method == b"CONNECT":
             return ev.Malformed(sid, "a CONNECT request with :path (RFC 9113 8.5)")
-        host = False
-        for name, value in headers:
-            if name == b"host":
-                host = True
-            elif name == b"content-length" and not event.end_stream and value.isdigit():
-                self._lengths[sid] = int(value)
-        if not host:
-            return ev.Malformed(sid, "no :authority or Host (RFC 9113 8.3.1)")
+        if not event.end_stream:
+            # The DATA that follows is counted against it in receive() (RFC 9113 8.1.1).
+            for name, value in headers:
+                if name == b"content-length" and value.isdigit():
+                    self._lengths[sid] = int(value)
         self._known.add(sid)
-        return ev.Request(sid, fields, event.end_stream)
+        # zttp checked the pseudo-headers and the fields (request.checked_request_head says
+        # which checks), and made :authority the Host field; request.py checks that one came.
+        return ev.CheckedRequest(sid, method, event.target, headers, event.end_stream)
 
     def _overflow(self, sid: int, size: int, was: int) -> ev.Event:
         """RFC 9113 8.1.1: DATA past Content-Length is malformed (the connection resets the
