@@ -288,9 +288,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         )
         stream.cycle = cycle
         # run_cycle removes its own task from state.tasks when it ends.
-        cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
+        cycle.task = task = self.loop.create_task(_run_stream(stream, cycle, state.app))
         state.tasks.add(task)
-        task.add_done_callback(stream.app_returned)
 
     def opened(self) -> None:
         """A stream is served: the idle timer stops, --http2-max-requests counts it."""
@@ -424,6 +423,15 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         data = self.engine.bytes_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)
+
+
+async def _run_stream(stream: H2Stream, cycle: RequestCycle, app: Any) -> None:
+    """The cycle's task: :func:`run_cycle`, then the stream learns that its app returned
+    (in the task's last step: a done-callback would cost a loop handle per request)."""
+    try:
+        await run_cycle(cycle, app)
+    finally:
+        stream.app_returned()
 
 
 def _address(value: Any) -> tuple[str, int] | None:

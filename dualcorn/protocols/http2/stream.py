@@ -358,8 +358,8 @@ class H2Stream:
             self._sent_at = self._sent
             self.conn.loop.call_later(self.conn.config.timeout_send, self._check_progress)
 
-    def app_returned(self, task: object) -> None:
-        """The app's task ended.  A cycle cut short by a disconnect (the client's
+    def app_returned(self) -> None:
+        """The app's task is ending.  A cycle cut short by a disconnect (the client's
         RST_STREAM, --timeout-body-read, --timeout-send) never reports done: the stream would
         keep its slot in the table for ever, the connection would refuse every stream past
         SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 5.1.2) and never go idle."""
