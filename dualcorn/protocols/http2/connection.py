@@ -38,7 +38,7 @@ from dualcorn.protocols.http2.request import (
 from dualcorn.protocols.http2.stream import H2Stream, StreamHandler
 from dualcorn.protocols.logline import refusal_line
 from dualcorn.protocols.request_head import HeadFacts, RequestHead
-from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
+from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope, scope_template
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.proxies import ProxyHeaders
 
@@ -92,6 +92,7 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         self._line_limit = config.limit_request_line
         self._max_fields = config.limit_request_fields
         self._underscores = config.header_map
+        self._template: dict[str, Any] | None = None  # set by connection_made
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -110,6 +111,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         policy = state.proxy_headers
         if policy is not None and policy.trusted.trusts(self.client[0] if self.client else None):
             self.forwarding = policy
+        # The scope keys every stream of this connection shares (HTTP/1.1 keeps one too).
+        self._template = scope_template(self)
         state.connections.add(self)
         self.engine.start()
         self._flush()
@@ -279,7 +282,7 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         stream = H2Stream(self, sid, head.method == b"HEAD")
         self.streams[sid] = stream
         cycle = RequestCycle(
-            http_scope(self, head),
+            http_scope(self, head, self._template),
             stream,
             stream,
             state,
