@@ -326,6 +326,34 @@ class ZttpEngine(InboundWindows):
         if out:
             self._out.append(out)
 
+    def send_response(
+        self, stream_id: int, status: int, fields: list[tuple[bytes, bytes]], body: bytes
+    ) -> bool | None:
+        """A final head (``fields``, ``:status`` first) and the whole body in one DATA frame
+        that ends the stream: most responses.  None, with nothing sent, if the windows or the
+        frame size cannot take the body at once (or an HPACK table size update is due)."""
+        size = len(body)
+        stream = self._conn.stream(stream_id)
+        window = stream.send_window
+        if (
+            window is None
+            or size > window
+            or size > self._conn.send_window
+            or size > self._max_frame
+            or self._table_update
+        ):
+            return None
+        try:
+            stream.send_response(status, fields[1:], False)
+            stream.send_data(body)
+            stream.end_message()
+        except zttp.LocalProtocolError:
+            self._refused_send(stream)
+            return False
+        self._ended(stream_id)
+        self._merge_end(stream_id, size)
+        return True
+
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
         stream = self._conn.stream(stream_id)
