@@ -45,6 +45,7 @@ import zttp
 
 from dualcorn.protocols.http2 import events as ev
 from dualcorn.protocols.http2.events import EngineSettings, H2ConnectionError
+from dualcorn.protocols.http2.zttp_frames import merged_end
 from dualcorn.protocols.http2.zttp_hpack import with_table_size_update
 from dualcorn.protocols.http2.zttp_windows import (
     DEFAULT_WINDOW,
@@ -370,32 +371,10 @@ class ZttpEngine(InboundWindows):
 
     def _merge_end(self, stream_id: int, size: int) -> None:
         """zttp ends a body with an empty DATA frame of its own: set END_STREAM on the last
-        DATA frame instead (one frame less per response for every client to parse)."""
+        DATA frame instead (zttp_frames.py)."""
         out = self._conn.data_to_send()
-        sid = stream_id.to_bytes(4, "big")
-        if not out.endswith(b"\0\0\0\0\1" + sid):
-            if out:
-                self._out.append(out)
-            return
-        end = len(out) - _FRAME_HEADER
-        # Most often the body went out whole as the frame before: its header is where it
-        # would be.  Else walk the frames to the last one.
-        last = end - _FRAME_HEADER - size
-        if (
-            last < 0
-            or out[last : last + 4] != size.to_bytes(3, "big") + b"\0"
-            or (out[last + 5 : last + 9] != sid)
-        ):
-            pos = last = 0
-            while pos < end:
-                last = pos
-                pos += _FRAME_HEADER + int.from_bytes(out[pos : pos + 3], "big")
-            if pos != end or out[last + 3] != _DATA or out[last + 5 : last + 9] != sid:
-                self._out.append(out)
-                return
-        self._out.append(
-            out[: last + 4] + bytes((out[last + 4] | _END_STREAM,)) + out[last + 5 : end]
-        )
+        if out:
+            self._out.append(merged_end(out, stream_id, size))
 
     def _refused_send(self, stream: Any) -> None:
         # Reset, so the client does not wait for a response that cannot come.
