@@ -351,7 +351,9 @@ class ZttpEngine(InboundWindows):
         except zttp.LocalProtocolError:
             self._refused_send(stream)
             return False
-        self._ended(stream_id)
+        entry = self._open.get(stream_id)
+        if entry is None or entry[3]:  # as _ended: the client's side is done too
+            self._known.discard(stream_id)
         self._merge_end(stream_id, size)
         return True
 

@@ -364,7 +364,7 @@ class H2Stream:
     def cycle_done(self, cycle: RequestCycle) -> None:
         self.done = True
         self.conn.request_done()
-        if self.finished:
+        if self._ended or self.finished:  # most often ended: the body went out whole
             self.conn.stream_finished(self)
         else:
             # The end of the body waits for the client's window: nginx send_timeout bounds
