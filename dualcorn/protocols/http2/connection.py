@@ -438,7 +438,8 @@ async def _run_stream(stream: H2Stream, cycle: RequestCycle, app: Any) -> None:
     try:
         await run_cycle(cycle, app)
     finally:
-        stream.app_returned()
+        if not stream.done:
+            stream.app_returned()
 
 
 def _address(value: Any) -> tuple[str, int] | None:

@@ -354,7 +354,9 @@ class ZttpEngine(InboundWindows):
         entry = self._open.get(stream_id)
         if entry is None or entry[3]:  # as _ended: the client's side is done too
             self._known.discard(stream_id)
-        self._merge_end(stream_id, size)
+        out = self._conn.data_to_send()  # as _merge_end, one call less
+        if out:
+            self._out.append(merged_end(out, stream_id, size))
         return True
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:

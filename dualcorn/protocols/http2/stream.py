@@ -161,7 +161,7 @@ class H2Stream:
         for name, value in self.conn.limits.default_fields:
             if replaced is None or name not in replaced:
                 head.append((name, value))
-        head += [field for field in fields if field is not None]
+        head += filter(None, fields)  # a field the writer dropped is None
         if status in _NO_CONTENT:
             self._no_body = True
         elif content_length is not None:
