@@ -313,3 +313,17 @@ def test_checked_head_shapes() -> None:
         checked((b"host", b"example.com"))
     with pytest.raises(Malformed):  # RFC 9113 8.1.1: a length the DATA cannot fill
         checked((b"content-length", b"3"), method=b"POST", ended=True)
+
+
+def test_both_heads_count_the_header_list_alike() -> None:
+    """RFC 9113 6.5.2's size (name + value + 32 per field, pseudo-headers included) is the
+    same whether request.py sees the pseudo-headers or zttp took them off."""
+    extra = [(b"user-agent", b"x" * 40), (b"accept", b"*/*")]
+    size = sum(len(n) + len(v) + 32 for n, v in [
+        (b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"),
+        (b":authority", b"example.com"), *extra])  # fmt: skip
+    for check in (head, checked):
+        check(*extra, list_limit=size)
+        with pytest.raises(ProtocolError) as caught:
+            check(*extra, list_limit=size - 1)
+        assert caught.value.status == 431
