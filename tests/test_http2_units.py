@@ -24,7 +24,7 @@ from dualcorn.errors import ProtocolError
 from dualcorn.protocols.http2 import events as ev
 from dualcorn.protocols.http2.engine import H2Engine
 from dualcorn.protocols.http2.limits import CONTROL_BURST, FloodGuard, H2Limits
-from dualcorn.protocols.http2.request import Malformed, h2_request_head
+from dualcorn.protocols.http2.request import Malformed, checked_request_head, h2_request_head
 from dualcorn.protocols.state import ServerState
 
 # RFC 9113 3.4: the client preface is the magic string and a SETTINGS frame.
@@ -262,3 +262,68 @@ def test_accepted_shapes() -> None:
     # RFC 9113 8.2.3: cookies sent apart reach the app as one field.
     assert request.headers == [(b"te", b"trailers"), (b"cookie", b"a=1; b=2"), (b"x", b""),
                                (b"host", b"a")]  # fmt: skip
+
+
+def checked(*extra: tuple[bytes, bytes], path: bytes = b"/", method: bytes = b"GET",
+            authority: bytes | None = b"example.com", ended: bool = False,
+            **limits: Any) -> Any:  # fmt: skip
+    """checked_request_head as the zttp engine calls it: :authority already the Host field."""
+    fields = [*extra] if authority is None else [*extra, (b"host", authority)]
+    options = {"line_limit": 8190, "list_limit": 65536, "max_fields": 100,
+               "underscores": "drop", **limits}  # fmt: skip
+    return checked_request_head(method, path, fields, ended=ended, **options)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"path": b"http://example.com/"}, 400),
+        ({"path": b"*"}, 400),
+        ({"path": b"/" + b"a" * 9000}, 414),
+        ({"path": b"/" + b"a" * 8177}, 414),  # the line "GET :path HTTP/1.1" is 8191 bytes
+        ({"list_limit": 100}, 431),
+        ({"max_fields": 0}, 431),
+        ({"authority": b"bad host"}, 400),
+        ({"path": b"/a b"}, 400),
+    ],
+)
+def test_checked_head_refuses_what_the_full_check_refuses(
+    kwargs: dict[str, Any], status: int
+) -> None:
+    """What zttp leaves to the server is refused with the status h2_request_head gives."""
+    for check in (head, checked):
+        with pytest.raises(ProtocolError) as caught:
+            check(**kwargs)
+        assert caught.value.status == status, check
+
+
+def test_checked_head_shapes() -> None:
+    request, facts = checked((b"content-length", b"3"), method=b"POST", path=b"/a?b=1")
+    assert (request.method, request.target, request.version) == (b"POST", b"/a?b=1", b"2")
+    assert request.headers == [(b"content-length", b"3"), (b"host", b"example.com")]
+    assert facts.content_length == 3
+    assert checked(path=b"/" + b"a" * 8176)[0].method == b"GET"  # the line is 8190 bytes
+    assert checked(method=b"OPTIONS", path=b"*")[0].target == b"*"
+    request, _ = checked((b"cookie", b"a=1"), (b"x_y", b"1"), (b"cookie", b"b=2"))
+    # RFC 9113 8.2.3: cookies joined; the policy drops the underscore name.
+    assert request.headers == [(b"cookie", b"a=1; b=2"), (b"host", b"example.com")]
+    with pytest.raises(Malformed):  # RFC 9113 8.3.1: neither :authority nor Host
+        checked(authority=None)
+    with pytest.raises(Malformed):
+        checked((b"host", b"example.com"))
+    with pytest.raises(Malformed):  # RFC 9113 8.1.1: a length the DATA cannot fill
+        checked((b"content-length", b"3"), method=b"POST", ended=True)
+
+
+def test_both_heads_count_the_header_list_alike() -> None:
+    """RFC 9113 6.5.2's size (name + value + 32 per field, pseudo-headers included) is the
+    same whether request.py sees the pseudo-headers or zttp took them off."""
+    extra = [(b"user-agent", b"x" * 40), (b"accept", b"*/*")]
+    size = sum(len(n) + len(v) + 32 for n, v in [
+        (b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"),
+        (b":authority", b"example.com"), *extra])  # fmt: skip
+    for check in (head, checked):
+        check(*extra, list_limit=size)
+        with pytest.raises(ProtocolError) as caught:
+            check(*extra, list_limit=size - 1)
+        assert caught.value.status == 431

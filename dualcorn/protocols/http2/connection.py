@@ -29,11 +29,16 @@ from dualcorn.protocols.http2.ends import GOAWAY_GRACE, ConnectionEnds
 from dualcorn.protocols.http2.engines import frame_observer, new_engine, stream_cap
 from dualcorn.protocols.http2.events import H2ConnectionError
 from dualcorn.protocols.http2.limits import FloodGuard, limits_for
-from dualcorn.protocols.http2.request import VERSION, Malformed, h2_request_head
+from dualcorn.protocols.http2.request import (
+    VERSION,
+    Malformed,
+    checked_request_head,
+    h2_request_head,
+)
 from dualcorn.protocols.http2.stream import H2Stream, StreamHandler
 from dualcorn.protocols.logline import refusal_line
-from dualcorn.protocols.request_head import RequestHead
-from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope
+from dualcorn.protocols.request_head import HeadFacts, RequestHead
+from dualcorn.protocols.scope import HTTP_EXTENSIONS, WS_EXTENSIONS, http_scope, scope_template
 from dualcorn.protocols.state import Connection, ServerState
 from dualcorn.proxies import ProxyHeaders
 
@@ -87,6 +92,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         self._line_limit = config.limit_request_line
         self._max_fields = config.limit_request_fields
         self._underscores = config.header_map
+        self._template: dict[str, Any] | None = None  # set by connection_made
+        self._write_high_water = config.write_high_water
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -105,6 +112,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         policy = state.proxy_headers
         if policy is not None and policy.trusted.trusts(self.client[0] if self.client else None):
             self.forwarding = policy
+        # The scope keys every stream of this connection shares (HTTP/1.1 keeps one too).
+        self._template = scope_template(self)
         state.connections.add(self)
         self.engine.start()
         self._flush()
@@ -131,33 +140,35 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
             self._close()
             return
         for event in events:
-            kind = type(event)
-            if kind is ev.Body:
-                body = cast(ev.Body, event)
-                stream = self.streams.get(body.stream_id)
+            # isinstance narrows the type for mypy at the price of a C check (cast() is a
+            # Python call per event); the most frequent events first.
+            if isinstance(event, ev.CheckedRequest):
+                self._checked_request(event)
+            elif isinstance(event, ev.Body):
+                stream = self.streams.get(event.stream_id)
                 if stream is not None:
-                    stream.feed_body(body.data, body.flow_length)
+                    stream.feed_body(event.data, event.flow_length)
                 else:  # a stream already answered: give the window back
-                    self.engine.ack(body.stream_id, body.flow_length)
-            elif kind is ev.Request:
-                self._request(cast(ev.Request, event))
-            elif kind is ev.End:
-                stream = self.streams.get(cast(ev.End, event).stream_id)
+                    self.engine.ack(event.stream_id, event.flow_length)
+            elif isinstance(event, ev.End):
+                stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream.feed_end()
-            elif kind is ev.Window:
-                self._window(cast(ev.Window, event).stream_id)
-            elif kind is ev.Reset:
-                stream = self.streams.get(cast(ev.Reset, event).stream_id)
+            elif isinstance(event, ev.Request):
+                self._request(event)
+            elif isinstance(event, ev.Window):
+                self._window(event.stream_id)
+            elif isinstance(event, ev.Reset):
+                stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream.lost()
-            elif kind is ev.Malformed:
-                self._malformed(cast(ev.Malformed, event))
-            elif kind is ev.PingAcked:
-                self.ping_acked(cast(ev.PingAcked, event).data)
-            elif kind is ev.Recycle:  # the zttp engine nears a lifetime count of zttp's
+            elif isinstance(event, ev.Malformed):
+                self._malformed(event)
+            elif isinstance(event, ev.PingAcked):
+                self.ping_acked(event.data)
+            elif isinstance(event, ev.Recycle):  # the zttp engine nears a count of zttp's
                 self._go_away(hold=True)  # as at the stream cap: see ends.py
-            elif kind is ev.Closed:
+            elif isinstance(event, ev.Closed):
                 # RFC 9113 6.8: the client opens no more streams; the open ones finish.
                 # The frame layer read the whole batch: a stream opened after the GOAWAY in
                 # it is past the last one seen before (refused, as after the server's own).
@@ -203,12 +214,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
     # --- Requests --------------------------------------------------------------------------
 
     def _request(self, event: ev.Request) -> None:
-        sid = self._highest_request = event.stream_id
-        state = self.state
-        last = self._last_stream
-        if (last is not None and sid > last) or len(self.streams) >= self.limits.max_streams:
-            # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
-            self._refuse(sid, ev.REFUSED_STREAM)
+        sid = event.stream_id
+        if not self._admit(sid):
             return
         try:
             head, facts = h2_request_head(
@@ -226,34 +233,73 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         if head.method == b"CONNECT":  # RFC 8441: request.py lets only an extended CONNECT by
             self._extended_connect(event, head)
             return
+        self._serve(sid, head, facts, event.ended)
+
+    def _checked_request(self, event: ev.CheckedRequest) -> None:
+        """A head whose pseudo-headers and field syntax the frame layer checked (zttp)."""
+        sid = event.stream_id
+        if not self._admit(sid):
+            return
+        try:
+            head, facts = checked_request_head(
+                event.method,
+                event.target,
+                event.headers,
+                line_limit=self._line_limit,
+                list_limit=self.limits.header_list,
+                max_fields=self._max_fields,
+                underscores=self._underscores,
+                ended=event.ended,
+            )
+        except ProtocolError as exc:
+            code = ev.PROTOCOL_ERROR if isinstance(exc, Malformed) else ev.NO_ERROR
+            fields = [(b":method", event.method), (b":path", event.target)]
+            self._refused(sid, fields, exc.status, str(exc), code)
+            return
+        self._serve(sid, head, facts, event.ended)
+
+    def _admit(self, sid: int) -> bool:
+        """Whether a new stream may be served; else it is refused (REFUSED_STREAM)."""
+        self._highest_request = sid
+        last = self._last_stream
+        if (last is not None and sid > last) or len(self.streams) >= self.limits.max_streams:
+            # RFC 9113 5.1.2 and 6.8: not processed, so the client may retry it elsewhere.
+            self._refuse(sid, ev.REFUSED_STREAM)
+            return False
+        return True
+
+    def _serve(self, sid: int, head: RequestHead, facts: HeadFacts, ended: bool) -> None:
+        """Run the request cycle of a checked head on a new stream."""
+        state = self.state
         limit = self.config.limit_request_body
         if limit is not None and facts.content_length is not None and facts.content_length > limit:
-            self._refused(sid, event.headers, 413, "body over --limit-request-body", ev.NO_ERROR)
+            fields = [(b":method", head.method), (b":path", head.target)]
+            self._refused(sid, fields, 413, "body over --limit-request-body", ev.NO_ERROR)
             return
         if state.at_concurrency_limit():
             state.error_logger.warning("--limit-concurrency reached: answering 503")
-            self._refused(sid, event.headers, 503, "too many requests in flight", ev.NO_ERROR)
+            fields = [(b":method", head.method), (b":path", head.target)]
+            self._refused(sid, fields, 503, "too many requests in flight", ev.NO_ERROR)
             return
         self.opened()
         stream = H2Stream(self, sid, head.method == b"HEAD")
         self.streams[sid] = stream
         cycle = RequestCycle(
-            http_scope(self, head),
+            http_scope(self, head, self._template),
             stream,
             stream,
             state,
             expect_100=facts.expect_continue,
-            more_body=not event.ended,
+            more_body=not ended,
         )
         stream.cycle = cycle
         # run_cycle removes its own task from state.tasks when it ends.
-        cycle.task = task = self.loop.create_task(run_cycle(cycle, state.app))
+        cycle.task = task = self.loop.create_task(_run_stream(stream, cycle, state.app))
         state.tasks.add(task)
-        task.add_done_callback(stream.app_returned)
 
     def opened(self) -> None:
         """A stream is served: the idle timer stops, --http2-max-requests counts it."""
-        if not self._going_away:
+        if self._timer is not None and not self._going_away:
             self._stop_timer()  # the idle timer; a graceful end keeps its own
         self.streams_opened += 1
         cap = self._stream_cap
@@ -357,8 +403,10 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         unread = stream.release()
         if unread:
             engine.ack(stream.id, unread)  # the connection window, for the other streams
-        self.schedule_write()
-        self._close_if_idle()
+        if not self._write_soon:
+            self.schedule_write()
+        if not self.streams:
+            self._close_if_idle()
 
     def schedule_write(self) -> None:
         """Write what the frame layer queued, once per turn of the loop."""
@@ -370,10 +418,11 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         """:meth:`schedule_write`, or write now once --write-high-water body bytes wait: a
         client with a 2^31 window that reads nothing must not make the server hold all."""
         self.queued += body_bytes
-        if self.queued >= self.config.write_high_water:
+        if self.queued >= self._write_high_water:
             self._flush()
-        else:
-            self.schedule_write()
+        elif not self._write_soon:
+            self._write_soon = True
+            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._write_soon = False
@@ -383,6 +432,16 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
         data = self.engine.bytes_to_send()
         if data and not self.transport.is_closing():
             self.transport.write(data)
+
+
+async def _run_stream(stream: H2Stream, cycle: RequestCycle, app: Any) -> None:
+    """The cycle's task: :func:`run_cycle`, then the stream learns that its app returned
+    (in the task's last step: a done-callback would cost a loop handle per request)."""
+    try:
+        await run_cycle(cycle, app)
+    finally:
+        if not stream.done:
+            stream.app_returned()
 
 
 def _address(value: Any) -> tuple[str, int] | None:

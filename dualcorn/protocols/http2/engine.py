@@ -306,6 +306,18 @@ class H2Engine:
         conn._data_to_send += _header_frames(stream_id, block, end, conn.max_outbound_frame_size)
         return True
 
+    def send_response(
+        self, stream_id: int, status: int, fields: list[tuple[bytes, bytes]], body: bytes
+    ) -> bool | None:
+        """A final head and the whole body in one DATA frame that ends the stream; None, with
+        nothing sent, if the windows or the frame size cannot take the body at once."""
+        size = len(body)
+        if size > self.window(stream_id) or size > self._conn.max_outbound_frame_size:
+            return None
+        if not self.send_headers(stream_id, fields, False):
+            return False
+        return self.send_data(stream_id, body, True)
+
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
         # h2's send_data without its DataFrame object and log calls: the same state inputs

@@ -20,9 +20,11 @@ by reading the frame headers that go in and out (9 bytes each: cheap):
   8.1.1 lets a server answer first, and the ``h2`` engine gives the HTTP/1.1 table's status.
   Here zttp's reset is held back and :class:`Malformed` reported instead, so the connection
   answers 400 on that stream and resets it only if the client is still sending, as with
-  ``h2``.  Requests zttp lets through that ``h2`` calls malformed (no ``:authority`` or Host,
-  ``:protocol`` while extended CONNECT is off, CONNECT with ``:path`` and no ``:protocol``) are
-  reported the same way.
+  ``h2``.  Requests zttp lets through that ``h2`` calls malformed (``:protocol`` while
+  extended CONNECT is off, CONNECT with ``:path`` and no ``:protocol``) are reported the same
+  way.  A request zttp passed goes over as a ``CheckedRequest``: zttp made RFC 9113's field
+  and pseudo-header checks, so ``request.checked_request_head`` makes only the rest (a Host
+  at all among them).
 * **Its hard limits.**  zttp ends a connection after :data:`STREAMS_PER_CONNECTION` streams
   or 256 resets (GOAWAY ENHANCE_YOUR_CALM), however slowly they came; the engine counts the
   same and reports ``Recycle`` before either, and the connection ends gracefully
@@ -44,6 +46,7 @@ from dualcorn.protocols.http2 import events as ev
 from dualcorn.protocols.http2.events import EngineSettings, H2ConnectionError
 from dualcorn.protocols.http2.limits import ZTTP_MAX_HEADER_LIST, ZTTP_MAX_STREAMS
 from dualcorn.protocols.http2.zttp_counts import GRACEFUL_STREAMS, LAST_GRACEFUL_ID, graceful_resets
+from dualcorn.protocols.http2.zttp_frames import merged_end
 from dualcorn.protocols.http2.zttp_hpack import with_table_size_update
 from dualcorn.protocols.http2.zttp_windows import (
     DEFAULT_WINDOW,
@@ -196,10 +199,6 @@ class ZttpEngine(InboundWindows):
         headers = event.headers
         if type(headers) is not list:
             headers = headers.to_list()
-        # zttp checked the pseudo-headers and made :authority the Host field; request.py
-        # reads :method and :path (and needs a :scheme, whose value is the connection's).
-        fields = [(b":method", event.method), (b":scheme", b"http"), (b":path", event.target)]
-        fields += headers
         method = event.method
         protocol = event.protocol
         if protocol is not None:
@@ -219,16 +218,15 @@ class ZttpEngine(InboundWindows):
             return ev.Request(sid, fields, event.end_stream)
         if method == b"CONNECT":
             return ev.Malformed(sid, "a CONNECT request with :path (RFC 9113 8.5)")
-        host = False
-        for name, value in headers:
-            if name == b"host":
-                host = True
-            elif name == b"content-length" and not event.end_stream and value.isdigit():
-                self._lengths[sid] = int(value)
-        if not host:
-            return ev.Malformed(sid, "no :authority or Host (RFC 9113 8.3.1)")
+        if not event.end_stream:
+            # The DATA that follows is counted against it in receive() (RFC 9113 8.1.1).
+            for name, value in headers:
+                if name == b"content-length" and value.isdigit():
+                    self._lengths[sid] = int(value)
         self._known.add(sid)
-        return ev.Request(sid, fields, event.end_stream)
+        # zttp checked the pseudo-headers and the fields (request.checked_request_head says
+        # which checks), and made :authority the Host field; request.py checks that one came.
+        return ev.CheckedRequest(sid, method, event.target, headers, event.end_stream)
 
     def _overflow(self, sid: int, size: int, was: int) -> ev.Event:
         """RFC 9113 8.1.1: DATA past Content-Length is malformed (the connection resets the
@@ -344,6 +342,38 @@ class ZttpEngine(InboundWindows):
         if out:
             self._out.append(out)
 
+    def send_response(
+        self, stream_id: int, status: int, fields: list[tuple[bytes, bytes]], body: bytes
+    ) -> bool | None:
+        """A final head (``fields``, ``:status`` first) and the whole body in one DATA frame
+        that ends the stream: most responses.  None, with nothing sent, if the windows or the
+        frame size cannot take the body at once (or an HPACK table size update is due)."""
+        size = len(body)
+        stream = self._conn.stream(stream_id)
+        window = stream.send_window
+        if (
+            window is None
+            or size > window
+            or size > self._conn.send_window
+            or size > self._max_frame
+            or self._table_update
+        ):
+            return None
+        try:
+            stream.send_response(status, fields[1:], False)
+            stream.send_data(body)
+            stream.end_message()
+        except zttp.LocalProtocolError:
+            self._refused_send(stream)
+            return False
+        entry = self._open.get(stream_id)
+        if entry is None or entry[3]:  # as _ended: the client's side is done too
+            self._known.discard(stream_id)
+        out = self._conn.data_to_send()  # as _merge_end, one call less
+        if out:
+            self._out.append(merged_end(out, stream_id, size))
+        return True
+
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
         """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
         stream = self._conn.stream(stream_id)
@@ -360,32 +390,10 @@ class ZttpEngine(InboundWindows):
 
     def _merge_end(self, stream_id: int, size: int) -> None:
         """zttp ends a body with an empty DATA frame of its own: set END_STREAM on the last
-        DATA frame instead (one frame less per response for every client to parse)."""
+        DATA frame instead (zttp_frames.py)."""
         out = self._conn.data_to_send()
-        sid = stream_id.to_bytes(4, "big")
-        if not out.endswith(b"\0\0\0\0\1" + sid):
-            if out:
-                self._out.append(out)
-            return
-        end = len(out) - _FRAME_HEADER
-        # Most often the body went out whole as the frame before: its header is where it
-        # would be.  Else walk the frames to the last one.
-        last = end - _FRAME_HEADER - size
-        if (
-            last < 0
-            or out[last : last + 4] != size.to_bytes(3, "big") + b"\0"
-            or (out[last + 5 : last + 9] != sid)
-        ):
-            pos = last = 0
-            while pos < end:
-                last = pos
-                pos += _FRAME_HEADER + int.from_bytes(out[pos : pos + 3], "big")
-            if pos != end or out[last + 3] != _DATA or out[last + 5 : last + 9] != sid:
-                self._out.append(out)
-                return
-        self._out.append(
-            out[: last + 4] + bytes((out[last + 4] | _END_STREAM,)) + out[last + 5 : end]
-        )
+        if out:
+            self._out.append(merged_end(out, stream_id, size))
 
     def _refused_send(self, stream: Any) -> None:
         # Reset, so the client does not wait for a response that cannot come.

@@ -15,6 +15,7 @@ __all__ = [
     "PROTOCOL_ERROR",
     "REFUSED_STREAM",
     "Body",
+    "CheckedRequest",
     "Closed",
     "End",
     "EngineSettings",
@@ -46,6 +47,18 @@ class Request(NamedTuple):
 
     stream_id: int
     headers: list[tuple[bytes, bytes]]  # pseudo-headers first, as received
+    ended: bool  # END_STREAM: no body follows
+
+
+class CheckedRequest(NamedTuple):
+    """A request head whose pseudo-headers and field syntax the frame layer has checked (RFC
+    9113 8.2, 8.3: the zttp engine; docs/http2.md lists each check and who makes it), handed
+    over without them: ``:authority`` is the Host field, ``:scheme`` the connection's."""
+
+    stream_id: int
+    method: bytes
+    target: bytes  # :path
+    headers: list[tuple[bytes, bytes]]  # the regular fields, as received
     ended: bool  # END_STREAM: no body follows
 
 
@@ -106,7 +119,17 @@ class Recycle(NamedTuple):
 
 
 Event = (
-    Request | Body | End | Reset | Window | Malformed | SettingsAcked | PingAcked | Closed | Recycle
+    Request
+    | CheckedRequest
+    | Body
+    | End
+    | Reset
+    | Window
+    | Malformed
+    | SettingsAcked
+    | PingAcked
+    | Closed
+    | Recycle
 )
 
 

@@ -47,7 +47,7 @@ from dualcorn.errors import ProtocolError
 from dualcorn.protocols.policy import check_head, split_request_line
 from dualcorn.protocols.request_head import HeadFacts, RequestHead
 
-__all__ = ["VERSION", "Malformed", "h2_request_head", "malformed_trailers"]
+__all__ = ["VERSION", "Malformed", "checked_request_head", "h2_request_head", "malformed_trailers"]
 
 VERSION = b"2"
 # RFC 8441 4 adds ":protocol" (the connection refuses it unless it advertised RFC 8441).
@@ -160,6 +160,68 @@ def h2_request_head(
         raise Malformed("Content-Length on a request with no DATA (RFC 9113 8.1.1)")
     if extended:
         head = head._replace(method=b"CONNECT")
+    return head, facts
+
+
+# RFC 9113 6.5.2 counts the pseudo-headers a checked head no longer carries: :method and
+# :path (added with their values), :scheme (counted as "https", the longer), and :authority,
+# which zttp turned into the Host field (counted with the fields: the name's difference here).
+_PSEUDO_SIZE = (
+    len(b":method") + len(b":path") + len(b":scheme") + len(b"https") + 3 * 32
+    + len(b":authority") - len(b"host")
+)  # fmt: skip
+
+
+def checked_request_head(
+    method: bytes,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    line_limit: int,
+    list_limit: int,
+    max_fields: int,
+    underscores: str,
+    ended: bool = False,
+) -> tuple[RequestHead, HeadFacts]:
+    """:func:`h2_request_head` for a head whose frame layer made RFC 9113's own checks.
+
+    The zttp engine hands over :mod:`~dualcorn.protocols.http2.events`' ``CheckedRequest``:
+    zttp refused every pseudo-header fault (8.3), a name that is not a lower-case token, a
+    value with a control byte (HTAB aside) or edge whitespace (8.2.1, RFC 9110 5.5), the
+    connection-specific fields and a TE other than "trailers" (8.2.2), a Host that differs
+    from ``:authority`` (8.3.1), a Content-Length that is not digits (8.1.1) and a method
+    that is not a token, and made ``:authority`` the Host field (``docs/http2.md`` lists who
+    makes each check; the malformed-request tests run on both engines).  What is left is
+    the server's: a Host at all, the header-list and request-line limits, the ``:path`` form,
+    cookies joined, then the shared policy, as :func:`h2_request_head` does.
+    """
+    size = _PSEUDO_SIZE + len(method) + len(target) + 32 * len(headers)
+    hosts = cookies = 0
+    for name, value in headers:
+        size += len(name) + len(value)
+        if name == b"host":
+            hosts += 1
+        elif name == b"cookie":
+            cookies += 1
+    if hosts != 1:
+        raise Malformed("no :authority or Host, or two Hosts (RFC 9113 8.3.1)")
+    if size > list_limit:
+        raise ProtocolError("the request's header list is larger than the limit", 431)
+    # split_request_line's limit: the line "METHOD :path HTTP/1.1" (the grammar is zttp's).
+    if len(method) + len(target) + 10 > line_limit:
+        raise ProtocolError("the request line is longer than --limit-request-line", 414)
+    if target[:1] != b"/" and target != b"*":
+        # RFC 9113 8.3.1: ":path" is origin-form or asterisk-form (OPTIONS), never absolute.
+        raise ProtocolError(f"invalid :path {target[:100]!r} (RFC 9113 8.3.1)")
+    if cookies > 1:
+        headers = _join_cookies(headers)
+    head, facts = check_head(
+        RequestHead(method, target, VERSION, headers),
+        max_fields=max_fields,
+        underscores=underscores,
+    )
+    if ended and facts.content_length:
+        raise Malformed("Content-Length on a request with no DATA (RFC 9113 8.1.1)")
     return head, facts
 
 

@@ -70,7 +70,7 @@ class H2Stream:
 
     __slots__ = (
         "_end_pending", "_ended", "_head", "_no_body", "_pending", "_sent", "_sent_at",
-        "_trailers", "_unacked", "_wake", "conn", "cycle", "done", "field_cache",
+        "_status", "_trailers", "_unacked", "_wake", "conn", "cycle", "done", "field_cache",
         "head_request", "id", "reset",
     )  # fmt: skip
     long_lived = False  # a request, not a WebSocket (see StreamHandler)
@@ -84,6 +84,7 @@ class H2Stream:
         self.reset = False  # reset by either side: nothing more may be sent
         self.done = False  # the cycle is done with the stream
         self._head: list[tuple[bytes, bytes]] | None = None  # the head, until the first body
+        self._status = 0  # the head's status
         self._no_body = head_request
         self._pending: list[memoryview] = []  # body bytes waiting for the window
         self._end_pending = False
@@ -160,12 +161,13 @@ class H2Stream:
         for name, value in self.conn.limits.default_fields:
             if replaced is None or name not in replaced:
                 head.append((name, value))
-        head += [field for field in fields if field is not None]
+        head += filter(None, fields)  # a field the writer dropped is None
         if status in _NO_CONTENT:
             self._no_body = True
         elif content_length is not None:
             head.append((b"content-length", b"%d" % content_length))
         self._head = head
+        self._status = status
 
     def _send_head(self, end: bool) -> None:
         head = self._head
@@ -189,7 +191,16 @@ class H2Stream:
                 return False
             self.conn.schedule_write()
             return False
-        if self._head is not None:
+        head = self._head
+        if head is not None:
+            if end and self._trailers is None:
+                # Most responses: the head and one body message that fits the windows and a
+                # frame, as HEADERS and one DATA frame ending the stream, in one engine call.
+                sent = self.conn.engine.send_response(self.id, self._status, head, data)
+                if sent is not None:
+                    self._head = None
+                    self._sent_whole(sent, len(data))
+                    return self.conn.write_paused
             self._send_head(False)
         if end and not self._pending and self._trailers is None and self._last_frame(data):
             return self.conn.write_paused
@@ -206,7 +217,11 @@ class H2Stream:
         size = len(data)
         if self.reset or size > engine.max_frame or size > engine.window(self.id):
             return False
-        if engine.send_data(self.id, data, True):
+        self._sent_whole(engine.send_data(self.id, data, True), size)
+        return True
+
+    def _sent_whole(self, sent: bool, size: int) -> None:
+        if sent:
             self._sent += size
             self._ended = True
             self.conn.write_soon(size)
@@ -214,7 +229,6 @@ class H2Stream:
                 self.conn.stream_finished(self)
         else:
             self.lost()
-        return True
 
     def _flush(self) -> None:
         """Send the waiting body as far as the windows allow; then the end or the trailers."""
@@ -350,7 +364,7 @@ class H2Stream:
     def cycle_done(self, cycle: RequestCycle) -> None:
         self.done = True
         self.conn.request_done()
-        if self.finished:
+        if self._ended or self.finished:  # most often ended: the body went out whole
             self.conn.stream_finished(self)
         else:
             # The end of the body waits for the client's window: nginx send_timeout bounds
@@ -358,8 +372,8 @@ class H2Stream:
             self._sent_at = self._sent
             self.conn.loop.call_later(self.conn.config.timeout_send, self._check_progress)
 
-    def app_returned(self, task: object) -> None:
-        """The app's task ended.  A cycle cut short by a disconnect (the client's
+    def app_returned(self) -> None:
+        """The app's task is ending.  A cycle cut short by a disconnect (the client's
         RST_STREAM, --timeout-body-read, --timeout-send) never reports done: the stream would
         keep its slot in the table for ever, the connection would refuse every stream past
         SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 5.1.2) and never go idle."""

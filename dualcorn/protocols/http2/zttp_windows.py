@@ -44,7 +44,7 @@ class InboundWindows:
 
     def __init__(self, conn: Any, stream_window: int, connection_window: int) -> None:
         self._conn: Any = conn  # the zttp.Connection, whose queued frames go out first
-        self._out: list[bytes] = []  # frames written here, in order with zttp's
+        self._out: list[bytes | bytearray] = []  # frames written here, in order with zttp's
         self._stream_initial = stream_window
         self._conn_initial = max(connection_window, DEFAULT_WINDOW)
         self._conn_window = DEFAULT_WINDOW  # what the client may still send on the connection
