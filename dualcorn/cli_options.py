@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--http2-max-concurrent-streams", type=int,
                    help="streams per connection at once (default: 100)")  # fmt: skip
     g.add_argument("--http2-engine", choices=_CHOICES["http2_engine"],
-                   help="HTTP/2 frame layer: auto, h2 or zttp (default: auto)")  # fmt: skip
+                   help="HTTP/2 frame layer: h2 or zttp (default: auto, zttp when "
+                   "installed and within its 128 streams and 64 KiB head, else h2)")  # fmt: skip
     g.add_argument("--http2-max-requests", type=int,
                    help="streams per connection, then GOAWAY (default: no limit)")  # fmt: skip
     g = p.add_argument_group("garbage collector")

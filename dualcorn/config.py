@@ -273,7 +273,7 @@ class Config:
     http2_max_concurrent_streams: int = 100
     # The HTTP/2 frame layer, as uvicorn's --http picks HTTP/1.1's parser: "h2" (the
     # reference), "zttp" (the fast path uvicorn 0.54 uses; pip install dualcorn[zttp]), or
-    # "auto": h2, until zttp passes every attack probe (docs/http2.md).
+    # "auto": zttp when installed and within its ceilings, else h2 (http2/engines.py).
     http2_engine: Literal["auto", "h2", "zttp"] = "auto"
     # Streams one connection may carry before a graceful GOAWAY.  None by default, as Go,
     # Envoy and Apache mod_http2: an HTTP/2 client holds one connection for all it does, and

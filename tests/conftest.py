@@ -27,13 +27,14 @@ H2_ENGINES = ["h2", "zttp"] if importlib.util.find_spec("zttp") else ["h2"]
 
 
 # The wires of the ``wire`` fixture: an in-memory connection through each HTTP/1.1 tokenizer,
-# and HTTP/2 (h2c with prior knowledge, the default engine) when h2 is installed.
+# and HTTP/2 (h2c with prior knowledge, the default engine: zttp when installed, as the test
+# extra does, else h2) when h2 is installed.
 WIRES = [*PARSERS, "h2"] if importlib.util.find_spec("h2") else list(PARSERS)
 
 
 # ``@over_both`` on a test that takes ``serve`` and ``protocol``: it runs over HTTP/1.1 on each
-# parser and over HTTP/2 (h2c, the default engine) once, since the parser only reads the
-# preface before it hands the connection over.  (A parametrize mark, because a mark is what
+# parser and over HTTP/2 (h2c, the default engine, see WIRES) once, since the parser only reads
+# the preface before it hands the connection over.  (A parametrize mark, because a mark is what
 # overrides the parametrized ``http_name`` fixture.)
 _OVER = [(name, "1.1") for name in HTTPS]
 if importlib.util.find_spec("h2"):

@@ -59,6 +59,16 @@ def test_h2_scenarios_need_a_server_with_http2_flags() -> None:
         SERVERS["uvicorn"].command("asgi_hello:app", "asgi", 8000, h2=True)
 
 
+def test_the_dualcorn_rows_name_their_http2_engine() -> None:
+    """``dualcorn`` runs the default (auto: zttp with the bench extra); the h2 table keeps
+    both engines by name."""
+    engines = {}
+    for name in ("dualcorn", "dualcorn-h2", "dualcorn-zttp"):
+        argv = SERVERS[name].command("asgi_hello:app", "asgi", 8000, h2=True)
+        engines[name] = argv[argv.index("--http2-engine") + 1] if "--http2-engine" in argv else None
+    assert engines == {"dualcorn": None, "dualcorn-h2": "h2", "dualcorn-zttp": "zttp"}
+
+
 def _need_h2load() -> None:
     if shutil.which("h2load") is None:
         pytest.skip("h2load is not installed (apt-get install nghttp2-client)")

@@ -166,6 +166,8 @@ class H2Connection(ConnectionEnds, asyncio.Protocol, Connection):
                 self._malformed(event)
             elif isinstance(event, ev.PingAcked):
                 self.ping_acked(event.data)
+            elif isinstance(event, ev.Recycle):  # the zttp engine nears a count of zttp's
+                self._go_away(hold=True)  # as at the stream cap: see ends.py
             elif isinstance(event, ev.Closed):
                 # RFC 9113 6.8: the client opens no more streams; the open ones finish.
                 # The frame layer read the whole batch: a stream opened after the GOAWAY in

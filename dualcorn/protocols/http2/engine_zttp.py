@@ -26,10 +26,9 @@ by reading the frame headers that go in and out (9 bytes each: cheap):
   and pseudo-header checks, so ``request.checked_request_head`` makes only the rest (a Host
   at all among them).
 * **Its hard limits.**  zttp ends a connection after :data:`STREAMS_PER_CONNECTION` streams
-  (GOAWAY ENHANCE_YOUR_CALM, a "flood"); :data:`GRACEFUL_STREAMS` is where the connection
-  ends it gracefully first.  Its Rapid Reset count is for the connection's lifetime (256
-  cancelled streams), below the flood guard's rate (``limits.FloodGuard``, in front of
-  either engine).
+  or 256 resets (GOAWAY ENHANCE_YOUR_CALM), however slowly they came; the engine counts the
+  same and reports ``Recycle`` before either, and the connection ends gracefully
+  (:mod:`~dualcorn.protocols.http2.zttp_counts` says what zttp counts).
 
 Frames zttp queues in reaction to what it read (SETTINGS and PING acknowledgements, window
 updates, resets, GOAWAY) are taken out of it at the end of :meth:`ZttpEngine.receive`, so the
@@ -45,6 +44,8 @@ import zttp
 
 from dualcorn.protocols.http2 import events as ev
 from dualcorn.protocols.http2.events import EngineSettings, H2ConnectionError
+from dualcorn.protocols.http2.limits import ZTTP_MAX_HEADER_LIST, ZTTP_MAX_STREAMS
+from dualcorn.protocols.http2.zttp_counts import GRACEFUL_STREAMS, LAST_GRACEFUL_ID, graceful_resets
 from dualcorn.protocols.http2.zttp_frames import merged_end
 from dualcorn.protocols.http2.zttp_hpack import with_table_size_update
 from dualcorn.protocols.http2.zttp_windows import (
@@ -58,12 +59,8 @@ from dualcorn.protocols.http2.zttp_windows import (
 __all__ = ["GRACEFUL_STREAMS", "MAX_HEADER_LIST", "MAX_STREAMS", "ZttpEngine"]
 
 # zttp 0.0.35's ceilings, which its SETTINGS advertise and its parser enforces.
-MAX_STREAMS = 128  # concurrent streams; past them zttp refuses with REFUSED_STREAM
-MAX_HEADER_LIST = 65536  # a header block past it ends the connection (ENHANCE_YOUR_CALM)
-STREAMS_PER_CONNECTION = 4096  # the next stream ends the connection (ENHANCE_YOUR_CALM)
-# The graceful GOAWAY (RFC 9113 6.8) leaves room for the streams a client sends before it
-# sees it (at most a round trip of them, each bounded by the concurrent-stream limit).
-GRACEFUL_STREAMS = STREAMS_PER_CONNECTION - 2 * MAX_STREAMS
+MAX_STREAMS = ZTTP_MAX_STREAMS  # concurrent streams; past them zttp refuses (REFUSED_STREAM)
+MAX_HEADER_LIST = ZTTP_MAX_HEADER_LIST  # a header block past it ends the connection
 _HEADER_TABLE_SIZE = 4096  # zttp's HPACK decoder table, which its SETTINGS advertise
 _MAX_FRAME_SIZE = 16384  # zttp's, likewise
 
@@ -80,7 +77,10 @@ class ZttpEngine(InboundWindows):
     It is the flood guard's :class:`~dualcorn.protocols.http2.limits.FrameObserver`: the
     connection hands it to the guard, which counts DATA against its windows."""
 
-    __slots__ = ("_known", "_max_frame", "_preface_frames", "_table_update", "_websockets")
+    __slots__ = (
+        "_known", "_max_frame", "_preface_frames", "_recycled", "_reset_limit", "_resets",
+        "_table_update", "_websockets",
+    )  # fmt: skip
 
     def __init__(self, settings: EngineSettings) -> None:
         conn = zttp.Connection(zttp.SERVER, zttp.HTTP2)
@@ -91,6 +91,10 @@ class ZttpEngine(InboundWindows):
         # The client changed SETTINGS_HEADER_TABLE_SIZE: the next header block starts with a
         # table size update (zttp_hpack.py).
         self._table_update = False
+        # The resets zttp counted, and where the graceful end comes (zttp_counts.py).
+        self._resets = 0
+        self._reset_limit = graceful_resets(settings.max_concurrent_streams)
+        self._recycled = False  # ev.Recycle was reported
         self._settings_frame(settings)
 
     def _settings_frame(self, settings: EngineSettings) -> None:
@@ -182,6 +186,12 @@ class ZttpEngine(InboundWindows):
             if 0 not in sent_resets:  # zttp queued no GOAWAY of its own
                 self._out.append(self.goaway_frame(self._highest, code))
             raise H2ConnectionError(failure, code)
+        # zttp's lifetime counts (zttp_counts.py): a graceful end before either is passed.
+        if (
+            self._resets >= self._reset_limit or self._highest >= LAST_GRACEFUL_ID
+        ) and not self._recycled:
+            self._recycled = True
+            append(ev.Recycle())
         return events
 
     def _request(self, event: Any) -> ev.Event:
@@ -230,10 +240,13 @@ class ZttpEngine(InboundWindows):
         sid = event.stream_id
         code = event.error_code
         if sent.get(sid) != code:  # the client reset the stream
+            # zttp reports a client's reset only on a stream it still held, and counted it.
+            self._resets += 1
             self._close(sid)
             self._known.discard(sid)
             append(ev.Reset(sid, code))
         elif code == ev.PROTOCOL_ERROR:  # zttp found the request (or its body) malformed
+            self._resets += 1  # zttp counts its own resets of a malformed request
             if sid in self._known:  # its reset went out: the stream was being served
                 self._close(sid)
                 self._known.discard(sid)
@@ -241,6 +254,8 @@ class ZttpEngine(InboundWindows):
             # stream if the client is still sending (_open says).
             append(ev.Malformed(sid, "malformed request (RFC 9113 8.1.1)"))
         elif sid in self._known:  # zttp reset a served stream (REFUSED_STREAM, STREAM_CLOSED)
+            # Or the client did with the code zttp sent: counted, as zttp may have.
+            self._resets += 1
             self._close(sid)
             self._known.discard(sid)
             append(ev.Reset(sid, code))

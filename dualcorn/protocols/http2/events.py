@@ -23,6 +23,7 @@ __all__ = [
     "H2ConnectionError",
     "Malformed",
     "PingAcked",
+    "Recycle",
     "Request",
     "Reset",
     "SettingsAcked",
@@ -111,6 +112,12 @@ class Closed(NamedTuple):
     last_stream_id: int
 
 
+class Recycle(NamedTuple):
+    """The frame layer nears a lifetime count of its own past which it would end the
+    connection with an error (zttp: 4,096 streams, 256 resets): end it gracefully now (RFC
+    9113 6.8), so the client moves to a new connection without losing a request."""
+
+
 Event = (
     Request
     | CheckedRequest
@@ -122,6 +129,7 @@ Event = (
     | SettingsAcked
     | PingAcked
     | Closed
+    | Recycle
 )
 
 

@@ -25,7 +25,10 @@ from typing import Any, Protocol
 from dualcorn.protocols.http2.events import EngineSettings
 from dualcorn.protocols.state import ServerState
 
-__all__ = ["FloodGuard", "FrameObserver", "H2Limits", "limits_for"]
+__all__ = [
+    "ZTTP_MAX_HEADER_LIST", "ZTTP_MAX_STREAMS", "FloodGuard", "FrameObserver", "H2Limits",
+    "limits_for",
+]  # fmt: skip
 
 # SETTINGS_MAX_CONCURRENT_STREAMS is --http2-max-concurrent-streams (100, as nginx, h2 and
 # hypercorn).  A stream past it is refused with RST_STREAM REFUSED_STREAM, not the connection
@@ -42,6 +45,11 @@ RESET_RATE = 33.0
 # PRIORITY, empty DATA without END_STREAM, empty CONTINUATION, unknown frame types.
 CONTROL_BURST = 1000
 CONTROL_RATE = 100.0
+# zttp 0.0.35's ceilings, which its parser enforces whatever the server advertises
+# (engine_zttp.py; config.py refuses an explicit --http2-engine zttp past them, and
+# --http2-engine auto takes h2 past them: engines.py).
+ZTTP_MAX_STREAMS = 128  # SETTINGS_MAX_CONCURRENT_STREAMS
+ZTTP_MAX_HEADER_LIST = 65536  # a header list past it ends the connection, not a 431 on it
 # RFC 9113 6.9.2: the connection window the server grants.  Every stream's unread body counts
 # against it too, so this is the most request body one connection can make the server hold.
 CONNECTION_WINDOW_STREAMS = 4  # times the stream window
