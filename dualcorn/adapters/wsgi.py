@@ -186,6 +186,14 @@ def _host_and_port(host_header: str, scheme: str) -> tuple[str, str]:
     return name, port or default_port
 
 
+def _body_absent(receive: Receive) -> bool:
+    """dualcorn's own ``receive`` is a request cycle's method, which knows whether the client
+    ended the request with its head (HTTP/2 END_STREAM on HEADERS); another server's does not
+    say, and its first ``receive()`` is awaited instead."""
+    check = getattr(getattr(receive, "__self__", None), "dualcorn_body_absent", None)
+    return check is not None and bool(check())
+
+
 def request_may_have_body(environ: dict[str, Any]) -> bool:
     """RFC 9112 6.3: a request without Content-Length or Transfer-Encoding has no body."""
     length = environ.get("CONTENT_LENGTH")
@@ -366,9 +374,10 @@ class WSGIAdapter:
         if not body_read:
             bridge = LoopBridge(loop)
             wsgi_input = WSGIInput(bridge, receive)
-        elif scope.get("http_version") in _HTTP1:
+        elif scope.get("http_version") in _HTTP1 or _body_absent(receive):
             # RFC 9112 6.3 (7): an HTTP/1.x request without Content-Length or Transfer-Encoding
-            # has no body at all; nothing to receive.
+            # has no body at all; nothing to receive.  Nor has an HTTP/2 request that dualcorn
+            # says ended with its HEADERS (RFC 9113 8.1): its receive() is not awaited either.
             wsgi_input = WSGIInput(None, receive)
         else:
             # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body, so the

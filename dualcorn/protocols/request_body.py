@@ -58,6 +58,14 @@ class RequestBody:
     def _gone(self) -> bool:
         raise NotImplementedError
 
+    def dualcorn_body_absent(self) -> bool:
+        """Whether the request has no body at all, so that ``receive()`` would only say so:
+        an HTTP/2 request whose HEADERS ended the stream (RFC 9113 8.1), which a Content-Length
+        or its absence does not tell.  The WSGI adapter (found on ``receive.__self__``) then
+        gives the app an empty ``wsgi.input`` without awaiting ``receive()``, as it does for an
+        HTTP/1.1 request without a body (RFC 9112 6.3)."""
+        return not (self._more_body or self._body_seen or self._expect_100 or self.disconnected)
+
     # --- Fed by the protocol ------------------------------------------------------------
 
     def feed_body(self, data: bytes) -> None:
