@@ -97,3 +97,70 @@ def test_reset_mid_response_frees_the_only_app_thread(serve: Serve) -> None:
         result = client.get("/next")
         assert result.status == 200
         assert bytes(result.data) == b"next"
+
+
+def test_reset_while_waiting_for_a_thread_skips_the_app(serve: Serve) -> None:
+    """A request waiting for the pool's only thread, reset by its client meanwhile, is never
+    run (the cycle calls the adapter back on the reset: no watching task, no delay); the
+    connection and the next request go on."""
+    ran: list[str] = []
+    gate = threading.Event()
+    busy = threading.Event()
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        ran.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/block":
+            busy.set()
+            gate.wait(WAIT)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with (
+        serve(app, interface="wsgi", threads=1) as server,
+        H2Client(server.port, timeout=WAIT) as client,
+    ):
+        blocker = client.request("/block")
+        assert busy.wait(WAIT)
+        waiting = client.request("/skipped")
+        time.sleep(0.3)  # the server has read it and queued it behind /block
+        client.conn.reset_stream(waiting)
+        client.flush()
+        time.sleep(0.3)  # the reset reaches the server before the thread is free
+        gate.set()
+        [result] = client.wait(blocker)
+        assert result.status == 200
+        assert client.get("/after").status == 200
+    assert ran == ["/block", "/after"]
+
+
+def test_body_without_a_length_waiting_for_a_thread_reaches_the_app_whole(serve: Serve) -> None:
+    """A body in DATA frames without Content-Length, whose request waits for a busy thread
+    while the rest of the body arrives: no chunk is taken from the app by the server's wait
+    for the client to go (a watch that called receive() did, and the app waited for ever)."""
+    gate = threading.Event()
+    busy = threading.Event()
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/block":
+            busy.set()
+            gate.wait(WAIT)
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+        return echo_length(environ, start_response)
+
+    with (
+        serve(app, interface="wsgi", threads=1) as server,
+        H2Client(server.port, timeout=WAIT) as client,
+    ):
+        blocker = client.request("/block")
+        assert busy.wait(WAIT)
+        sid = client.request("/echo", method="POST", end=False)
+        client.send_body(sid, b"first-", end=False)
+        time.sleep(0.3)  # the request waits for the thread past the watch's delay
+        client.send_body(sid, b"second", end=True)
+        time.sleep(0.2)
+        gate.set()
+        [blocked, result] = client.wait([blocker, sid])
+        assert blocked.status == 200
+        assert result.status == 200
+        assert bytes(result.data) == b"POST 12 b'first-second'"

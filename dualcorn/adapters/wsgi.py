@@ -186,11 +186,11 @@ def _host_and_port(host_header: str, scheme: str) -> tuple[str, str]:
     return name, port or default_port
 
 
-def _body_absent(receive: Receive) -> bool:
-    """dualcorn's own ``receive`` is a request cycle's method, which knows whether the client
-    ended the request with its head (HTTP/2 END_STREAM on HEADERS); another server's does not
-    say, and its first ``receive()`` is awaited instead."""
-    check = getattr(getattr(receive, "__self__", None), "dualcorn_body_absent", None)
+def _body_absent(cycle: Any) -> bool:
+    """Whether the request cycle behind ``receive`` (its ``__self__``) says the client ended
+    the request with its head (HTTP/2 END_STREAM on HEADERS); another server's does not say,
+    and its first ``receive()`` is awaited instead."""
+    check = getattr(cycle, "dualcorn_body_absent", None)
     return check is not None and bool(check())
 
 
@@ -371,13 +371,19 @@ class WSGIAdapter:
         loop = asyncio.get_running_loop()
         body_read = not request_may_have_body(environ)
         bridge: LoopBridge | None = None
+        # dualcorn's own receive() is a request cycle's method, with two hooks for HTTP/2
+        # (another server's says nothing: the adapter then awaits receive() and watches).
+        cycle: Any = None
         if not body_read:
             bridge = LoopBridge(loop)
             wsgi_input = WSGIInput(bridge, receive)
-        elif scope.get("http_version") in _HTTP1 or _body_absent(receive):
+        elif scope.get("http_version") in _HTTP1:
             # RFC 9112 6.3 (7): an HTTP/1.x request without Content-Length or Transfer-Encoding
-            # has no body at all; nothing to receive.  Nor has an HTTP/2 request that dualcorn
-            # says ended with its HEADERS (RFC 9113 8.1): its receive() is not awaited either.
+            # has no body at all; nothing to receive.
+            wsgi_input = WSGIInput(None, receive)
+        elif _body_absent(cycle := getattr(receive, "__self__", None)):
+            # Nor has an HTTP/2 request whose HEADERS ended the stream (RFC 9113 8.1), which
+            # only the cycle knows: its receive() is not awaited either.
             wsgi_input = WSGIInput(None, receive)
         else:
             # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body, so the
@@ -415,8 +421,16 @@ class WSGIAdapter:
         if body_read and backlog >= 0:
             # No idle thread: it waits, and if its client hangs up meanwhile, nobody should run
             # it.  (One an idle thread takes at once needs no watch: --wsgi-queue's 503 and the
-            # app's own posts cover it.)
-            watch = self._watcher.add(outbox, receive, loop)
+            # app's own posts cover it.)  Over HTTP/2 the cycle calls back on a reset stream
+            # or a lost connection (no half-close to read there: RFC 9113 8.1 ends a request
+            # with END_STREAM): no watch, and the request is skipped at once.
+            # A watch receive()s, so not while body is left (an HTTP/2 body without a
+            # length): it would take a chunk from the app.
+            hook = getattr(cycle, "dualcorn_on_disconnect", None)
+            if hook is not None:
+                hook(outbox.abandon)
+            elif bridge is None:
+                watch = self._watcher.add(outbox, receive, loop)
         try:
             await outbox.deliver(send)
         except asyncio.CancelledError:
