@@ -98,7 +98,7 @@ class RequestBody:
 
     def feed_disconnect(self) -> None:
         self.disconnected = True
-        # Set only by dualcorn_on_disconnect (rare): unset, the slot reads as None here.
+        # Set only by dualcorn_on_disconnect; unset (most cycles), the slot reads as None here.
         callback = getattr(self, "_on_disconnect", None)
         if callback is not None:
             self._on_disconnect = None
