@@ -3,7 +3,9 @@
 ``python -m benchmarks.h2engines`` (``--requests N --rounds R``) runs dualcorn's real
 :class:`~dualcorn.protocols.http2.connection.H2Connection` (flood guard, engine, request head
 and policy, stream, ASGI request cycle, a hello-world app) on an in-memory transport, once with
-``--http2-engine h2`` and once with ``zttp``, taking turns round by round.  An ``h2`` client
+``--http2-engine h2`` and once with ``zttp``, taking turns round by round (``--app wsgi``: the
+WSGI hello of ``benchmarks/apps/wsgi_hello.py`` through the adapter and its thread pool, whose
+threads' CPU ``time.process_time`` counts too).  An ``h2`` client
 encodes the requests beforehand (32 streams in flight, as ``h2load -m 32``); the timed part is
 the server's: feeding the bytes and running the loop until every response is written.  The
 figure is the median over rounds of process CPU time per request.  Unlike
@@ -113,9 +115,13 @@ def _batches(count: int, post: bool) -> list[bytes]:
 WAIT_SECONDS = 10.0  # per batch of CONCURRENT requests; each takes milliseconds
 
 
-async def _serve(engine: str, batches: list[bytes], count: int) -> float:
-    config = Config(app=hello, lifespan="off", access_log=False, http2_engine=engine,  # type: ignore[arg-type]
-                    limit_keepalive_requests=None)  # fmt: skip
+WSGI_APP = "benchmarks.apps.wsgi_hello:app"
+
+
+async def _serve(engine: str, batches: list[bytes], count: int, wsgi: bool = False) -> float:
+    config = Config(app=WSGI_APP if wsgi else hello, lifespan="off", access_log=False,  # type: ignore[arg-type]
+                    http2_engine=engine, limit_keepalive_requests=None,
+                    interface="wsgi" if wsgi else "auto")  # fmt: skip
     app, _interface = prepare_app(config)
     state = ServerState(config, app)  # the adapter's capabilities are read from the app
     conn = H2Connection(state)
@@ -125,9 +131,21 @@ async def _serve(engine: str, batches: list[bytes], count: int) -> float:
     conn.data_received(batches[0])  # the preface and SETTINGS
     done = 0
     loop = asyncio.get_running_loop()
+    reached = asyncio.Event()
+    if wsgi:
+        # The app threads answer in their own time: wait for the batch's last answer on an
+        # event, not in a loop of sleep(0) whose spinning would be counted as the server's.
+        state.on_request_done.append(
+            lambda: state.total_requests >= done and reached.set()  # type: ignore[func-returns-value]
+        )
     for batch in batches[1:]:
         conn.data_received(batch)
         done = min(done + CONCURRENT, count)
+        if wsgi:
+            if state.total_requests < done:
+                reached.clear()
+                await asyncio.wait_for(reached.wait(), WAIT_SECONDS)
+            continue
         # A batch the server cannot finish (bodies past the connection window, which this
         # client never reopens) would otherwise spin here for ever.
         deadline = loop.time() + WAIT_SECONDS
@@ -142,10 +160,13 @@ async def _serve(engine: str, batches: list[bytes], count: int) -> float:
     transport.close()
     conn.connection_lost(None)
     await asyncio.sleep(0)
+    shutdown = getattr(app, "shutdown", None)
+    if wsgi and shutdown is not None:
+        await shutdown()  # the adapter's thread pool
     return spent
 
 
-def measure(engine: str, requests: int, post: bool) -> float:
+def measure(engine: str, requests: int, post: bool, wsgi: bool = False) -> float:
     """Microseconds of server CPU per request, over ``requests`` on fresh connections."""
     loop = asyncio.new_event_loop()
     try:
@@ -154,7 +175,7 @@ def measure(engine: str, requests: int, post: bool) -> float:
         while left > 0:
             count = min(left, PER_CONNECTION)
             batches = _batches(count, post)
-            spent += loop.run_until_complete(_serve(engine, batches, count))
+            spent += loop.run_until_complete(_serve(engine, batches, count, wsgi))
             left -= count
     finally:
         loop.close()
@@ -165,13 +186,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.h2engines")
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--app", choices=("asgi", "wsgi"), default="asgi")
+    parser.add_argument("--engine", choices=("h2", "zttp"), help="one engine (default: both)")
+    parser.add_argument("--get-only", action="store_true", help="skip the POST rounds")
     args = parser.parse_args(argv)
+    wsgi = args.app == "wsgi"
     engines = ["h2", "zttp"] if zttp_installed() else ["h2"]
-    for post in (False, True):
+    if args.engine:
+        engines = [args.engine]
+    for post in (False,) if args.get_only else (False, True):
         figures: dict[str, list[float]] = {engine: [] for engine in engines}
         for _ in range(args.rounds):
             for engine in engines:
-                figures[engine].append(measure(engine, args.requests, post))
+                figures[engine].append(measure(engine, args.requests, post, wsgi))
         name = "POST 1 KiB" if post else "GET"
         for engine in engines:
             values = figures[engine]

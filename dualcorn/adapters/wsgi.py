@@ -20,11 +20,12 @@ The server only ever speaks ASGI 3 (design rule 1), so a WSGI app is wrapped in
 The pool is bounded (``threads``): when every thread is busy, further requests wait in the
 pool's queue, holding no thread, and that queue is bounded too (``queue``, ``--wsgi-queue``):
 past it the request is answered 503 at once, as ``--limit-concurrency`` does.  A request
-without a body that has to wait watches its client meanwhile (from 50-100 ms on, see
-:mod:`.wsgi_watch`): one that hangs up before a thread is free aborts its outbox, and the thread
-that takes it skips the application.  A request task cancelled by the server aborts its bridge
-and its outbox, so its app thread stops at its next hop or post (or never starts the
-application) and returns to the pool.
+without a body that has to wait watches its client meanwhile: over HTTP/2 dualcorn's request
+cycle calls back when the client resets the stream (``dualcorn_on_disconnect``), elsewhere a
+watch starts 50-100 ms on (see :mod:`.wsgi_watch`).  One whose client hangs up before a thread
+is free aborts its outbox, and the thread that takes it skips the application.  A request
+task cancelled by the server aborts its bridge and its outbox, so its app thread stops at its
+next hop or post (or never starts the application) and returns to the pool.
 
 Shutting down never blocks the loop: the pool is told to stop and its threads are awaited as an
 event, only as long as the server's grace period allows; then the server names the requests it
@@ -35,16 +36,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import logging
-import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import unquote_to_bytes
 from wsgiref.types import WSGIApplication
 
 from dualcorn.access_format import REQUEST_ID_KEY
 from dualcorn.adapters.capabilities import Capabilities
+from dualcorn.adapters.wsgi_errors import ErrorStream
 from dualcorn.adapters.wsgi_input import (
     ClientDisconnected,
     LoopBridge,
@@ -77,58 +77,12 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _HTTP1 = frozenset(("1.1", "1.0"))
 # Environ templates kept (one per connection, roughly) before the cache starts again.
 _TEMPLATES = 1024
-# Bytes of a partial line wsgi.errors holds before it logs them anyway.
-_ERRORS_LINE_LIMIT = 8192
 _BUSY_START = {
     "type": "http.response.start",
     "status": 503,
     "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
 }
 _BUSY_BODY = {"type": "http.response.body", "body": b"Service Unavailable", "more_body": False}
-
-
-class ErrorStream(io.TextIOBase):
-    """``wsgi.errors``: a text stream whose lines become records on a logger.
-
-    PEP 3333 "Input and Error Streams": the error stream offers ``write(str)``, ``writelines``
-    and ``flush``.  Lines go to the ``dualcorn.error`` logger rather than stdout, so they land
-    wherever the server's logging is configured.  A partial line is kept per thread (app threads
-    share this stream), and logged on ``flush()`` or when its line ends.
-    """
-
-    def __init__(self, logger: logging.Logger) -> None:
-        super().__init__()
-        self._logger = logger
-        self._pending = threading.local()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"wsgi.errors.write() takes str, not {type(text).__name__}")
-        pending: str = self._pending.__dict__.get("text", "") + text
-        end = pending.rfind("\n")
-        if end >= 0:
-            self._logger.error("%s", pending[:end])
-            pending = pending[end + 1 :]
-        if len(pending) > _ERRORS_LINE_LIMIT:
-            self._logger.error("%s", pending)
-            pending = ""
-        self._pending.text = pending
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:  # type: ignore[override]
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        # Called after every request: the thread's own dict, because a missing attribute on a
-        # threading.local costs an exception (getattr with a default: ~0.8 us).
-        pending: str = self._pending.__dict__.get("text", "")
-        if pending:
-            self._pending.text = ""
-            self._logger.error("%s", pending)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -184,6 +138,14 @@ def _host_and_port(host_header: str, scheme: str) -> tuple[str, str]:
         return address, port.lstrip(":") or default_port
     name, _, port = host_header.partition(":")
     return name, port or default_port
+
+
+def _body_absent(cycle: Any) -> bool:
+    """Whether the request cycle behind ``receive`` (its ``__self__``) says the client ended
+    the request with its head (HTTP/2 END_STREAM on HEADERS); another server's does not say,
+    and its first ``receive()`` is awaited instead."""
+    check = getattr(cycle, "dualcorn_body_absent", None)
+    return check is not None and bool(check())
 
 
 def request_may_have_body(environ: dict[str, Any]) -> bool:
@@ -363,12 +325,19 @@ class WSGIAdapter:
         loop = asyncio.get_running_loop()
         body_read = not request_may_have_body(environ)
         bridge: LoopBridge | None = None
+        # dualcorn's own receive() is a request cycle's method, with two hooks for HTTP/2
+        # (another server's says nothing: the adapter then awaits receive() and watches).
+        cycle: Any = None
         if not body_read:
             bridge = LoopBridge(loop)
             wsgi_input = WSGIInput(bridge, receive)
         elif scope.get("http_version") in _HTTP1:
             # RFC 9112 6.3 (7): an HTTP/1.x request without Content-Length or Transfer-Encoding
             # has no body at all; nothing to receive.
+            wsgi_input = WSGIInput(None, receive)
+        elif _body_absent(cycle := getattr(receive, "__self__", None)):
+            # Nor has an HTTP/2 request whose HEADERS ended the stream (RFC 9113 8.1), which
+            # only the cycle knows: its receive() is not awaited either.
             wsgi_input = WSGIInput(None, receive)
         else:
             # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body, so the
@@ -406,8 +375,16 @@ class WSGIAdapter:
         if body_read and backlog >= 0:
             # No idle thread: it waits, and if its client hangs up meanwhile, nobody should run
             # it.  (One an idle thread takes at once needs no watch: --wsgi-queue's 503 and the
-            # app's own posts cover it.)
-            watch = self._watcher.add(outbox, receive, loop)
+            # app's own posts cover it.)  Over HTTP/2 the cycle calls back on a reset stream
+            # or a lost connection (no half-close to read there: RFC 9113 8.1 ends a request
+            # with END_STREAM): no watch, and the request is skipped at once.
+            # A watch receive()s, so not while body is left (an HTTP/2 body without a
+            # length): it would take a chunk from the app.
+            hook = getattr(cycle, "dualcorn_on_disconnect", None)
+            if hook is not None:
+                hook(outbox.abandon)
+            elif bridge is None:
+                watch = self._watcher.add(outbox, receive, loop)
         try:
             await outbox.deliver(send)
         except asyncio.CancelledError:

@@ -10,6 +10,7 @@ sends too slowly is dropped (``--timeout-body-read``, ``--timeout-min-rate``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class RequestBody:
         "_client_done",
         "_expect_100",
         "_more_body",
+        "_on_disconnect",
         "_wake",
         "disconnected",
     )  # fmt: skip
@@ -46,6 +48,7 @@ class RequestBody:
     _client_done: bool  # the client half-closed after the whole request
     _expect_100: bool
     _more_body: bool
+    _on_disconnect: Callable[[], object] | None  # unset until dualcorn_on_disconnect
     _wake: asyncio.Event | None
     disconnected: bool
     # The cycle's:
@@ -57,6 +60,24 @@ class RequestBody:
 
     def _gone(self) -> bool:
         raise NotImplementedError
+
+    def dualcorn_body_absent(self) -> bool:
+        """Whether the request has no body at all, so that ``receive()`` would only say so:
+        an HTTP/2 request whose HEADERS ended the stream (RFC 9113 8.1), which a Content-Length
+        or its absence does not tell.  The WSGI adapter (found on ``receive.__self__``) then
+        gives the app an empty ``wsgi.input`` without awaiting ``receive()``, as it does for an
+        HTTP/1.1 request without a body (RFC 9112 6.3)."""
+        return not (self._more_body or self._body_seen or self._expect_100 or self.disconnected)
+
+    def dualcorn_on_disconnect(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` on the loop once the client is gone (a reset stream, a lost
+        connection), or now if it is.  What ``receive()`` would say in time, without a task
+        waiting in it: the WSGI adapter lets an HTTP/2 request that waits for an app thread
+        be skipped at once when its client resets it (see ``adapters/wsgi_watch.py``)."""
+        if self.disconnected:
+            callback()
+        else:
+            self._on_disconnect = callback
 
     # --- Fed by the protocol ------------------------------------------------------------
 
@@ -77,6 +98,11 @@ class RequestBody:
 
     def feed_disconnect(self) -> None:
         self.disconnected = True
+        # Set only by dualcorn_on_disconnect; unset (most cycles), the slot reads as None here.
+        callback = getattr(self, "_on_disconnect", None)
+        if callback is not None:
+            self._on_disconnect = None
+            callback()
         self._notify()
 
     def feed_eof(self) -> None:
