@@ -1,0 +1,112 @@
+"""Adversarial probes of the default HTTP/2 path (``--http2-engine auto``, which is zttp when
+installed), run on a real server on both engines (conftest parametrizes ``h2_engine``).
+
+Each probe is one an attacker can send with raw frames (hyperframe and hpack: no client state
+machine refuses it), and the answer must be the one RFC 9113 asks for on either engine: the
+status the HTTP/1.1 table gives, then at most a reset with the right code, and a connection
+that serves on.  The probes and what each engine answered are in docs/http2.md ("Where the
+engines answer differently") where the engines may differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("h2")
+
+from hyperframe.frame import DataFrame, Frame, HeadersFrame, RstStreamFrame
+
+from tests.support import ServerThread
+from tests.test_http2_probes import PROTOCOL_ERROR, Raw, goaway, resets, statuses
+
+POST = [(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a.test")]
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers what reached it: the scope's headers, path and the body's length (JSON)."""
+    if scope["type"] != "http":
+        return
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    seen = {
+        "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]],
+        "path": scope["path"],
+        "body": size,
+    }
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": json.dumps(seen).encode()})
+
+
+@pytest.fixture
+def server() -> Iterator[ServerThread]:
+    with ServerThread(app) as running:
+        yield running
+
+
+def _stream_ends(sid: int) -> Any:
+    def until(frame: Frame) -> bool:
+        if frame.stream_id != sid:
+            return False
+        if isinstance(frame, RstStreamFrame):
+            return True
+        return isinstance(frame, (DataFrame, HeadersFrame)) and "END_STREAM" in frame.flags
+
+    return until
+
+
+def _body(frames: list[Frame], sid: int) -> bytes:
+    data = [f for f in frames if isinstance(f, DataFrame) and f.stream_id == sid]
+    return b"".join(bytes(f.data) for f in data)
+
+
+# A malformed head (RFC 9113 8.1.1) whose DATA follows in the same read: the engine must still
+# answer the stream itself (400, as HTTP/1.1 answers the same head) and reset it at most with
+# PROTOCOL_ERROR.  zttp answered the DATA with RST_STREAM STREAM_CLOSED, once per DATA frame,
+# and the 400 never went out.
+MALFORMED_WITH_BODY = {
+    "content-length-negative": [("content-length", "-1")],
+    "content-length-list": [("content-length", "3, 3")],
+    "content-length-plus": [("content-length", "+3")],
+    "content-length-two": [("content-length", "3"), ("content-length", "4")],
+    "upper-case-name": [("X-Foo", "1")],
+    "transfer-encoding": [("transfer-encoding", "chunked")],
+}
+
+
+@pytest.mark.parametrize("ended", [True, False], ids=["ended", "still-sending"])
+@pytest.mark.parametrize("case", sorted(MALFORMED_WITH_BODY))
+def test_malformed_head_with_data_in_the_same_read(
+    server: ServerThread, case: str, ended: bool
+) -> None:
+    with Raw(server.port) as client:
+        data = DataFrame(1)
+        data.data = b"abc"
+        more = DataFrame(1)
+        more.data = b"def"
+        if ended:
+            more.flags.add("END_STREAM")
+        head = client.headers(1, POST + MALFORMED_WITH_BODY[case], end=False)
+        client.send(head + data.serialize() + more.serialize())
+        frames = client.frames(_stream_ends(1))
+        frames += client.frames(lambda f: False, timeout=0.3)  # any reset that follows
+        assert statuses(frames) == [b"400"]
+        assert all(code == PROTOCOL_ERROR for _, code in resets(frames)), resets(frames)
+        assert len(resets(frames)) <= 1
+        assert goaway(frames) is None
+        # The connection serves on, and its window was given back for the refused DATA.
+        client.send(client.headers(3, POST, end=False))
+        body = DataFrame(3)
+        body.data = b"x" * 1000
+        body.flags.add("END_STREAM")
+        client.send(body)
+        frames = client.frames(_stream_ends(3))
+        assert statuses(frames) == [b"200"]
+        assert json.loads(_body(frames, 3))["body"] == 1000
