@@ -110,3 +110,19 @@ def test_malformed_head_with_data_in_the_same_read(
         frames = client.frames(_stream_ends(3))
         assert statuses(frames) == [b"200"]
         assert json.loads(_body(frames, 3))["body"] == 1000
+
+
+@pytest.mark.parametrize("ended", [True, False], ids=["ended", "still-sending"])
+def test_empty_scheme_is_malformed(server: ServerThread, ended: bool) -> None:
+    """RFC 9113 8.3.1: a request carries exactly one *valid* :scheme; an empty one is none
+    (RFC 3986 3.1), so 400 on either engine (h2's path served it as "http")."""
+    fields = [(":method", "GET"), (":scheme", ""), (":path", "/"), (":authority", "a.test")]
+    with Raw(server.port) as client:
+        client.send(client.headers(1, fields, end=ended))
+        frames = client.frames(_stream_ends(1))
+        assert statuses(frames) == [b"400"]
+        if not ended:
+            frames += client.frames(lambda f: isinstance(f, RstStreamFrame))
+            assert resets(frames) == [(1, PROTOCOL_ERROR)]
+        client.send(client.headers(3, POST))
+        assert statuses(client.frames(_stream_ends(3))) == [b"200"]
