@@ -126,3 +126,45 @@ def test_empty_scheme_is_malformed(server: ServerThread, ended: bool) -> None:
             assert resets(frames) == [(1, PROTOCOL_ERROR)]
         client.send(client.headers(3, POST))
         assert statuses(client.frames(_stream_ends(3))) == [b"200"]
+
+
+# Differences docs/http2.md ("Where the engines answer differently") lists, pinned per engine.
+
+
+def test_trailers_with_framing_fields(server: ServerThread, h2_engine: str) -> None:
+    """RFC 9110 6.5.1 keeps Content-Length and Host out of trailers: zttp calls such trailers
+    malformed (reset, PROTOCOL_ERROR); h2 discards request trailers and serves."""
+    with Raw(server.port) as client:
+        data = DataFrame(1)
+        data.data = b"abc"
+        head = client.headers(1, POST, end=False)  # encoded first: HPACK's order is the wire's
+        trailers = HeadersFrame(1)
+        trailers.data = client.encoder.encode([("content-length", "99")], huffman=False)
+        trailers.flags = {"END_HEADERS", "END_STREAM"}
+        client.send(head, data, trailers)
+        frames = client.frames(_stream_ends(1))
+        if h2_engine == "zttp":
+            assert statuses(frames) == []
+            assert resets(frames) == [(1, PROTOCOL_ERROR)]
+        else:
+            assert statuses(frames) == [b"200"]
+            assert json.loads(_body(frames, 1))["body"] == 3
+        client.send(client.headers(3, POST))
+        assert statuses(client.frames(_stream_ends(3))) == [b"200"]
+
+
+def test_data_past_content_length(server: ServerThread) -> None:
+    """RFC 9113 8.1.1: DATA past Content-Length is malformed; the app never sees it and the
+    stream is reset with PROTOCOL_ERROR.  Nothing may follow the reset on that stream (5.1:
+    closed); zttp's path reported the stream twice and sent a 400 after its reset."""
+    with Raw(server.port) as client:
+        data = DataFrame(1)
+        data.data = b"abc"
+        data.flags.add("END_STREAM")
+        client.send(client.headers(1, [*POST, ("content-length", "2")], end=False), data)
+        frames = client.frames(lambda f: isinstance(f, RstStreamFrame))
+        frames += client.frames(lambda f: False, timeout=0.5)  # anything after the reset
+        assert resets(frames) == [(1, PROTOCOL_ERROR)]
+        assert [f for f in frames if f.stream_id == 1 and not isinstance(f, RstStreamFrame)] == []
+        client.send(client.headers(3, POST))
+        assert statuses(client.frames(_stream_ends(3))) == [b"200"]

@@ -255,8 +255,13 @@ class ZttpEngine(InboundWindows):
         elif code in (ev.PROTOCOL_ERROR, _HELD):  # zttp found the request (or body) malformed
             self._resets += 1  # zttp counts its own resets of a malformed request
             if sid in self._known:  # its reset went out: the stream was being served
+                overflowed = self._lengths.get(sid, 0) < 0
                 self._close(sid)
                 self._known.discard(sid)
+                if overflowed:
+                    # _overflow reported this stream: a second report would find it gone
+                    # and answer 400 on a stream already reset (RFC 9113 5.1: closed).
+                    return
             # Else its reset was held back: the connection answers 400, then resets the
             # stream if the client is still sending (_open says).
             append(ev.Malformed(sid, "malformed request (RFC 9113 8.1.1)"))
