@@ -67,6 +67,8 @@ _MAX_FRAME_SIZE = 16384  # zttp's, likewise
 _DATA, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 3, 4, 6, 7, 8
 _END_STREAM = 0x1
 _FRAME_HEADER = 9
+# _filter's mark for a stream whose malformed-request reset it held back (not an error code).
+_HELD = -1
 _SET_HEADER_TABLE, _SET_PUSH, _SET_STREAMS, _SET_WINDOW = 1, 2, 3, 4
 _SET_FRAME, _SET_LIST, _SET_CONNECT = 5, 6, 8
 
@@ -239,17 +241,27 @@ class ZttpEngine(InboundWindows):
     def _reset_event(self, event: Any, sent: dict[int, int], append: Any) -> None:
         sid = event.stream_id
         code = event.error_code
+        held = sent.get(sid) == _HELD
+        if held and code != ev.PROTOCOL_ERROR:
+            return  # zttp's STREAM_CLOSED to the DATA after a malformed head (_filter)
+        if held:
+            code = _HELD  # zttp found the request malformed: the branch below
         if sent.get(sid) != code:  # the client reset the stream
             # zttp reports a client's reset only on a stream it still held, and counted it.
             self._resets += 1
             self._close(sid)
             self._known.discard(sid)
             append(ev.Reset(sid, code))
-        elif code == ev.PROTOCOL_ERROR:  # zttp found the request (or its body) malformed
+        elif code in (ev.PROTOCOL_ERROR, _HELD):  # zttp found the request (or body) malformed
             self._resets += 1  # zttp counts its own resets of a malformed request
             if sid in self._known:  # its reset went out: the stream was being served
+                overflowed = self._lengths.get(sid, 0) < 0
                 self._close(sid)
                 self._known.discard(sid)
+                if overflowed:
+                    # _overflow reported this stream: a second report would find it gone
+                    # and answer 400 on a stream already reset (RFC 9113 5.1: closed).
+                    return
             # Else its reset was held back: the connection answers 400, then resets the
             # stream if the client is still sending (_open says).
             append(ev.Malformed(sid, "malformed request (RFC 9113 8.1.1)"))
@@ -291,10 +303,18 @@ class ZttpEngine(InboundWindows):
             elif kind == _RST_STREAM:
                 sid = int.from_bytes(out[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
                 code = int.from_bytes(out[pos + 9 : pos + 13], "big")
-                sent[sid] = code
-                if code == ev.PROTOCOL_ERROR and sid not in self._known:
+                if sent.get(sid) == _HELD:
+                    # zttp answers DATA that followed the malformed head in the same read with
+                    # STREAM_CLOSED; the connection answers that stream (400, then one reset
+                    # with PROTOCOL_ERROR, RFC 9113 8.1.1), so these never go out.
+                    keep.append(out[start:pos])
+                    start = nxt
+                elif code == ev.PROTOCOL_ERROR and sid not in self._known:
+                    sent[sid] = _HELD
                     keep.append(out[start:pos])  # the connection answers 400, then resets
                     start = nxt
+                else:
+                    sent[sid] = code
             elif kind == _GOAWAY:
                 sent[0] = int.from_bytes(out[pos + 13 : pos + 17], "big")
             pos = nxt

@@ -122,8 +122,10 @@ def h2_request_head(
     if connect and protocol is None:
         if b":scheme" in pseudo or b":path" in pseudo or authority is None:
             raise Malformed("CONNECT has :authority only (RFC 9113 8.5)")
-    elif not path or b":scheme" not in pseudo:
-        raise Malformed("no :scheme, or an empty :path (RFC 9113 8.3.1)")
+    elif not path or not pseudo.get(b":scheme"):
+        # An empty :scheme is no "valid value" either (8.3.1; RFC 3986 3.1: one letter at
+        # least); zttp refuses it too.
+        raise Malformed("no :scheme, or an empty :path or :scheme (RFC 9113 8.3.1)")
     elif protocol is not None and (not connect or authority is None):
         raise Malformed(":protocol is for an extended CONNECT with :authority (RFC 8441 4)")
     if authority is None and host is None:
