@@ -37,7 +37,6 @@ filter runs only on them; responses go out untouched.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import zttp
@@ -46,12 +45,10 @@ from dualcorn.protocols.http2 import events as ev
 from dualcorn.protocols.http2.events import EngineSettings, H2ConnectionError
 from dualcorn.protocols.http2.limits import ZTTP_MAX_HEADER_LIST, ZTTP_MAX_STREAMS
 from dualcorn.protocols.http2.zttp_counts import GRACEFUL_STREAMS, LAST_GRACEFUL_ID, graceful_resets
-from dualcorn.protocols.http2.zttp_frames import merged_end
-from dualcorn.protocols.http2.zttp_hpack import with_table_size_update
+from dualcorn.protocols.http2.zttp_output import ZttpOutput
 from dualcorn.protocols.http2.zttp_windows import (
     DEFAULT_WINDOW,
     FLOW_CONTROL_ERROR,
-    InboundWindows,
     frame,
     window_update,
 )
@@ -73,26 +70,19 @@ _SET_HEADER_TABLE, _SET_PUSH, _SET_STREAMS, _SET_WINDOW = 1, 2, 3, 4
 _SET_FRAME, _SET_LIST, _SET_CONNECT = 5, 6, 8
 
 
-class ZttpEngine(InboundWindows):
+class ZttpEngine(ZttpOutput):
     """One server-side HTTP/2 connection on zttp; see the module notes.
 
     It is the flood guard's :class:`~dualcorn.protocols.http2.limits.FrameObserver`: the
     connection hands it to the guard, which counts DATA against its windows."""
 
-    __slots__ = (
-        "_known", "_max_frame", "_preface_frames", "_recycled", "_reset_limit", "_resets",
-        "_table_update", "_websockets",
-    )  # fmt: skip
+    __slots__ = ("_preface_frames", "_recycled", "_reset_limit", "_resets", "_websockets")
 
     def __init__(self, settings: EngineSettings) -> None:
         conn = zttp.Connection(zttp.SERVER, zttp.HTTP2)
         super().__init__(conn, settings.initial_window_size, settings.connection_window)
-        self._known: set[int] = set()  # streams reported as Request and not yet ended here
         self._max_frame = _MAX_FRAME_SIZE
         self._websockets = settings.enable_connect_protocol
-        # The client changed SETTINGS_HEADER_TABLE_SIZE: the next header block starts with a
-        # table size update (zttp_hpack.py).
-        self._table_update = False
         # The resets zttp counted, and where the graceful end comes (zttp_counts.py).
         self._resets = 0
         self._reset_limit = graceful_resets(settings.max_concurrent_streams)
@@ -324,136 +314,6 @@ class ZttpEngine(InboundWindows):
             keep.append(out[start:])
             self._out.append(b"".join(keep))
         return sent
-
-    # --- Writing ----------------------------------------------------------------------------
-
-    # The sending methods return False when the stream can take nothing more (as H2Engine's):
-    # zttp refused to send (a field RFC 9113 8.2.2 forbids, or the stream is gone).
-
-    def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> bool:
-        """A response head, an interim (1xx) head or trailers (``end``) on one stream."""
-        stream = self._conn.stream(stream_id)
-        name, value = fields[0]
-        try:
-            if name != b":status":
-                stream.end_message(fields)  # trailers
-                self._ended(stream_id)
-            else:
-                status = int(value)
-                if status < 200:
-                    stream.send_informational(status, fields[1:])
-                else:
-                    stream.send_response(status, fields[1:], end)
-                    if end:
-                        self._ended(stream_id)
-        except zttp.LocalProtocolError:
-            self._refused_send(stream)
-            return False
-        if self._table_update:
-            self._size_update()
-        return True
-
-    def _size_update(self) -> None:
-        out = self._conn.data_to_send()
-        updated = with_table_size_update(out, self._max_frame)
-        if updated is not None:
-            self._table_update = False
-            out = updated
-        if out:
-            self._out.append(out)
-
-    def send_response(
-        self, stream_id: int, status: int, fields: list[tuple[bytes, bytes]], body: bytes
-    ) -> bool | None:
-        """A final head (``fields``, ``:status`` first) and the whole body in one DATA frame
-        that ends the stream: most responses.  None, with nothing sent, if the windows or the
-        frame size cannot take the body at once (or an HPACK table size update is due)."""
-        size = len(body)
-        stream = self._conn.stream(stream_id)
-        window = stream.send_window
-        if (
-            window is None
-            or size > window
-            or size > self._conn.send_window
-            or size > self._max_frame
-            or self._table_update
-        ):
-            return None
-        try:
-            stream.send_response(status, fields[1:], False)
-            stream.send_data(body)
-            stream.end_message()
-        except zttp.LocalProtocolError:
-            self._refused_send(stream)
-            return False
-        entry = self._open.get(stream_id)
-        if entry is None or entry[3]:  # as _ended: the client's side is done too
-            self._known.discard(stream_id)
-        out = self._conn.data_to_send()  # as _merge_end, one call less
-        if out:
-            self._out.append(merged_end(out, stream_id, size))
-        return True
-
-    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> bool:
-        """Body bytes that fit :meth:`window` and :attr:`max_frame`."""
-        stream = self._conn.stream(stream_id)
-        try:
-            stream.send_data(data)
-            if end:
-                stream.end_message()
-                self._ended(stream_id)
-                self._merge_end(stream_id, len(data))
-        except zttp.LocalProtocolError:
-            self._refused_send(stream)
-            return False
-        return True
-
-    def _merge_end(self, stream_id: int, size: int) -> None:
-        """zttp ends a body with an empty DATA frame of its own: set END_STREAM on the last
-        DATA frame instead (zttp_frames.py)."""
-        out = self._conn.data_to_send()
-        if out:
-            self._out.append(merged_end(out, stream_id, size))
-
-    def _refused_send(self, stream: Any) -> None:
-        # Reset, so the client does not wait for a response that cannot come.
-        with contextlib.suppress(zttp.LocalProtocolError):
-            stream.reset(ev.INTERNAL_ERROR)
-        self._close(stream.stream_id)
-        self._known.discard(stream.stream_id)
-
-    def end_stream(self, stream_id: int) -> bool:
-        stream = self._conn.stream(stream_id)
-        try:
-            stream.end_message()
-        except zttp.LocalProtocolError:
-            self._refused_send(stream)
-            return False
-        self._ended(stream_id)
-        return True
-
-    def _ended(self, stream_id: int) -> None:
-        if self.client_done(stream_id):
-            self._known.discard(stream_id)
-
-    def reset(self, stream_id: int, error_code: int) -> None:
-        """RST_STREAM, unless the stream is already closed (then nothing may be sent)."""
-        if self.client_done(stream_id) and stream_id not in self._known:
-            # Closed both ways, or a request zttp refused: reset only a refused request the
-            # client is still sending (the connection asks for it after its answer).
-            return
-        self._close(stream_id)
-        self._known.discard(stream_id)
-        with contextlib.suppress(zttp.LocalProtocolError):
-            self._conn.stream(stream_id).reset(error_code)
-
-    def window(self, stream_id: int) -> int:
-        """How many body bytes the stream may send now (its window and the connection's)."""
-        stream_window: int | None = self._conn.stream(stream_id).send_window
-        if stream_window is None:
-            return 0
-        connection_window: int = self._conn.send_window
-        return min(stream_window, connection_window)
 
     @property
     def max_frame(self) -> int:
