@@ -1,10 +1,17 @@
 """The WSGI thread pool: ``size`` daemon threads taking requests from one queue.
 
-The threads start with the pool (as waitress's and gunicorn's gthread workers do): a
-``submit()`` is then one ``put``, with no bookkeeping of idle threads on either side.  What the
-rest of the adapter needs to know is read without locks: how many requests wait for a thread
-(the queue's size less the idle threads; ``--wsgi-queue`` bounds it) and which request each
-thread runs (so a shutdown that gives up on a thread stuck in the app can say which).
+The threads start with the pool (as waitress's and gunicorn's gthread workers do).  An idle
+thread parks on a lock of its own, on a stack of idle threads: ``submit()`` queues the job and
+releases the lock of the thread parked last, unless a thread is waking already; a woken thread
+that finds more jobs waiting wakes the next, so a thread seldom wakes for nothing.  (With
+one queue that every idle thread waits on, CPython's ``SimpleQueue`` woke a second thread per
+job, which took the GIL only to park again: about two more context switches and 10-15 us of CPU
+per request when requests come one at a time; benchmarks/results/wsgi-speed.md.)  The thread
+parked last is also the one whose memory is warm.  Jobs that find no idle thread wait in a
+deque, in order, holding no thread.  What the rest of the adapter needs to know is read without
+locks: how many requests wait for a thread (the deque's length less the idle threads;
+``--wsgi-queue`` bounds it) and which request each thread runs (so a shutdown that gives up on
+a thread stuck in the app can say which).
 
 Stopping never blocks the event loop: :meth:`WorkerPool.stop` queues one "stop" per thread and
 :meth:`WorkerPool.join` waits, with a timeout, on a future the last thread to leave resolves.
@@ -17,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from typing import Protocol
 
 __all__ = ["Job", "WorkerPool"]
@@ -35,15 +42,31 @@ class Job(Protocol):
         ...
 
 
+class _Parked:
+    """An idle thread's place on the stack: the lock it sleeps on, released once per wake."""
+
+    __slots__ = ("wake",)
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held while nobody woke the thread: it sleeps acquiring it
+
+
 class WorkerPool:
     """``size`` threads running jobs in submission order; more jobs wait in the queue."""
 
-    __slots__ = ("_jobs", "_left", "_lock", "_running", "_size", "_stopped", "_threads",
-                 "_waiters")  # fmt: skip
+    __slots__ = ("_idle", "_jobs", "_left", "_lock", "_running", "_stopped", "_threads",
+                 "_waiters", "_waking")  # fmt: skip
 
     def __init__(self, size: int, name: str) -> None:
-        self._size = size
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        # Jobs not yet taken (None: a thread's cue to exit), and the idle threads, the one
+        # parked last on top.  No lock: deque.append/popleft and list.append/pop/remove are
+        # atomic, and _work re-checks the jobs after parking, so no job is left behind.
+        self._jobs: deque[Job | None] = deque()
+        self._idle: list[_Parked] = []
+        # A thread was woken and has not yet looked at the jobs: it takes the first, and wakes
+        # the next idle thread if more wait (as SimpleQueue's getters chain their wake-ups).
+        self._waking = False
         # Thread number -> the job it runs.  Each thread writes only its own key; dict item
         # assignment and deletion are atomic, so readers on the loop need no lock.
         self._running: dict[int, Job] = {}
@@ -58,9 +81,21 @@ class WorkerPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, job: Job) -> None:
-        """Queue ``job``: it waits here, holding no thread, until one is free."""
-        self._jobs.put(job)
+    def submit(self, job: Job | None) -> None:
+        """Queue ``job`` and wake an idle thread unless one is waking already: the job waits,
+        holding no thread, until one is free.  (None tells the thread that takes it to exit.)"""
+        self._jobs.append(job)
+        if self._idle and not self._waking:
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        self._waking = True
+        try:
+            parked = self._idle.pop()
+        except IndexError:  # the last idle thread was taken meanwhile
+            self._waking = False
+            return
+        parked.wake.release()
 
     @property
     def waiting(self) -> int:
@@ -70,17 +105,40 @@ class WorkerPool:
     def backlog(self) -> int:
         """Jobs queued less the idle threads (approximate): a job submitted now waits for a
         thread when this is 0 or more, and is taken at once by an idle one when it is below 0.
-        (A thread between ``get()`` and noting its job is counted idle a moment too long.)"""
-        return self._jobs.qsize() - self._size + len(self._running)
+        (Read without the lock: a moment stale at worst.)"""
+        return len(self._jobs) - len(self._idle)
 
     def running(self) -> list[str]:
         """What the busy threads run now."""
         return [job.describe() for job in list(self._running.values())]
 
     def _work(self, number: int) -> None:
-        jobs, running = self._jobs, self._running
+        running, parked = self._running, _Parked()
+        jobs, idle, wake = self._jobs, self._idle, parked.wake
         try:
-            while (job := jobs.get()) is not None:
+            while True:
+                try:
+                    job = jobs.popleft()
+                except IndexError:
+                    idle.append(parked)
+                    if jobs:
+                        # A job came after popleft() and its submit() found no idle thread:
+                        # take it ourselves, unless a submit() has popped us meanwhile (then
+                        # its release is ours to consume).
+                        try:
+                            idle.remove(parked)
+                            continue
+                        except ValueError:
+                            pass
+                    wake.acquire()  # released by the submit() that pops this thread
+                    # Woken: say so before looking at the jobs, so that a later submit()
+                    # wakes a thread of its own rather than count on this one.
+                    self._waking = False
+                    continue
+                if jobs and idle and not self._waking:
+                    self._wake_one()  # more jobs wait: the next idle thread helps
+                if job is None:
+                    break
                 running[number] = job
                 try:
                     job.run()
@@ -108,7 +166,7 @@ class WorkerPool:
             return
         self._stopped = True
         for _ in self._threads:
-            self._jobs.put(None)
+            self.submit(None)
 
     async def join(self, grace: float | None) -> list[str]:
         """Wait up to ``grace`` seconds for every thread to end (after :meth:`stop`); return
